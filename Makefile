@@ -1,0 +1,60 @@
+# pixl-ipc reference kit. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+BUILD := build
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup test test-python test-php lint serve conformance bench soak clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) php-check ## Create .venv and install the kit, its tools and PHP
+
+$(STAMP): python/pyproject.toml conformance/pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e 'python[dev,bench]' -e conformance
+	@touch $@
+
+.PHONY: php-check
+php-check:
+	@if ! command -v php >/dev/null || ! command -v phpunit >/dev/null; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "php and phpunit are missing: run 'sudo apt-get install php-cli php-mbstring phpunit' or run make as root" >&2; exit 1; \
+	  fi; \
+	  echo "installing php-cli and phpunit with apt-get"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq php-cli php-mbstring phpunit >/dev/null; \
+	fi
+
+test: setup ## Run every test: pytest, PHPUnit, the conformance matrix
+	$(PY) -m pytest
+	phpunit -c php/phpunit.xml
+	$(MAKE) --no-print-directory conformance
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(VENV)/bin/ruff check python conformance tests
+	$(VENV)/bin/ruff format --check python conformance tests
+	$(VENV)/bin/mypy --strict python/src conformance/src
+
+serve: $(STAMP) ## Run the reference server on build/pixl-ipc.sock
+	@mkdir -p $(BUILD)
+	$(VENV)/bin/pixl-ipc serve --socket $(BUILD)/pixl-ipc.sock --log-level INFO
+
+conformance: setup ## Conformance matrix: reference server and every client adapter
+	@mkdir -p $(BUILD)/conformance
+	$(PY) -m pixl_ipc_conformance matrix --out $(BUILD)/conformance
+
+bench: $(STAMP) ## Benchmark against floors; writes build/bench/
+	$(PY) python/benchmarks/bench.py --out $(BUILD)/bench
+
+soak: $(STAMP) ## The long soak under mixed load with faults
+	PIXL_SOAK=long $(PY) -m pytest -m soak -p no:cacheprovider tests/reliability
+
+clean: ## Remove build output and the virtualenv
+	rm -rf $(BUILD) $(VENV)

@@ -1,0 +1,182 @@
+"""Line framing and JSON encoding: bytes in, lines out; values in, bytes out.
+
+No sockets here. :class:`LineDecoder` turns a byte stream cut into arbitrary
+chunks into complete lines (FRAME-1 to FRAME-3), enforcing the size limit as it
+goes (LIMIT-2, LIMIT-3) so that its memory stays bounded by the limit whatever
+it is fed. :func:`encode_line` and :func:`decode_json` are the only places that
+turn values into wire bytes and back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import MalformedMessage
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "ID_RECOVERY_BYTES",
+    "MIN_MAX_MESSAGE_BYTES",
+    "LineDecoder",
+    "OversizeLine",
+    "decode_json",
+    "encode_line",
+]
+
+#: Default limit of one message, in bytes. The spec's floor is 16 MiB (LIMIT-1);
+#: 64 MiB leaves room for bulk payloads while bounding a bad peer's cost.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: The smallest limit a conforming receiver may use (LIMIT-1).
+MIN_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: How much of an oversize line is kept to recover its id (CORR-6).
+ID_RECOVERY_BYTES = 4096
+
+_LF = b"\n"
+# orjson reads integers beyond 64 bits as floats; a run of 19 digits is the
+# cheapest sign that the slower exact parser is needed (FRAME-9).
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+@dataclass(frozen=True, slots=True)
+class OversizeLine:
+    """A line that passed the size limit; the rest of it is being discarded.
+
+    Attributes:
+        head: the first :data:`ID_RECOVERY_BYTES` bytes of the line.
+        size: how many bytes of the line had been seen when it passed the limit.
+        limit: the limit in force.
+    """
+
+    head: bytes
+    size: int
+    limit: int
+
+
+class LineDecoder:
+    """Split a byte stream into lines of at most ``max_line_bytes`` bytes.
+
+    :meth:`feed` returns, in stream order, each complete line (``bytes`` without
+    its LF, and without a CR just before it, FRAME-2) and an
+    :class:`OversizeLine` for each line over the limit, reported as soon as the
+    limit is passed; the rest of that line is dropped as it arrives (LIMIT-2).
+    """
+
+    __slots__ = ("_chunks", "_pending", "_discarding", "max_line_bytes")
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        if max_line_bytes < 1:
+            raise ValueError("max_line_bytes must be positive")
+        self.max_line_bytes = max_line_bytes
+        # Chunks of the unfinished line: joined once when its LF arrives, so a
+        # line in N chunks costs O(size), not O(N * size).
+        self._chunks: list[bytes] = []
+        self._pending = 0
+        self._discarding = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an unfinished line held in memory (never over the limit)."""
+        return self._pending
+
+    def feed(self, data: bytes) -> list[bytes | OversizeLine]:
+        """Add bytes from the stream and return the events they complete."""
+        out: list[bytes | OversizeLine] = []
+        if self._discarding:
+            end = data.find(_LF)
+            if end < 0:
+                return out
+            self._discarding = False
+            data = data[end + 1 :]
+        if not data:
+            return out
+        if self._chunks:
+            end = data.find(_LF)
+            if end < 0:
+                self._add_partial(data, out)
+                return out
+            self._chunks.append(data[:end])
+            line = b"".join(self._chunks)
+            self._chunks = []
+            self._pending = 0
+            self._emit(line, out)
+            data = data[end + 1 :]
+        parts = data.split(_LF)
+        rest = parts.pop()
+        for line in parts:
+            self._emit(line, out)
+        if rest:
+            self._add_partial(rest, out)
+        return out
+
+    def _emit(self, line: bytes, out: list[bytes | OversizeLine]) -> None:
+        if len(line) > self.max_line_bytes:
+            out.append(OversizeLine(line[:ID_RECOVERY_BYTES], len(line), self.max_line_bytes))
+            return
+        if line[-1:] == b"\r":
+            line = line[:-1]
+        out.append(line)
+
+    def _add_partial(self, data: bytes, out: list[bytes | OversizeLine]) -> None:
+        size = self._pending + len(data)
+        if size > self.max_line_bytes:
+            head = (b"".join(self._chunks) + data[:ID_RECOVERY_BYTES])[:ID_RECOVERY_BYTES]
+            out.append(OversizeLine(head, size, self.max_line_bytes))
+            self._chunks = []
+            self._pending = 0
+            self._discarding = True
+            return
+        self._chunks.append(data)
+        self._pending = size
+
+
+def encode_line(value: Any) -> bytes:
+    """Serialize ``value`` as one JSON line ending in LF (FRAME-1).
+
+    Raises:
+        TypeError: ``value`` holds something JSON cannot represent.
+        ValueError: ``value`` holds a non-finite float or a circular reference.
+    """
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        pass
+    # orjson refuses integers past 64 bits, lone surrogates and nesting past
+    # 254 levels; the stdlib writes them all, escaping to stay valid UTF-8.
+    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    return text.encode("ascii") + _LF
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(line: bytes) -> Any:
+    """Parse one line as JSON.
+
+    Raises:
+        MalformedMessage: the line is not valid UTF-8 JSON, or nests too deep
+            for this receiver (LIMIT-4); the message says why.
+    """
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        first_error: str = str(exc)
+    else:
+        if _LONG_DIGITS.search(line) is None:
+            return value
+        first_error = ""
+    # The stdlib parser is exact on big integers and accepts lone surrogate
+    # escapes (FRAME-8 allows either); it only runs when orjson could not.
+    try:
+        return json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage(f"invalid UTF-8 at byte {exc.start}") from None
+    except RecursionError:
+        raise MalformedMessage("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise MalformedMessage(first_error or str(exc)) from None

@@ -1,0 +1,388 @@
+"""Messages of the pixl-ipc protocol: building, checking and matching them.
+
+Theory of operation
+-------------------
+A connection carries one JSON object per line in each direction (spec section
+2). This module holds every protocol rule and no I/O; the server and the two
+clients only move bytes between a socket and the two connection objects here.
+
+:class:`ServerProtocol` is one server-side connection. Bytes go in through
+:meth:`ServerProtocol.receive_data`; out come, in stream order, either an
+:class:`IncomingRequest` (a valid request, for the router) or a
+:class:`ProtocolReply` (an error the server answers at once without a
+handler: ``no_uri``, ``bad_json``, ``bad_request``, ``message_too_large``).
+Lines that are not messages (blank, or not starting with ``{``) produce nothing
+(FRAME-4, FRAME-5). Replies are built with :func:`response`, :func:`error_reply`
+and :func:`data_error`, and turned into bytes by :func:`~pixl_ipc.framing.encode_line`.
+
+:class:`ClientProtocol` is one client-side connection. It numbers requests
+(``rq0``, ``rq1``, ... never reused on a connection, CORR-1) and encodes them;
+incoming bytes become :class:`IncomingResponse` (it has an id),
+:class:`IncomingPush` (no id, PUSH-2) or :class:`OversizeMessage`. Matching a
+response to a waiting caller is the front end's job, by id alone (CORR-2);
+:func:`response_outcome` turns a response into the caller's data or a
+:class:`~pixl_ipc.errors.RemoteError`, with the original's ``codeToErr`` and
+``messageTransform`` semantics.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ErrorCode, MalformedMessage, RemoteError
+from .framing import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    LineDecoder,
+    OversizeLine,
+    decode_json,
+    encode_line,
+)
+
+__all__ = [
+    "NO_URI_MESSAGE",
+    "PROTOCOL_VERSION",
+    "ClientProtocol",
+    "IncomingPush",
+    "IncomingRequest",
+    "IncomingResponse",
+    "OversizeMessage",
+    "ProtocolReply",
+    "ServerProtocol",
+    "data_error",
+    "error_reply",
+    "is_falsy_id",
+    "no_handler_found",
+    "push_message",
+    "recover_id",
+    "reply_id",
+    "response",
+    "response_outcome",
+]
+
+#: The protocol version this kit speaks, the original's (VER-1).
+PROTOCOL_VERSION = "1.1"
+#: The original's exact text for ``no_uri`` (ERR-3).
+NO_URI_MESSAGE = "Missing required uri parameter from request"
+
+_WHITESPACE = b" \t\r"
+# CORR-6: the id member followed by a JSON string or number.
+_ID_PATTERN = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+
+MessageTransform = Callable[[dict[str, Any]], Any]
+
+
+# --- building messages -------------------------------------------------------
+
+
+def is_falsy_id(value: Any) -> bool:
+    """True for the ids that mean "not correlated" (REQ-3): absent, null, "", 0, false."""
+    return value is None or value is False or value == "" or (type(value) in (int, float) and value == 0)
+
+
+def reply_id(request_id: Any) -> Any:
+    """The ``ipcReqID`` a response carries for a request's id (RESP-2)."""
+    return None if is_falsy_id(request_id) else request_id
+
+
+def response(request_id: Any, data: Any) -> dict[str, Any]:
+    """A success response (RESP-3)."""
+    return {"ipcReqID": reply_id(request_id), "data": data}
+
+
+def error_reply(request_id: Any, code: ErrorCode | str, message: str, **extra: Any) -> dict[str, Any]:
+    """A top-level error response (ERR-2): no ``data`` member."""
+    reply: dict[str, Any] = {"ipcReqID": reply_id(request_id), "code": str(code), "message": message}
+    reply.update(extra)
+    return reply
+
+
+def data_error(request_id: Any, code: ErrorCode | str, message: str, **extra: Any) -> dict[str, Any]:
+    """An error placed inside ``data`` (ERR-2), as the original does for routing."""
+    error: dict[str, Any] = {"code": str(code), "message": message}
+    error.update(extra)
+    return {"ipcReqID": reply_id(request_id), "data": error}
+
+
+def no_handler_found(request_id: Any, uri: str) -> dict[str, Any]:
+    """The original's answer when no handler matches (ROUTE-2)."""
+    return data_error(request_id, ErrorCode.NO_HANDLER_FOUND, f"No handler found for {uri}")
+
+
+def push_message(data: Any) -> dict[str, Any]:
+    """A server push: a message without ``ipcReqID`` (PUSH-1)."""
+    return {"data": data}
+
+
+def recover_id(head: bytes) -> Any:
+    """Find the ``ipcReqID`` in the first bytes of a line that cannot be parsed (CORR-6).
+
+    Returns the id (string or number) if it is found and truthy, else None.
+    """
+    match = _ID_PATTERN.search(head, 0, 4096)
+    if match is None:
+        return None
+    try:
+        value = decode_json(match.group(1))
+    except MalformedMessage:
+        return None
+    return reply_id(value)
+
+
+# --- server side -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """A well-formed request for the router.
+
+    Attributes:
+        message: the request object as received (REQ-1), extra members kept.
+        uri: its ``uri`` (a non-empty string).
+        id: the ``ipcReqID`` to answer with (None when not correlated).
+    """
+
+    message: dict[str, Any]
+    uri: str
+    id: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolReply:
+    """An error the server answers at once, without a handler.
+
+    Attributes:
+        message: the reply to send.
+        reason: why (for logs and stats), e.g. ``"bad_json"``.
+    """
+
+    message: dict[str, Any]
+    reason: str
+
+
+ServerEvent = IncomingRequest | ProtocolReply
+
+
+def _check_request(message: dict[str, Any]) -> IncomingRequest | ProtocolReply:
+    request_id = message.get("ipcReqID")
+    if request_id is True or isinstance(request_id, (dict, list)):
+        reply = error_reply(None, ErrorCode.BAD_REQUEST, "ipcReqID must be a string or a number")
+        return ProtocolReply(reply, "bad_request")
+    uri = message.get("uri")
+    if type(uri) is str and uri:
+        return IncomingRequest(message, uri, reply_id(request_id))
+    if uri is None or uri is False or uri == "" or (type(uri) in (int, float) and uri == 0):
+        return ProtocolReply(error_reply(request_id, ErrorCode.NO_URI, NO_URI_MESSAGE), "no_uri")
+    reply = error_reply(request_id, ErrorCode.BAD_REQUEST, "uri must be a string")
+    return ProtocolReply(reply, "bad_request")
+
+
+def parse_request_line(line: bytes) -> ServerEvent | None:
+    """Classify one line received by a server (FRAME-4 to FRAME-6, REQ-1 to REQ-3).
+
+    Returns None for a line that is not a message.
+    """
+    if line[:1] != b"{":
+        stripped = line.lstrip(_WHITESPACE)
+        if stripped[:1] != b"{":
+            return None
+    try:
+        message = decode_json(line)
+    except MalformedMessage as exc:
+        reply = error_reply(recover_id(line[:4096]), ErrorCode.BAD_JSON, f"invalid JSON: {exc}")
+        return ProtocolReply(reply, "bad_json")
+    if type(message) is not dict:  # "{" guarantees an object unless it is malformed
+        reply = error_reply(None, ErrorCode.BAD_JSON, "invalid JSON: not an object")
+        return ProtocolReply(reply, "bad_json")
+    return _check_request(message)
+
+
+def oversize_reply(event: OversizeLine) -> ProtocolReply:
+    """The ``message_too_large`` answer to an oversize line (LIMIT-2)."""
+    reply = error_reply(
+        recover_id(event.head),
+        ErrorCode.MESSAGE_TOO_LARGE,
+        f"message exceeds the limit of {event.limit} bytes",
+        limit=event.limit,
+    )
+    return ProtocolReply(reply, "message_too_large")
+
+
+class ServerProtocol:
+    """The protocol state of one server-side connection.
+
+    Args:
+        max_message_bytes: the largest request line accepted (LIMIT-1).
+    """
+
+    __slots__ = ("decoder",)
+
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.decoder = LineDecoder(max_message_bytes)
+
+    def receive_data(self, data: bytes) -> list[ServerEvent]:
+        """Feed bytes read from the connection; return the events they complete."""
+        events: list[ServerEvent] = []
+        for item in self.decoder.feed(data):
+            if type(item) is bytes:
+                event = parse_request_line(item)
+                if event is not None:
+                    events.append(event)
+            else:
+                assert isinstance(item, OversizeLine)
+                events.append(oversize_reply(item))
+        return events
+
+
+# --- client side -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingResponse:
+    """A message from the server that carries a truthy ``ipcReqID``."""
+
+    id: Any
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingPush:
+    """A message from the server without an id (PUSH-1)."""
+
+    message: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class OversizeMessage:
+    """A line from the server over the client's limit (LIMIT-3)."""
+
+    size: int
+    limit: int
+
+
+ClientEvent = IncomingResponse | IncomingPush | OversizeMessage
+
+
+class ClientProtocol:
+    """The protocol state of one client-side connection.
+
+    Args:
+        max_message_bytes: the largest response line accepted (LIMIT-1).
+        user_agent: the ``userAgent`` member of every request (REQ-6).
+        pid: the ``pid`` member (REQ-5); defaults to this process's id.
+    """
+
+    __slots__ = ("decoder", "user_agent", "pid", "_counter", "malformed")
+
+    def __init__(
+        self,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        *,
+        user_agent: str = "",
+        pid: int | None = None,
+    ) -> None:
+        self.decoder = LineDecoder(max_message_bytes)
+        self.user_agent = user_agent
+        self.pid = os.getpid() if pid is None else pid
+        self._counter = 0
+        #: How many malformed lines were ignored (FRAME-7).
+        self.malformed = 0
+
+    def next_id(self) -> str:
+        """A fresh request id, never reused on this connection (CORR-1)."""
+        request_id = f"rq{self._counter}"
+        self._counter += 1
+        return request_id
+
+    def encode_request(self, uri: str, data: Any) -> tuple[str, bytes]:
+        """Build a request with a new id (the id comes before data, CORR-6).
+
+        Returns:
+            The id and the bytes to write, LF included.
+
+        Raises:
+            TypeError, ValueError: ``data`` cannot be encoded as JSON.
+        """
+        request_id = self.next_id()
+        message = {
+            "ipcReqID": request_id,
+            "uri": uri,
+            "data": data,
+            "pid": self.pid,
+            "userAgent": self.user_agent,
+        }
+        return request_id, encode_line(message)
+
+    def receive_data(self, data: bytes) -> list[ClientEvent]:
+        """Feed bytes read from the connection; return the events they complete."""
+        events: list[ClientEvent] = []
+        for item in self.decoder.feed(data):
+            if type(item) is not bytes:
+                assert isinstance(item, OversizeLine)
+                events.append(OversizeMessage(item.size, item.limit))
+                continue
+            if item[:1] != b"{" and item.lstrip(_WHITESPACE)[:1] != b"{":
+                continue  # FRAME-4, FRAME-5
+            try:
+                message = decode_json(item)
+            except MalformedMessage:
+                self.malformed += 1  # FRAME-7: ignored, never fails a request
+                continue
+            if type(message) is not dict:
+                self.malformed += 1
+                continue
+            request_id = message.get("ipcReqID")
+            if is_falsy_id(request_id) or isinstance(request_id, (dict, list)):
+                events.append(IncomingPush(message))
+            else:
+                events.append(IncomingResponse(request_id, message))
+        return events
+
+
+def _as_error(err: Any, message: dict[str, Any]) -> BaseException:
+    if isinstance(err, BaseException):
+        return err
+    if isinstance(err, dict) and err.get("code"):
+        return RemoteError(str(err["code"]), str(err.get("message", "")), err)
+    return RemoteError("error", str(err), message)
+
+
+def response_outcome(
+    message: dict[str, Any],
+    *,
+    code_to_err: bool = False,
+    message_transform: MessageTransform | None = None,
+) -> Any:
+    """Turn a response into the caller's data, or raise its error (ERR-4).
+
+    Args:
+        message: the response as received.
+        code_to_err: the original's ``codeToErr``: an error inside ``data``
+            (a truthy ``data.code``) is raised too.
+        message_transform: the original's ``messageTransform``: called with the
+            message, returns ``(err, data)``; a truthy ``err`` is raised (an
+            exception as it is, an object with ``code`` as RemoteError),
+            otherwise ``data`` is returned. It replaces the rules above.
+
+    Raises:
+        RemoteError: the response is an error.
+    """
+    if message_transform is not None:
+        result = message_transform(message)
+        try:
+            err, data = result
+        except (TypeError, ValueError):
+            raise TypeError("message_transform must return a pair (err, data)") from None
+        if err:
+            raise _as_error(err, message)
+        return data
+    code = message.get("code")
+    if code:  # top-level error: always raised (ERR-4)
+        raise RemoteError(str(code), str(message.get("message", "")), message)
+    data = message.get("data")
+    if code_to_err and isinstance(data, dict) and data.get("code"):
+        raise RemoteError(str(data["code"]), str(data.get("message", "")), data)
+    return data
