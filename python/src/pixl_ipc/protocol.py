@@ -257,10 +257,17 @@ class IncomingPush:
 
 @dataclass(frozen=True, slots=True)
 class OversizeMessage:
-    """A line from the server over the client's limit (LIMIT-3)."""
+    """A line from the server over the client's limit (LIMIT-3).
+
+    Attributes:
+        size: the bytes of the line seen when it passed the limit.
+        limit: the limit in force.
+        id: the ``ipcReqID`` recovered from the line's head (CORR-6), or None.
+    """
 
     size: int
     limit: int
+    id: Any = None
 
 
 ClientEvent = IncomingResponse | IncomingPush | OversizeMessage
@@ -322,7 +329,7 @@ class ClientProtocol:
         for item in self.decoder.feed(data):
             if type(item) is not bytes:
                 assert isinstance(item, OversizeLine)
-                events.append(OversizeMessage(item.size, item.limit))
+                events.append(OversizeMessage(item.size, item.limit, recover_id(item.head)))
                 continue
             if item[:1] != b"{" and item.lstrip(_WHITESPACE)[:1] != b"{":
                 continue  # FRAME-4, FRAME-5
