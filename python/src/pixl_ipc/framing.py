@@ -10,6 +10,7 @@ turn values into wire bytes and back.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -139,7 +140,8 @@ def encode_line(value: Any) -> bytes:
 
     Raises:
         TypeError: ``value`` holds something JSON cannot represent.
-        ValueError: ``value`` holds a non-finite float or a circular reference.
+        ValueError: ``value`` holds a non-finite float or a circular reference,
+            or nests deeper than the stack allows.
     """
     try:
         return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
@@ -147,12 +149,25 @@ def encode_line(value: Any) -> bytes:
         pass
     # orjson refuses integers past 64 bits, lone surrogates and nesting past
     # 254 levels; the stdlib writes them all, escaping to stay valid UTF-8.
-    text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    try:
+        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
+    except RecursionError:
+        # Deeper than this thread's stack allows: a value error, not a crash.
+        raise ValueError("value nested too deeply to encode") from None
     return text.encode("ascii") + _LF
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # A literal such as 1e400 is valid syntax but overflows to infinity, which
+    # FRAME-6 counts as a non-finite number; orjson refuses it, so must we.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def decode_json(line: bytes) -> Any:
@@ -173,7 +188,7 @@ def decode_json(line: bytes) -> Any:
     # The stdlib parser is exact on big integers and accepts lone surrogate
     # escapes (FRAME-8 allows either); it only runs when orjson could not.
     try:
-        return json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(line.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
     except UnicodeDecodeError as exc:
         raise MalformedMessage(f"invalid UTF-8 at byte {exc.start}") from None
     except RecursionError:
