@@ -1,0 +1,331 @@
+"""Command line: ``pixl-ipc-conformance server|client|matrix|list``.
+
+``server --socket PATH`` checks a server already listening on PATH;
+``server --start "CMD {socket}"`` starts one on a temporary socket first and
+stops it afterwards. ``client --adapter "CMD"`` checks a client through its
+adapter (spec/ADAPTER.md). ``matrix --out DIR`` runs both sides against every
+implementation listed in ``conformance/matrix.json``. ``list`` prints the cases.
+
+Exit status: 0 when no MUST case failed, 1 when one did, 2 on a usage error
+(bad option, unreadable case or schema file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .model import (
+    CASES_DIR,
+    REPO_ROOT,
+    Case,
+    CaseFileError,
+    CaseResult,
+    RunOptions,
+    apply_expected_failures,
+    exit_status,
+    load_cases,
+    load_expected_failures,
+)
+from .report import Reporter, summary_counts, write_json, write_junit
+from .schemas import SchemaError, SpecSchemas
+
+__all__ = ["MATRIX_FILE", "expand_command", "main"]
+
+#: The implementations ``matrix`` runs.
+MATRIX_FILE = REPO_ROOT / "conformance" / "matrix.json"
+
+
+def expand_command(command: str, **values: str) -> list[str]:
+    """Split a command line and substitute ``{python}``, ``{socket}``, ... in each word.
+
+    Args:
+        command: a shell-like command line (no shell is used).
+        values: the substitutions; ``python`` defaults to :data:`sys.executable`.
+
+    Returns:
+        The argument vector.
+    """
+    values.setdefault("python", sys.executable)
+    words = shlex.split(command)
+    out = []
+    for word in words:
+        for key, value in values.items():
+            word = word.replace("{" + key + "}", value)
+        out.append(word)
+    return out
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--case",
+        action="append",
+        metavar="ID_OR_GLOB",
+        help="run only these cases (repeatable, comma-separated, globs allowed)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    parser.add_argument("--level", choices=["must", "should"], type=str.lower, help="run only this level")
+    parser.add_argument("--expect-fail", metavar="FILE", type=Path, help="JSON file of known failures")
+    parser.add_argument("--report-json", metavar="FILE", type=Path, help="write a JSON report")
+    parser.add_argument("--junit", metavar="FILE", type=Path, help="write a JUnit XML report")
+    _add_paths(parser)
+    parser.add_argument(
+        "--timeout-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="multiply every case's time bound by X (slow machines)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _add_paths(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spec-dir", type=Path, default=None, help="the spec directory (default: the kit's spec/)"
+    )
+    parser.add_argument("--cases-dir", type=Path, default=CASES_DIR, help="the cases directory")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the command line."""
+    parser = argparse.ArgumentParser(
+        prog="pixl-ipc-conformance",
+        description="Conformance suite for pixl-ipc 1.1 servers and clients.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    server = sub.add_parser("server", help="check a server")
+    where = server.add_mutually_exclusive_group(required=False)
+    where.add_argument("--socket", help="the socket path of a running server")
+    where.add_argument(
+        "--start", metavar="COMMAND", help="start this server command; {socket} is substituted"
+    )
+    server.add_argument(
+        "--max-message-bytes",
+        type=int,
+        metavar="N",
+        help="the server's message limit (enables the over-limit cases)",
+    )
+    server.add_argument("--start-timeout", type=float, default=15.0, help="seconds to wait for --start")
+    _add_common(server)
+
+    client = sub.add_parser("client", help="check a client through its adapter")
+    client.add_argument("--adapter", metavar="COMMAND", help="the adapter command (spec/ADAPTER.md)")
+    _add_common(client)
+
+    matrix = sub.add_parser("matrix", help="every implementation in conformance/matrix.json")
+    matrix.add_argument(
+        "--out", type=Path, required=True, help="directory for the per-implementation reports"
+    )
+    matrix.add_argument("--matrix-file", type=Path, default=MATRIX_FILE, help="the implementations to run")
+    matrix.add_argument("--only", action="append", metavar="NAME", help="run only these implementations")
+    matrix.add_argument("--timeout-scale", type=float, default=1.0, metavar="X")
+    matrix.add_argument("--quiet", action="store_true", help="no progress line")
+    _add_paths(matrix)
+
+    listing = sub.add_parser("list", help="list the cases")
+    listing.add_argument("kind", nargs="?", choices=["server", "client"], help="only this kind")
+    listing.add_argument("--case", action="append", metavar="ID_OR_GLOB")
+    listing.add_argument("--level", choices=["must", "should"], type=str.lower)
+    listing.add_argument("--cases-dir", type=Path, default=CASES_DIR)
+    return parser
+
+
+def _print_cases(cases: Sequence[Case]) -> None:
+    width = max([4, *(len(c.id) for c in cases)])
+    for case in cases:
+        print(f"{case.id:<{width}}  {case.level:<6}  {', '.join(case.rules):<24}  {case.title}")
+    print(f"{len(cases)} cases")
+
+
+def _finish(
+    results: list[CaseResult],
+    args: argparse.Namespace,
+    reporter: Reporter,
+    meta: dict[str, Any],
+) -> int:
+    if args.expect_fail is not None:
+        results = apply_expected_failures(results, load_expected_failures(args.expect_fail))
+    reporter.finish(results)
+    for result in results:
+        if result.unexpected_pass:
+            print(f"note: {result.case_id} is listed as a known failure but passed", file=sys.stderr)
+    if args.report_json is not None:
+        write_json(results, args.report_json, meta=meta)
+    if args.junit is not None:
+        write_junit(results, args.junit)
+    return exit_status(results)
+
+
+def _run_server(args: argparse.Namespace) -> int:
+    from .server_runner import run_server_cases, started_server
+
+    cases = load_cases("server", args.case, args.level, cases_dir=args.cases_dir)
+    if args.list:
+        _print_cases(cases)
+        return 0
+    if args.socket is None and args.start is None:
+        print("server: give --socket PATH or --start COMMAND", file=sys.stderr)
+        return 2
+    if args.expect_fail is not None:
+        load_expected_failures(args.expect_fail)  # a bad file is a usage error, before any run
+    schemas = SpecSchemas(args.spec_dir)
+    reporter = Reporter(progress=not args.quiet)
+    options = RunOptions(
+        schemas=schemas,
+        reporter=reporter,
+        timeout_scale=args.timeout_scale,
+        max_message_bytes=args.max_message_bytes,
+        cwd=REPO_ROOT,
+    )
+    meta: dict[str, Any] = {"kind": "server", "socket": args.socket, "start": args.start}
+    if args.start is not None:
+        with started_server(args.start, cwd=REPO_ROOT, timeout=args.start_timeout) as socket_path:
+            results = run_server_cases(cases, socket_path, options)
+    else:
+        results = run_server_cases(cases, args.socket, options)
+    return _finish(results, args, reporter, meta)
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    cases = load_cases("client", args.case, args.level, cases_dir=args.cases_dir)
+    if args.list:
+        _print_cases(cases)
+        return 0
+    if not args.adapter:
+        print("client: give --adapter COMMAND", file=sys.stderr)
+        return 2
+    if args.expect_fail is not None:
+        load_expected_failures(args.expect_fail)
+    from .client_runner import run_client_cases
+
+    reporter = Reporter(progress=not args.quiet)
+    options = RunOptions(
+        schemas=SpecSchemas(args.spec_dir), reporter=reporter, timeout_scale=args.timeout_scale, cwd=REPO_ROOT
+    )
+    results = run_client_cases(cases, args.adapter, options)
+    return _finish(results, args, reporter, {"kind": "client", "adapter": args.adapter})
+
+
+def _load_matrix(path: Path) -> list[dict[str, Any]]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CaseFileError(path, [str(exc)]) from exc
+    entries = document.get("implementations") if isinstance(document, dict) else None
+    problems = []
+    if not isinstance(entries, list) or not entries:
+        problems.append("expected an object with a non-empty 'implementations' array")
+        entries = []
+    for index, entry in enumerate(entries):
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("name"), str)
+            and entry.get("kind") in ("server", "client")
+            and isinstance(entry.get("command"), str)
+        )
+        if not ok:
+            problems.append(f"entry {index}: needs name, kind (server|client) and command")
+    if problems:
+        raise CaseFileError(path, problems)
+    return list(entries)
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+
+
+def _run_matrix(args: argparse.Namespace) -> int:
+    entries = _load_matrix(args.matrix_file)
+    if args.only:
+        entries = [e for e in entries if e["name"] in args.only]
+    schemas = SpecSchemas(args.spec_dir)
+    server_cases = load_cases("server", cases_dir=args.cases_dir)
+    client_cases = load_cases("client", cases_dir=args.cases_dir)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, str, dict[str, int], int]] = []
+    status = 0
+    for entry in entries:
+        name, kind = entry["name"], entry["kind"]
+        reporter = Reporter(progress=not args.quiet, title=f"== {name} ({kind})")
+        options = RunOptions(
+            schemas=schemas,
+            reporter=reporter,
+            timeout_scale=args.timeout_scale,
+            max_message_bytes=entry.get("max_message_bytes"),
+            cwd=REPO_ROOT,
+        )
+        results: list[CaseResult]
+        if kind == "server":
+            from .server_runner import run_server_cases, started_server
+
+            with started_server(entry["command"], cwd=REPO_ROOT) as socket_path:
+                results = run_server_cases(server_cases, socket_path, options)
+        else:
+            from .client_runner import run_client_cases
+
+            command = entry["command"].replace("{python}", shlex.quote(sys.executable))
+            results = run_client_cases(client_cases, command, options)
+        if entry.get("expect_fail"):
+            results = apply_expected_failures(
+                results, load_expected_failures(REPO_ROOT / entry["expect_fail"])
+            )
+        reporter.finish(results)
+        print()
+        slug = _slug(name)
+        write_json(
+            results, args.out / f"{slug}.json", meta={"name": name, "kind": kind, "command": entry["command"]}
+        )
+        write_junit(results, args.out / f"{slug}.junit.xml", suite=f"pixl-ipc-conformance.{slug}")
+        code = exit_status(results)
+        status = max(status, code)
+        rows.append((name, kind, summary_counts(results), code))
+    width = max([len("implementation"), *(len(r[0]) for r in rows)])
+    print(f"{'implementation':<{width}}  kind    passed  failed  skipped  xfail  MUST ok")
+    for name, kind, counts, code in rows:
+        print(
+            f"{name:<{width}}  {kind:<6}  {counts['passed']:>6}  {counts['failed']:>6}"
+            f"  {counts['skipped']:>7}  {counts['xfailed']:>5}  {'yes' if code == 0 else 'NO'}"
+        )
+    total = {k: sum(r[2][k] for r in rows) for k in ("passed", "failed", "skipped")}
+    line = f"{total['passed']} passed, {total['failed']} failed"
+    if total["skipped"]:
+        line += f", {total['skipped']} skipped"
+    print(line)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            kinds = [args.kind] if args.kind else ["server", "client"]
+            cases = [c for k in kinds for c in load_cases(k, args.case, args.level, cases_dir=args.cases_dir)]
+            _print_cases(cases)
+            return 0
+        if args.command == "server":
+            return _run_server(args)
+        if args.command == "client":
+            return _run_client(args)
+        return _run_matrix(args)
+    except (CaseFileError, SchemaError) as exc:
+        print(f"pixl-ipc-conformance: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pixl-ipc-conformance: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,217 @@
+"""Reporting: a progress line, the result table, the summary, JSON and JUnit files.
+
+:class:`Reporter` is what runners call while they work (``start``,
+``case_started``, ``case_finished``) and what the CLI calls at the end
+(``finish``). The closing summary line is exactly ``N passed, N failed``,
+followed by ``, N skipped`` when any case was skipped and ``, N expected to
+fail`` when a known-failures file matched; WARN results count as passed but
+are shown in the table.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from .model import Case, CaseResult, Verdict
+
+__all__ = ["Reporter", "format_table", "summary_counts", "summary_line", "write_json", "write_junit"]
+
+_TERSE_LIMIT = 300
+
+
+def _clip(text: str, limit: int = _TERSE_LIMIT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def verdict_label(result: CaseResult) -> str:
+    """The verdict as shown in the table (``XFAIL``/``XPASS`` for known failures)."""
+    if result.xfail_reason is not None:
+        if result.verdict is Verdict.FAIL:
+            return "XFAIL"
+        if result.unexpected_pass:
+            return "XPASS"
+    return result.verdict.value
+
+
+def summary_counts(results: Sequence[CaseResult]) -> dict[str, int]:
+    """Counts for the summary: passed (PASS+WARN), failed, skipped, xfailed."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0}
+    for result in results:
+        if result.verdict is Verdict.SKIP:
+            counts["skipped"] += 1
+        elif result.verdict is Verdict.FAIL:
+            counts["xfailed" if result.xfail_reason is not None else "failed"] += 1
+        else:
+            counts["passed"] += 1
+    return counts
+
+
+def summary_line(results: Sequence[CaseResult]) -> str:
+    """``N passed, N failed`` (``, N skipped``) (``, N expected to fail``)."""
+    counts = summary_counts(results)
+    line = f"{counts['passed']} passed, {counts['failed']} failed"
+    if counts["skipped"]:
+        line += f", {counts['skipped']} skipped"
+    if counts["xfailed"]:
+        line += f", {counts['xfailed']} expected to fail"
+    return line
+
+
+def format_table(results: Sequence[CaseResult]) -> str:
+    """The result table: case, level, verdict, and the why for non-PASS rows."""
+    width = max([len("case"), *(len(r.case_id) for r in results)])
+    lines = [f"{'case':<{width}}  {'level':<6}  verdict", f"{'-' * width}  {'-' * 6}  -------"]
+    for result in results:
+        label = verdict_label(result)
+        row = f"{result.case_id:<{width}}  {result.level:<6}  {label}"
+        notes = []
+        if result.verdict in (Verdict.FAIL, Verdict.WARN):
+            notes.append(f"expected {_clip(result.expected)}; got {_clip(result.got)}")
+            if result.detail and result.detail not in result.got:
+                notes.append(_clip(result.detail))
+        elif result.verdict is Verdict.SKIP:
+            notes.append(_clip(result.detail))
+        if result.xfail_reason is not None:
+            prefix = (
+                "known failure" if result.verdict is Verdict.FAIL else "listed as a known failure but passed"
+            )
+            notes.append(f"{prefix}: {_clip(result.xfail_reason)}")
+        lines.append(row)
+        lines.extend(f"{' ' * width}    {note}" for note in notes)
+    return "\n".join(lines)
+
+
+class Reporter:
+    """Shows progress while cases run, then the table and the summary.
+
+    Args:
+        out: where the table and summary go (default stdout).
+        progress: where the progress line goes (default stderr); on a terminal
+            it is rewritten in place, elsewhere one line per case is written.
+            None disables progress.
+        title: a heading printed before the table (e.g. the implementation).
+    """
+
+    def __init__(
+        self, out: TextIO | None = None, progress: TextIO | bool | None = True, *, title: str = ""
+    ) -> None:
+        self.out = out if out is not None else sys.stdout
+        if progress is True:
+            self.progress: TextIO | None = sys.stderr
+        elif progress is False:
+            self.progress = None
+        else:
+            self.progress = progress
+        self.title = title
+        self.total = 0
+        self.done = 0
+        self._tty = bool(self.progress is not None and self.progress.isatty())
+
+    def start(self, total: int) -> None:
+        """Announce how many cases will run."""
+        self.total = total
+        self.done = 0
+
+    def case_started(self, case: Case) -> None:
+        """Show the case now running."""
+        if self.progress is not None and self._tty:
+            text = f"[{self.done + 1}/{self.total or '?'}] {case.id} ..."
+            self.progress.write("\r\x1b[K" + text[:100])
+            self.progress.flush()
+
+    def case_finished(self, result: CaseResult) -> None:
+        """Record that a case finished."""
+        self.done += 1
+        if self.progress is None:
+            return
+        text = f"[{self.done}/{self.total or '?'}] {result.case_id} {verdict_label(result)}"
+        if self._tty:
+            self.progress.write("\r\x1b[K" + text[:100])
+        else:
+            self.progress.write(text + "\n")
+        self.progress.flush()
+
+    def finish(self, results: Sequence[CaseResult]) -> str:
+        """Print the table and the summary line.
+
+        Returns:
+            The summary line.
+        """
+        if self.progress is not None and self._tty:
+            self.progress.write("\r\x1b[K")
+            self.progress.flush()
+        if self.title:
+            self.out.write(f"{self.title}\n")
+        self.out.write(format_table(results) + "\n")
+        line = summary_line(results)
+        self.out.write(line + "\n")
+        self.out.flush()
+        return line
+
+
+def write_json(
+    results: Sequence[CaseResult], path: Path | str, *, meta: dict[str, object] | None = None
+) -> None:
+    """Write the results as JSON: ``{"summary", "counts", "meta", "results": [...]}``."""
+    document = {
+        "summary": summary_line(results),
+        "counts": summary_counts(results),
+        "meta": meta or {},
+        "results": [r.to_json() for r in results],
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_junit(
+    results: Sequence[CaseResult], path: Path | str, *, suite: str = "pixl-ipc-conformance"
+) -> None:
+    """Write the results as JUnit XML (one testsuite, one testcase per case).
+
+    FAIL becomes ``<failure>``; SKIP and expected failures become ``<skipped>``;
+    WARN passes with its text in ``<system-out>``.
+    """
+    counts = summary_counts(results)
+    root = ET.Element(
+        "testsuite",
+        name=suite,
+        tests=str(len(results)),
+        failures=str(counts["failed"]),
+        errors="0",
+        skipped=str(counts["skipped"] + counts["xfailed"]),
+        time=f"{sum(r.duration_s for r in results):.3f}",
+    )
+    for result in results:
+        case = ET.SubElement(
+            root,
+            "testcase",
+            classname=f"{suite}.{result.level.lower()}",
+            name=result.case_id,
+            time=f"{result.duration_s:.3f}",
+        )
+        why = f"expected {result.expected}; got {result.got}"
+        if result.detail:
+            why += f"\n{result.detail}"
+        if result.verdict is Verdict.FAIL and result.xfail_reason is None:
+            failure = ET.SubElement(case, "failure", message=_clip(why, 500), type="FAIL")
+            failure.text = why
+        elif result.verdict is Verdict.SKIP:
+            ET.SubElement(case, "skipped", message=_clip(result.detail, 500))
+        elif result.verdict is Verdict.FAIL:
+            ET.SubElement(case, "skipped", message=f"known failure: {_clip(result.xfail_reason or '', 400)}")
+        elif result.verdict is Verdict.WARN:
+            out = ET.SubElement(case, "system-out")
+            out.text = f"WARN (SHOULD case failed): {why}"
+        ET.SubElement(case, "properties").extend(
+            ET.Element("property", name="rule", value=rule) for rule in result.rules
+        )
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(target, encoding="utf-8", xml_declaration=True)

@@ -1,0 +1,145 @@
+"""The spec's JSON Schemas, loaded from ``spec/schema/`` into a registry.
+
+The suite never ships a copy of the schemas: it reads the spec's own files, so
+a change to the spec is checked at once. :class:`SpecSchemas` resolves the
+``$id``\\ s (``https://pixl-ipc.example/spec/1.1/<file>``) through a
+:class:`referencing.Registry`, so that the schemas may ``$ref`` each other.
+
+Kinds: ``request``, ``response``, ``error-response``, ``push``, ``error``,
+``message`` (each is ``<kind>.schema.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped]  # no stubs installed
+import referencing
+import referencing.jsonschema
+
+from .model import REPO_ROOT
+
+__all__ = ["DEFAULT_SPEC_DIR", "KINDS", "SCHEMA_BASE", "SchemaError", "SpecSchemas", "classify"]
+
+#: Where the spec lives in the kit (``--spec-dir`` overrides it).
+DEFAULT_SPEC_DIR = REPO_ROOT / "spec"
+#: The base of every schema's ``$id``.
+SCHEMA_BASE = "https://pixl-ipc.example/spec/1.1/"
+#: The message kinds with a schema of their own.
+KINDS = ("request", "response", "error-response", "push", "error", "message")
+
+
+class SchemaError(RuntimeError):
+    """The spec's schemas are missing or unusable; the text says which and where."""
+
+
+class SpecSchemas:
+    """The spec's schemas, ready to validate messages.
+
+    Args:
+        spec_dir: the spec directory (holding ``schema/``); default
+            :data:`DEFAULT_SPEC_DIR`.
+
+    Raises:
+        SchemaError: a schema file is missing, not JSON, or not a valid schema.
+    """
+
+    def __init__(self, spec_dir: Path | str | None = None) -> None:
+        self.spec_dir = Path(spec_dir) if spec_dir is not None else DEFAULT_SPEC_DIR
+        schema_dir = self.spec_dir / "schema"
+        resources: list[tuple[str, referencing.Resource[Any]]] = []
+        self._schemas: dict[str, dict[str, Any]] = {}
+        missing = [k for k in KINDS if not (schema_dir / f"{k}.schema.json").is_file()]
+        if missing:
+            raise SchemaError(
+                f"the spec's schemas are missing in {schema_dir}: "
+                + ", ".join(f"{k}.schema.json" for k in missing)
+                + " (point --spec-dir at the kit's spec/ directory)"
+            )
+        for path in sorted(schema_dir.glob("*.json")):
+            try:
+                contents = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise SchemaError(f"cannot read schema {path}: {exc}") from exc
+            if not isinstance(contents, dict):
+                raise SchemaError(f"schema {path} is not a JSON object")
+            uri = contents.get("$id") or SCHEMA_BASE + path.name
+            resource = referencing.Resource.from_contents(
+                contents, default_specification=referencing.jsonschema.DRAFT202012
+            )
+            resources.append((uri, resource))
+            # Also reachable by file name, for schemas that $ref a relative name.
+            if uri != SCHEMA_BASE + path.name:
+                resources.append((SCHEMA_BASE + path.name, resource))
+            if path.name.endswith(".schema.json"):
+                self._schemas[path.name.removesuffix(".schema.json")] = contents
+        self.registry: referencing.Registry[Any] = referencing.Registry().with_resources(resources)
+        self._validators: dict[str, Any] = {}
+        for kind in KINDS:
+            schema = self._schemas[kind]
+            cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+            try:
+                cls.check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                raise SchemaError(f"{kind}.schema.json is not a valid JSON Schema: {exc.message}") from exc
+            self._validators[kind] = cls(schema, registry=self.registry)
+
+    def validate(self, message: Any, kind: str) -> list[str]:
+        """Check a decoded message against the schema of ``kind``.
+
+        Args:
+            message: the decoded JSON value.
+            kind: one of :data:`KINDS`.
+
+        Returns:
+            One text per violation (``"<kind>: <path>: <problem>"``); empty when valid.
+
+        Raises:
+            ValueError: ``kind`` is not one of :data:`KINDS`.
+        """
+        if kind not in self._validators:
+            raise ValueError(f"unknown schema kind {kind!r}; expected one of {KINDS}")
+        problems = []
+        try:
+            errors = sorted(self._validators[kind].iter_errors(message), key=lambda e: list(e.absolute_path))
+        except referencing.exceptions.Unresolvable as exc:
+            return [f"{kind}: the schema has an unresolvable $ref: {exc}"]
+        for error in errors:
+            where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+            text = error.message
+            if len(text) > 200:
+                text = text[:200] + "..."
+            problems.append(f"{kind}: {where}: {text}")
+        return problems
+
+    def check_server_message(self, message: Any) -> list[str]:
+        """Check a message a server sent, as ``message`` and as its own kind.
+
+        The kind is found by :func:`classify`.
+
+        Returns:
+            One text per violation; empty when valid.
+        """
+        problems = self.validate(message, "message")
+        kind = classify(message)
+        if kind is not None:
+            problems += [p for p in self.validate(message, kind) if p not in problems]
+        return problems
+
+
+def classify(message: Any) -> str | None:
+    """The schema kind of a message a server sent (PUSH-1, ERR-2).
+
+    Returns:
+        ``"push"`` without an ``ipcReqID`` member, ``"error-response"`` with a
+        top-level ``code``, ``"response"`` otherwise; None for a non-object.
+    """
+    if not isinstance(message, dict):
+        return None
+    if "ipcReqID" not in message:
+        return "push"
+    if "code" in message:
+        return "error-response"
+    return "response"
