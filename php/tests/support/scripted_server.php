@@ -17,6 +17,7 @@
  *   ["reply", VALUE]             answer the last request with data VALUE
  *   ["echo"]                     answer the last request with its own data
  *   ["raw", TEXT]                write TEXT as is; "%ID%" becomes the last id
+ *   ["raw64", BASE64]            write these bytes as is (for invalid UTF-8)
  *   ["big", BYTES, LF]           answer the last request with a string of BYTES
  *                                "x" as data; LF false leaves the line open
  *   ["repeat", COUNT, MS, TEXT]  write TEXT COUNT times, MS apart
@@ -134,6 +135,8 @@ foreach ($script['connections'] as $index => $steps) {
             write_all($conn, json_encode(['ipcReqID' => $lastId, 'data' => $last['data'] ?? null]) . "\n");
         } elseif ($name === 'raw') {
             write_all($conn, str_replace('%ID%', (string) $lastId, $step[1]));
+        } elseif ($name === 'raw64') {
+            write_all($conn, (string) base64_decode($step[1], true));
         } elseif ($name === 'big') {
             $line = '{"ipcReqID":' . json_encode($lastId) . ',"data":"' . str_repeat('x', $step[1]) . '"}';
             write_all($conn, ($step[2] ?? true) ? $line . "\n" : $line);
