@@ -1,0 +1,338 @@
+"""Load processes of the benchmark: each runs apart from the server it measures.
+
+The orchestrator (``bench.py``) starts this script once per measurement so
+that the load generator never shares a process (or its GIL) with the server::
+
+    worker.py seq  --client raw|blocking|asyncio --socket P --sizes 1,5 ...
+    worker.py pipe --client asyncio|raw --socket P --connections C --inflight D ...
+    worker.py idle --socket P --count N
+    worker.py big  --socket P --kib K
+
+``seq`` and ``pipe`` print one JSON object on stdout. ``idle`` opens N
+connections, prints ``open N``, and on each stdin line ``more M`` opens M more;
+at end of stdin it closes them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, cast
+
+import orjson
+from procs import raise_nofile
+from workload import ECHO_URI, RawClient, make_data, request_line, time_round_trips
+
+# A 16 MiB echo through a loaded machine takes well under a second; the
+# timeout only stops a broken run.
+_REQUEST_TIMEOUT = 120.0
+
+
+def _run(main: Coroutine[Any, Any, Any]) -> tuple[Any, str]:
+    """Run a coroutine on uvloop when installed; return its result and the loop's name."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main), "asyncio"
+    return uvloop.run(main), "uvloop"
+
+
+def _check_echo(got: Any, data: Any, label: str) -> None:
+    if got != data:
+        raise RuntimeError(f"{label}: the echo came back different")
+
+
+# --- sequential round trips ---------------------------------------------------
+
+
+def _seq_sync(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
+    send: Callable[[Any], Any]
+    if args.client == "raw":
+        raw = RawClient(args.socket)
+        send, close = raw.send, raw.close
+    else:
+        from pixl_ipc.client import IPCClient
+
+        client = IPCClient(args.socket, request_timeout=_REQUEST_TIMEOUT)
+        client.connect()
+
+        def send(data: Any) -> Any:
+            return client.send(ECHO_URI, data)
+
+        close = client.close
+    results: dict[str, list[float]] = {}
+    try:
+        for kib in sizes:
+            data = make_data(kib)
+            _check_echo(send(data), data, f"{args.client} {kib} KiB")
+            time_round_trips(functools.partial(send, data), reps=1, min_time=args.warmup, min_count=2)
+            results[str(kib)] = time_round_trips(
+                functools.partial(send, data),
+                reps=args.reps,
+                min_time=args.min_time,
+                min_count=args.min_count,
+            )
+    finally:
+        close()
+    return {"client": args.client, "loop": None, "rtt_seconds": results}
+
+
+async def _time_async(
+    call: Callable[[], Awaitable[object]], *, reps: int, min_time: float, min_count: int
+) -> list[float]:
+    clock = time.perf_counter
+    results: list[float] = []
+    for _ in range(reps):
+        count = 0
+        start = clock()
+        while True:
+            await call()
+            count += 1
+            elapsed = clock() - start
+            if count >= min_count and elapsed >= min_time:
+                break
+        results.append(elapsed / count)
+    return results
+
+
+async def _seq_async(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
+    from pixl_ipc.aio_client import AsyncIPCClient
+
+    client = AsyncIPCClient(args.socket, request_timeout=_REQUEST_TIMEOUT)
+    await client.connect()
+    results: dict[str, list[float]] = {}
+    try:
+        for kib in sizes:
+            data = make_data(kib)
+
+            async def send(data: Any = data) -> Any:
+                return await client.send(ECHO_URI, data)
+
+            _check_echo(await send(), data, f"asyncio {kib} KiB")
+            await _time_async(send, reps=1, min_time=args.warmup, min_count=2)
+            results[str(kib)] = await _time_async(
+                send, reps=args.reps, min_time=args.min_time, min_count=args.min_count
+            )
+    finally:
+        await client.close()
+    return {"client": "asyncio", "rtt_seconds": results}
+
+
+def cmd_seq(args: argparse.Namespace) -> dict[str, Any]:
+    """Sequential echo round trips, one size after the other."""
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.client == "asyncio":
+        result, loop = _run(_seq_async(args, sizes))
+        result["loop"] = loop
+        return dict(result)
+    return _seq_sync(args, sizes)
+
+
+# --- pipelined throughput -----------------------------------------------------
+
+
+class _Counter:
+    __slots__ = ("done", "stop")
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.stop = False
+
+
+async def _measure_windows(counter: _Counter, args: argparse.Namespace) -> list[float]:
+    await asyncio.sleep(args.warmup)
+    rates: list[float] = []
+    for _ in range(args.reps):
+        start_count, start = counter.done, time.perf_counter()
+        await asyncio.sleep(args.window)
+        rates.append((counter.done - start_count) / (time.perf_counter() - start))
+    counter.stop = True
+    return rates
+
+
+async def _pipe_asyncio(args: argparse.Namespace) -> dict[str, Any]:
+    from pixl_ipc.aio_client import AsyncIPCClient
+
+    data = make_data(1)
+    counter = _Counter()
+    clients = []
+    for _ in range(args.connections):
+        client = AsyncIPCClient(args.socket, request_timeout=_REQUEST_TIMEOUT)
+        await client.connect()
+        clients.append(client)
+    _check_echo(await clients[0].send(ECHO_URI, data), data, "asyncio pipelined")
+
+    async def keep_sending(client: Any) -> None:
+        while not counter.stop:
+            await client.send(ECHO_URI, data)
+            counter.done += 1
+
+    tasks = [asyncio.create_task(keep_sending(c)) for c in clients for _ in range(args.inflight)]
+    try:
+        rates = await _measure_windows(counter, args)
+        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for client in clients:
+            await client.close()
+    return {"client": "asyncio", "msgs_per_second": rates}
+
+
+class _PipeProtocol(asyncio.Protocol):
+    """Keeps ``inflight`` pre-encoded requests outstanding; counts answer lines."""
+
+    def __init__(
+        self, counter: _Counter, request: bytes, inflight: int, first: asyncio.Future[bytes]
+    ) -> None:
+        self.counter = counter
+        self.request = request
+        self.inflight = inflight
+        self.first = first
+        self.transport: asyncio.Transport | None = None
+        self.head = b""
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request * self.inflight)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.first.done():
+            self.head += data
+            end = self.head.find(b"\n")
+            if end >= 0:
+                self.first.set_result(self.head[:end])
+        answered = data.count(b"\n")
+        self.counter.done += answered
+        if not self.counter.stop and self.transport is not None:
+            self.transport.write(self.request * answered)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def _pipe_raw(args: argparse.Namespace) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    data = make_data(1)
+    request = request_line("rq0", data)
+    counter = _Counter()
+    protocols: list[_PipeProtocol] = []
+    for i in range(args.connections):
+        first: asyncio.Future[bytes] = loop.create_future()
+        _, proto = await loop.create_unix_connection(
+            lambda first=first: _PipeProtocol(counter, request, args.inflight, first),  # type: ignore[misc]
+            args.socket,
+        )
+        protocols.append(proto)
+        if i == 0:
+            answer = orjson.loads(await asyncio.wait_for(first, 30))
+            _check_echo(answer.get("data"), data, "raw pipelined")
+    try:
+        rates = await _measure_windows(counter, args)
+    finally:
+        for proto in protocols:
+            if proto.transport is not None:
+                proto.transport.close()
+        await asyncio.wait([p.closed for p in protocols], timeout=10)
+    return {"client": "raw", "msgs_per_second": rates}
+
+
+def cmd_pipe(args: argparse.Namespace) -> dict[str, Any]:
+    """Pipelined 1 KiB echoes on ``connections`` connections, ``inflight`` each."""
+    raise_nofile(args.connections + 64)
+    main = _pipe_asyncio(args) if args.client == "asyncio" else _pipe_raw(args)
+    result, loop = _run(main)
+    result.update(loop=loop, connections=args.connections, inflight=args.inflight)
+    return dict(result)
+
+
+# --- memory -------------------------------------------------------------------
+
+
+def _open(path: str, count: int, into: list[socket.socket]) -> None:
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.connect(path)  # blocks while the server's backlog is full
+        into.append(sock)
+
+
+def cmd_idle(args: argparse.Namespace) -> None:
+    """Hold idle connections open until stdin ends."""
+    raise_nofile(args.count + 20_000)
+    held: list[socket.socket] = []
+    _open(args.socket, args.count, held)
+    print(f"open {len(held)}", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if len(words) == 2 and words[0] == "more":
+            _open(args.socket, int(words[1]), held)
+            print(f"open {len(held)}", flush=True)
+    for sock in held:
+        sock.close()
+
+
+def cmd_big(args: argparse.Namespace) -> dict[str, Any]:
+    """Echo one large message on a fresh connection."""
+    data = make_data(args.kib)
+    line_bytes = len(request_line("rq0", data))
+    client = RawClient(args.socket)
+    try:
+        start = time.perf_counter()
+        got = client.send(data)
+        elapsed = time.perf_counter() - start
+    finally:
+        client.close()
+    _check_echo(got, data, f"{args.kib} KiB echo")
+    return {"request_bytes": line_bytes, "seconds": elapsed}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run one measurement."""
+    parser = argparse.ArgumentParser(description="pixl-ipc benchmark load process")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    seq = sub.add_parser("seq")
+    seq.add_argument("--client", choices=["raw", "blocking", "asyncio"], required=True)
+    seq.add_argument("--socket", required=True)
+    seq.add_argument("--sizes", required=True, help="KiB, comma-separated")
+    seq.add_argument("--reps", type=int, default=5)
+    seq.add_argument("--min-time", type=float, default=0.2)
+    seq.add_argument("--min-count", type=int, default=3)
+    seq.add_argument("--warmup", type=float, default=0.1)
+    pipe = sub.add_parser("pipe")
+    pipe.add_argument("--client", choices=["raw", "asyncio"], required=True)
+    pipe.add_argument("--socket", required=True)
+    pipe.add_argument("--connections", type=int, default=1)
+    pipe.add_argument("--inflight", type=int, default=64)
+    pipe.add_argument("--reps", type=int, default=5)
+    pipe.add_argument("--window", type=float, default=0.5)
+    pipe.add_argument("--warmup", type=float, default=0.3)
+    idle = sub.add_parser("idle")
+    idle.add_argument("--socket", required=True)
+    idle.add_argument("--count", type=int, required=True)
+    big = sub.add_parser("big")
+    big.add_argument("--socket", required=True)
+    big.add_argument("--kib", type=int, required=True)
+    args = parser.parse_args(argv)
+    if args.cmd == "idle":
+        cmd_idle(args)
+        return 0
+    commands: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+        "seq": cmd_seq,
+        "pipe": cmd_pipe,
+        "big": cmd_big,
+    }
+    result = commands[args.cmd](args)
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""What the benchmark sends and how it counts: payloads, request shapes, statistics.
+
+Shared by the orchestrator (``bench.py``), the load processes (``worker.py``)
+and the floor servers (``floors.py``). Imports nothing from ``pixl_ipc`` so
+that the floors measure Python, sockets and orjson alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "ECHO_URI",
+    "ENTRY_BYTES",
+    "LineReader",
+    "RawClient",
+    "Stats",
+    "make_data",
+    "request_line",
+    "stats",
+    "time_round_trips",
+]
+
+#: The built-in echo handler of the reference server (BUILTIN-1).
+ECHO_URI = "/ipcserver/test/echo"
+#: Each entry of a payload serializes to exactly this many bytes, as in the
+#: original's table ("echo of N x 1 KiB entries").
+ENTRY_BYTES = 1024
+# '"e000000":"' + value + '",' is 13 bytes of key, quotes, colon and comma.
+_ENTRY_OVERHEAD = 13
+_RECV_BYTES = 256 * 1024
+
+
+def make_data(kib: int) -> dict[str, str]:
+    """An object of ``kib`` string entries of 1 KiB each, as JSON.
+
+    Args:
+        kib: the number of entries (the message size in KiB).
+
+    Returns:
+        ``{"e000000": "xxx...", ...}``; ``orjson.dumps`` of it is
+        ``kib * 1024 + 1`` bytes long.
+    """
+    value = "x" * (ENTRY_BYTES - _ENTRY_OVERHEAD)
+    return {f"e{i:06d}": value for i in range(kib)}
+
+
+def request_line(request_id: str, data: Any) -> bytes:
+    """A request shaped like the kit's clients write it (REQ-1), with its LF."""
+    message = {
+        "ipcReqID": request_id,
+        "uri": ECHO_URI,
+        "data": data,
+        "pid": os.getpid(),
+        "userAgent": "Python/bench",
+    }
+    return orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class LineReader:
+    """Read LF-terminated lines from a blocking socket into a reused buffer.
+
+    A line that spans many reads is joined once, when its LF arrives, so a
+    16 MiB line costs O(size). Receiving into one preallocated buffer avoids
+    allocating a large ``bytes`` for every ``recv`` of a small message.
+    """
+
+    __slots__ = ("_buffer", "_chunks", "_rest", "_sock", "_view")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buffer = bytearray(_RECV_BYTES)
+        self._view = memoryview(self._buffer)
+        self._rest = b""
+        self._chunks: list[bytes] = []
+
+    def readline(self) -> bytes | None:
+        """The next line without its LF, or None at end of stream."""
+        rest = self._rest
+        end = rest.find(b"\n")
+        if end >= 0:
+            self._rest = rest[end + 1 :]
+            return rest[:end]
+        chunks = self._chunks
+        if rest:
+            chunks.append(rest)
+        while True:
+            n = self._sock.recv_into(self._buffer)
+            if n == 0:
+                self._rest = b""
+                chunks.clear()
+                return None
+            data = bytes(self._view[:n])
+            end = data.find(b"\n")
+            if end >= 0:
+                if chunks:
+                    chunks.append(data[:end])
+                    line = b"".join(chunks)
+                    chunks.clear()
+                else:
+                    line = data[:end]
+                self._rest = data[end + 1 :]
+                return line
+            chunks.append(data)
+
+
+class RawClient:
+    """The client side of floor (a): a blocking socket, orjson, no library.
+
+    It writes requests shaped like a pixl-ipc client's and reads one line per
+    answer, which is the least any blocking client has to do.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.reader = LineReader(self.sock)
+        self.counter = 0
+
+    def send(self, data: Any) -> Any:
+        """Send one echo request and return the answer's ``data``."""
+        request_id = f"rq{self.counter}"
+        self.counter += 1
+        self.sock.sendall(request_line(request_id, data))
+        line = self.reader.readline()
+        if line is None:
+            raise ConnectionError("server closed the connection")
+        answer = orjson.loads(line)
+        if answer.get("ipcReqID") != request_id:
+            raise RuntimeError(f"answer to {answer.get('ipcReqID')!r}, expected {request_id!r}")
+        return answer.get("data")
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Median, minimum and maximum of repeated measurements."""
+
+    median: float
+    min: float
+    max: float
+    samples: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {"median": self.median, "min": self.min, "max": self.max, "samples": self.samples}
+
+
+def stats(samples: list[float]) -> Stats:
+    """Summarize repetitions (at least one)."""
+    if not samples:
+        raise ValueError("no samples")
+    return Stats(statistics.median(samples), min(samples), max(samples), list(samples))
+
+
+def time_round_trips(
+    call: Callable[[], object],
+    *,
+    reps: int,
+    min_time: float,
+    min_count: int,
+) -> list[float]:
+    """Time repetitions of sequential round trips.
+
+    Each repetition calls ``call`` at least ``min_count`` times and for at
+    least ``min_time`` seconds, and yields the mean seconds per call.
+
+    Returns:
+        One mean round-trip time per repetition.
+    """
+    clock = time.perf_counter
+    results: list[float] = []
+    for _ in range(reps):
+        count = 0
+        start = clock()
+        while True:
+            call()
+            count += 1
+            elapsed = clock() - start
+            if count >= min_count and elapsed >= min_time:
+                break
+        results.append(elapsed / count)
+    return results
