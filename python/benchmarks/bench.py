@@ -1,0 +1,549 @@
+"""The pixl-ipc benchmark: the reference server and clients against floors, in one run.
+
+Usage::
+
+    python python/benchmarks/bench.py --out build/bench [--quick]
+
+Measures, on this machine and in this run (so that ratios compare like with
+like):
+
+* sequential echo round trips of 1 KiB to 16 MiB for the blocking, asyncio
+  and PHP clients against the reference server, the blocking client against
+  floor (b), and floor (a);
+* pipelined 1 KiB echo throughput for several in-flight depths and
+  connection counts, against the reference server and floor (b);
+* server memory with idle connections, and its peak while echoing one large
+  message.
+
+Every server and every load generator runs in its own process. Each figure is
+the median of several repetitions, after a warm-up, with min and max. Prints
+a Markdown table, writes ``results.json`` and ``latency.png`` to ``--out``.
+See README.md next to this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import report
+from plot import plot_latency
+from procs import HERE, Server, fd_count, raise_nofile, run_json_worker, wait_stable
+from workload import RawClient, make_data, stats
+
+REPO = HERE.parent.parent
+PHP_CLIENT = REPO / "php" / "src" / "PixlIPCClient.php"
+PHP_BENCH = HERE / "bench_client.php"
+
+
+@dataclass
+class Plan:
+    """How much of everything to measure."""
+
+    mode: str
+    sizes_kib: list[int]
+    seq_reps: int
+    seq_min_time: float
+    seq_min_count: int
+    seq_warmup: float
+    pipe_configs: list[tuple[int, int]]
+    pipe_reps: int
+    pipe_window: float
+    pipe_warmup: float
+    idle_counts: list[int]
+    memory_reps: int
+    big_kib: int
+    notes: list[str] = field(default_factory=list)
+
+
+FULL = Plan(
+    mode="full",
+    sizes_kib=[1, 5, 10, 20, 100, 1000, 16384],
+    seq_reps=7,
+    seq_min_time=0.25,
+    seq_min_count=3,
+    seq_warmup=0.15,
+    # (connections, in flight on each)
+    pipe_configs=[(1, 1), (1, 64), (1, 512), (16, 64), (256, 64)],
+    pipe_reps=5,
+    pipe_window=0.5,
+    pipe_warmup=0.5,
+    idle_counts=[1000, 10_000],
+    memory_reps=3,
+    big_kib=64 * 1024,
+)
+
+QUICK = Plan(
+    mode="quick",
+    sizes_kib=[1, 5, 10, 20, 100, 1000],
+    seq_reps=3,
+    seq_min_time=0.02,
+    seq_min_count=2,
+    seq_warmup=0.01,
+    pipe_configs=FULL.pipe_configs,
+    pipe_reps=3,
+    pipe_window=0.1,
+    pipe_warmup=0.1,
+    idle_counts=[1000],
+    memory_reps=2,
+    big_kib=4 * 1024,
+)
+
+
+class Run:
+    """One benchmark run: where sockets live, what was measured, what went wrong."""
+
+    def __init__(self, plan: Plan, out: Path) -> None:
+        self.plan = plan
+        self.out = out
+        self.tmp = Path(tempfile.mkdtemp(prefix="pxb-"))
+        self.counter = 0
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+
+    def socket_path(self) -> str:
+        self.counter += 1
+        return str(self.tmp / f"s{self.counter}.sock")
+
+    def reference_server(self, *extra: str) -> Server:
+        path = self.socket_path()
+        argv = [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, "--log-level", "WARNING", *extra]
+        return Server("reference server", argv, path)
+
+    def floor_server(self, kind: str) -> Server:
+        path = self.socket_path()
+        argv = [sys.executable, str(HERE / "floors.py"), kind, "--socket", path]
+        return Server(f"floor ({'a' if kind == 'blocking' else 'b'})", argv, path)
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        """Run one measurement; a failure is recorded and the run goes on."""
+        start = time.monotonic()
+        log(f"{name} ...")
+        try:
+            yield
+        except Exception as exc:  # any failure is reported, the other parts still run
+            self.errors.append(f"{name}: {exc}")
+            log(f"{name} FAILED: {exc}")
+            traceback.print_exc(file=sys.stderr)
+        else:
+            log(f"{name} done in {time.monotonic() - start:.1f} s")
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def log(text: str) -> None:
+    """Progress goes to stderr; stdout carries only the table."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# --- environment ---------------------------------------------------------------
+
+
+def _php_version() -> str | None:
+    php = shutil.which("php")
+    if php is None:
+        return None
+    done = subprocess.run([php, "-r", "echo PHP_VERSION;"], capture_output=True, timeout=30, check=False)
+    return done.stdout.decode().strip() or None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment() -> dict[str, Any]:
+    """What the figures were measured on."""
+    try:
+        import uvloop
+
+        uvloop_version: str | None = str(getattr(uvloop, "__version__", "unknown"))
+    except ImportError:
+        uvloop_version = None
+    kit_version = _version_of("pixl_ipc")
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "load_average_at_start": list(os.getloadavg()),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "orjson": _version_of("orjson"),
+        "uvloop": uvloop_version is not None,
+        "uvloop_version": uvloop_version,
+        "php": _php_version(),
+        "pixl_ipc": kit_version,
+    }
+
+
+def _version_of(module: str) -> str | None:
+    try:
+        mod = __import__(module)
+    except ImportError:
+        return None
+    return str(getattr(mod, "__version__", "unknown"))
+
+
+# --- sequential round trips ------------------------------------------------------
+
+#: Series of the sequential section, in table order: key, label, client, server.
+SEQ_SERIES = [
+    ("blocking_ref", "IPCClient (blocking) -> reference server", "blocking", "reference"),
+    ("asyncio_ref", "AsyncIPCClient -> reference server", "asyncio", "reference"),
+    ("php_ref", "PHP PixlIPCClient -> reference server", "php", "reference"),
+    ("blocking_floor_b", "IPCClient (blocking) -> floor (b) asyncio echo", "blocking", "floor_b"),
+    ("floor_a", "floor (a): blocking sockets + orjson, 2 processes", "raw", "floor_a"),
+]
+
+
+def _seq_args(plan: Plan, client: str, path: str) -> list[str]:
+    return [
+        "seq",
+        "--client",
+        client,
+        "--socket",
+        path,
+        "--sizes",
+        ",".join(str(s) for s in plan.sizes_kib),
+        "--reps",
+        str(plan.seq_reps),
+        "--min-time",
+        str(plan.seq_min_time),
+        "--min-count",
+        str(plan.seq_min_count),
+        "--warmup",
+        str(plan.seq_warmup),
+    ]
+
+
+def _php_seq(plan: Plan, path: str) -> dict[str, Any]:
+    php = shutil.which("php")
+    assert php is not None
+    argv = [
+        php,
+        str(PHP_BENCH),
+        path,
+        ",".join(str(s) for s in plan.sizes_kib),
+        str(plan.seq_reps),
+        str(plan.seq_min_time),
+        str(plan.seq_min_count),
+        str(plan.seq_warmup),
+    ]
+    done = subprocess.run(argv, capture_output=True, timeout=600, check=False)
+    if done.returncode != 0:
+        text = (done.stderr.decode() + done.stdout.decode())[-2000:]
+        raise RuntimeError(f"PHP bench failed ({done.returncode}):\n{text}")
+    result: dict[str, Any] = orjson.loads(done.stdout)
+    return result
+
+
+def _summarize_rtts(raw: dict[str, list[float]]) -> dict[str, Any]:
+    return {kib: stats(samples).as_dict() for kib, samples in raw.items()}
+
+
+def _available(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def sequential(run: Run) -> dict[str, Any]:
+    """The sequential section: every series over every size."""
+    plan = run.plan
+    section: dict[str, Any] = {"sizes_kib": plan.sizes_kib, "series": {}, "skipped": {}}
+    timeout = 900.0 if plan.mode == "full" else 120.0
+
+    def record(key: str, label: str, client: str, server: str, raw: dict[str, Any]) -> None:
+        section["series"][key] = {
+            "key": key,
+            "label": label,
+            "client": client,
+            "server": server,
+            "floor": key == "floor_a",
+            "loop": raw.get("loop"),
+            "rtt_seconds": _summarize_rtts(raw["rtt_seconds"]),
+        }
+
+    labels = {key: (label, client, server) for key, label, client, server in SEQ_SERIES}
+
+    with run.part("sequential: floor (a)"), run.floor_server("blocking") as floor_a:
+        raw = orjson.loads(run_json_worker(_seq_args(plan, "raw", floor_a.path), timeout=timeout))
+        record("floor_a", *labels["floor_a"], raw)
+
+    if _available("pixl_ipc.client"):
+        with run.part("sequential: blocking client -> floor (b)"), run.floor_server("asyncio") as floor_b:
+            raw = orjson.loads(run_json_worker(_seq_args(plan, "blocking", floor_b.path), timeout=timeout))
+            record("blocking_floor_b", *labels["blocking_floor_b"], raw)
+    else:
+        section["skipped"]["blocking_floor_b"] = "pixl_ipc.client is not available"
+
+    if not _available("pixl_ipc.server"):
+        for key in ("blocking_ref", "asyncio_ref", "php_ref"):
+            section["skipped"][key] = "pixl_ipc.server is not available"
+        return section
+    with run.part("sequential: reference server"), run.reference_server() as ref:
+        for key, module in (("blocking_ref", "pixl_ipc.client"), ("asyncio_ref", "pixl_ipc.aio_client")):
+            if not _available(module):
+                section["skipped"][key] = f"{module} is not available"
+                continue
+            with run.part(f"sequential: {key}"):
+                client = labels[key][1]
+                raw = orjson.loads(run_json_worker(_seq_args(plan, client, ref.path), timeout=timeout))
+                record(key, *labels[key], raw)
+        if shutil.which("php") is None:
+            section["skipped"]["php_ref"] = "php is not installed"
+        elif not PHP_CLIENT.exists():
+            section["skipped"]["php_ref"] = f"{PHP_CLIENT.relative_to(REPO)} does not exist"
+        else:
+            with run.part("sequential: PHP client"):
+                record("php_ref", *labels["php_ref"], _php_seq(plan, ref.path))
+    for key, why in section["skipped"].items():
+        run.notes.append(f"sequential {key} skipped: {why}")
+    return section
+
+
+# --- pipelined throughput ----------------------------------------------------------
+
+
+def _pipe_args(plan: Plan, client: str, path: str, connections: int, inflight: int) -> list[str]:
+    return [
+        "pipe",
+        "--client",
+        client,
+        "--socket",
+        path,
+        "--connections",
+        str(connections),
+        "--inflight",
+        str(inflight),
+        "--reps",
+        str(plan.pipe_reps),
+        "--window",
+        str(plan.pipe_window),
+        "--warmup",
+        str(plan.pipe_warmup),
+    ]
+
+
+def pipelined(run: Run) -> dict[str, Any]:
+    """The pipelined section: msg/s for each client, server and configuration."""
+    plan = run.plan
+    section: dict[str, Any] = {"message_kib": 1, "runs": [], "skipped": {}}
+    servers: list[tuple[str, Callable[[], Server]]] = [("floor_b", lambda: run.floor_server("asyncio"))]
+    if _available("pixl_ipc.server"):
+        servers.insert(0, ("reference", run.reference_server))
+    else:
+        section["skipped"]["reference"] = "pixl_ipc.server is not available"
+    clients = ["raw"]
+    if _available("pixl_ipc.aio_client"):
+        clients.insert(0, "asyncio")
+    else:
+        section["skipped"]["asyncio"] = "pixl_ipc.aio_client is not available"
+    for server_key, start in servers:
+        with run.part(f"pipelined: {server_key}"), start() as server:
+            for client in clients:
+                for connections, inflight in plan.pipe_configs:
+                    name = f"pipelined: {client} -> {server_key}, {connections} conn x {inflight}"
+                    with run.part(name):
+                        args = _pipe_args(plan, client, server.path, connections, inflight)
+                        raw = orjson.loads(run_json_worker(args, timeout=300))
+                        section["runs"].append(
+                            {
+                                "client": client,
+                                "server": server_key,
+                                "connections": connections,
+                                "inflight": inflight,
+                                "loop": raw.get("loop"),
+                                "msgs_per_second": stats(raw["msgs_per_second"]).as_dict(),
+                            }
+                        )
+    for key, why in section["skipped"].items():
+        run.notes.append(f"pipelined {key} skipped: {why}")
+    return section
+
+
+# --- memory --------------------------------------------------------------------------
+
+
+def _warm(server: Server) -> int:
+    """One small echo (so lazy imports are done), then the settled RSS in KiB."""
+    client = RawClient(server.path)
+    try:
+        client.send(make_data(1))
+    finally:
+        client.close()
+    return wait_stable(server.pid)
+
+
+def _wait_accepted(server: Server, fds: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while fd_count(server.pid) < fds:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name} accepted only {fd_count(server.pid)} of {fds} descriptors")
+        time.sleep(0.05)
+
+
+def _idle_once(server: Server, counts: list[int]) -> dict[str, Any]:
+    base_rss = _warm(server)
+    base_fds = fd_count(server.pid)
+    rss: dict[str, int] = {"0": base_rss}
+    argv = [
+        sys.executable,
+        str(HERE / "worker.py"),
+        "idle",
+        "--socket",
+        server.path,
+        "--count",
+        str(counts[0]),
+    ]
+    holder = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        opened = 0
+        for i, count in enumerate(counts):
+            if i > 0:
+                holder.stdin.write(f"more {count - opened}\n")
+                holder.stdin.flush()
+            line = holder.stdout.readline()
+            if line.split() != ["open", str(count)]:
+                raise RuntimeError(f"idle connection holder said {line!r}")
+            opened = count
+            _wait_accepted(server, base_fds + count)
+            rss[str(count)] = wait_stable(server.pid)
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    return {
+        "rss_kib": rss,
+        "per_connection_kib": {str(n): (rss[str(n)] - base_rss) / n for n in counts},
+    }
+
+
+def _big_once(server: Server, kib: int) -> dict[str, Any]:
+    base_rss = _warm(server)
+    raw = orjson.loads(run_json_worker(["big", "--socket", server.path, "--kib", str(kib)], timeout=300))
+    peak = server.hwm_kib()
+    above = (peak - base_rss) * 1024
+    return {
+        "baseline_rss_kib": base_rss,
+        "hwm_kib": peak,
+        "peak_above_baseline_bytes": above,
+        "message_bytes": raw["request_bytes"],
+        "ratio_to_message": above / raw["request_bytes"],
+        "echo_seconds": raw["seconds"],
+    }
+
+
+def memory(run: Run) -> dict[str, Any]:
+    """The memory section: idle connections and one large echo, reference server and floor (b)."""
+    plan = run.plan
+    raise_nofile()
+    section: dict[str, Any] = {"idle": {}, "big_echo": {}, "skipped": {}}
+    big_max = str(max(2 * plan.big_kib * 1024 + (1 << 20), 64 << 20))
+    servers: list[tuple[str, Callable[..., Server]]] = [("floor_b", lambda *_: run.floor_server("asyncio"))]
+    if _available("pixl_ipc.server"):
+        servers.insert(0, ("reference", run.reference_server))
+    else:
+        section["skipped"]["reference"] = "pixl_ipc.server is not available"
+    for key, start in servers:
+        with run.part(f"memory: idle connections, {key}"):
+            reps = []
+            for _ in range(plan.memory_reps):
+                with start() as server:
+                    reps.append(_idle_once(server, plan.idle_counts))
+            section["idle"][key] = {
+                "counts": plan.idle_counts,
+                "rss_kib": {
+                    n: stats([float(r["rss_kib"][n]) for r in reps]).as_dict()
+                    for n in ["0", *map(str, plan.idle_counts)]
+                },
+                "per_connection_kib": {
+                    str(n): stats([r["per_connection_kib"][str(n)] for r in reps]).as_dict()
+                    for n in plan.idle_counts
+                },
+            }
+        with run.part(f"memory: {plan.big_kib} KiB echo, {key}"):
+            reps = []
+            for _ in range(plan.memory_reps):
+                # A fresh process each time: VmHWM cannot be reset.
+                with start("--max-message-bytes", big_max) as server:
+                    reps.append(_big_once(server, plan.big_kib))
+            section["big_echo"][key] = {
+                "message_kib": plan.big_kib,
+                "message_bytes": reps[0]["message_bytes"],
+                "peak_above_baseline_bytes": stats(
+                    [float(r["peak_above_baseline_bytes"]) for r in reps]
+                ).as_dict(),
+                "ratio_to_message": stats([r["ratio_to_message"] for r in reps]).as_dict(),
+                "baseline_rss_kib": stats([float(r["baseline_rss_kib"]) for r in reps]).as_dict(),
+                "echo_seconds": stats([r["echo_seconds"] for r in reps]).as_dict(),
+            }
+    for name, why in section["skipped"].items():
+        run.notes.append(f"memory {name} skipped: {why}")
+    return section
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; return 0 when every part ran, 1 when one failed."""
+    parser = argparse.ArgumentParser(description="pixl-ipc benchmark against floors")
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "bench", help="output directory")
+    parser.add_argument("--quick", action="store_true", help="small counts, every part, well under a minute")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    args.out.mkdir(parents=True, exist_ok=True)
+    run = Run(plan, args.out)
+    started = time.monotonic()
+    results: dict[str, Any] = {"environment": environment(), "mode": plan.mode, "plan": asdict(plan)}
+    log(f"{plan.mode} run, {results['environment']['cpu_count']} CPUs, writing to {args.out}")
+    try:
+        results["sequential"] = sequential(run)
+        results["pipelined"] = pipelined(run)
+        results["memory"] = memory(run)
+    finally:
+        run.close()
+    results["environment"]["load_average_at_end"] = list(os.getloadavg())
+    results["environment"]["duration_seconds"] = round(time.monotonic() - started, 1)
+    plot_note = plot_latency(results["sequential"], args.out / "latency.png")
+    if plot_note is not None:
+        run.notes.append(plot_note)
+    results["rows"] = report.rows(results)
+    results["targets"] = report.targets(results["rows"])
+    results["notes"] = run.notes
+    results["errors"] = run.errors
+    (args.out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    sys.stdout.write(report.markdown(results))
+    sys.stdout.flush()
+    log(f"wrote {args.out / 'results.json'} in {results['environment']['duration_seconds']} s")
+    return 1 if run.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""Turn measurements into rows: each figure, its floor, its ratio, its target.
+
+Targets are reported, never asserted: a figure that misses its target is
+marked "not met" and the run still succeeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["TARGETS", "markdown", "rows", "targets"]
+
+#: The targets the figures are held to, as (short name, text), for the README.
+TARGETS = {
+    "seq_1k": "1 KiB sequential, blocking client vs reference server: within 1.3x of floor (a)",
+    "seq_big": "100 KiB and 1 MiB sequential, blocking client: within 1.2x of floor (a)",
+    "pipe_64": "pipelined 1 KiB, 64 in flight: at least 0.8x of floor (b)",
+    "pipe_abs": "asyncio client, pipelined 1 KiB: at least 100,000 msg/s",
+    "php_1k": "PHP client, 1 KiB sequential: within 1.5x of the blocking Python client",
+    "idle": "memory per idle connection: at most 10 KiB",
+    "big": "large echo, peak RSS above baseline: at most 4x the message",
+}
+
+SERIES_ORDER = ["blocking_ref", "asyncio_ref", "php_ref", "blocking_floor_b", "floor_a"]
+
+
+def _time(seconds: float) -> str:
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.0f} us"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f} msg/s"
+
+
+def _kib(value: float) -> str:
+    return f"{value:.2f} KiB"
+
+
+def _mib_from_kib(value: float) -> str:
+    return f"{value / 1024:.1f} MiB"
+
+
+def _mib_from_bytes(value: float) -> str:
+    return f"{value / (1 << 20):.1f} MiB"
+
+
+def _size(kib: int) -> str:
+    return f"{kib // 1024} MiB" if kib >= 1024 and kib % 1024 == 0 else f"{kib:,} KiB"
+
+
+def _row(
+    section: str,
+    figure: str,
+    stat: dict[str, float],
+    fmt: Callable[[float], str],
+    *,
+    floor: tuple[str, float] | None = None,
+    target: str | None = None,
+    target_ratio: float | None = None,
+    met: bool | None = None,
+) -> dict[str, Any]:
+    ratio = None if floor is None or floor[1] == 0 else stat["median"] / floor[1]
+    return {
+        "section": section,
+        "figure": figure,
+        "median": stat["median"],
+        "min": stat["min"],
+        "max": stat["max"],
+        "text": fmt(stat["median"]),
+        "range_text": f"{fmt(stat['min'])} to {fmt(stat['max'])}",
+        "floor": None if floor is None else floor[0],
+        "floor_median": None if floor is None else floor[1],
+        "ratio": ratio,
+        "target": target,
+        "target_ratio": target_ratio,
+        "met": met,
+    }
+
+
+def _sequential_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    series = section.get("series", {})
+    floor_a = series.get("floor_a", {}).get("rtt_seconds", {})
+    blocking = series.get("blocking_ref", {}).get("rtt_seconds", {})
+    for kib in section.get("sizes_kib", []):
+        key_kib = str(kib)
+        floor = floor_a.get(key_kib)
+        for key in SERIES_ORDER:
+            entry = series.get(key)
+            if entry is None or key_kib not in entry["rtt_seconds"]:
+                continue
+            stat = entry["rtt_seconds"][key_kib]
+            figure = f"sequential {_size(kib)}: {entry['label']}"
+            base = None if floor is None or key == "floor_a" else ("floor (a)", floor["median"])
+            target = target_ratio = met = None
+            ratio = None if base is None else stat["median"] / base[1]
+            if key == "blocking_ref" and ratio is not None and kib == 1:
+                target, target_ratio, met = "<= 1.3x floor (a)", ratio, ratio <= 1.3
+            elif key == "blocking_ref" and ratio is not None and kib in (100, 1000):
+                target, target_ratio, met = "<= 1.2x floor (a)", ratio, ratio <= 1.2
+            elif key == "php_ref" and kib == 1 and key_kib in blocking:
+                target_ratio = stat["median"] / blocking[key_kib]["median"]
+                target, met = "<= 1.5x blocking client", target_ratio <= 1.5
+            out.append(
+                _row(
+                    "sequential",
+                    figure,
+                    stat,
+                    _time,
+                    floor=base,
+                    target=target,
+                    target_ratio=target_ratio,
+                    met=met,
+                )
+            )
+    return out
+
+
+_CLIENT_LABELS = {"asyncio": "AsyncIPCClient", "raw": "raw pipelining load generator"}
+_SERVER_LABELS = {"reference": "reference server", "floor_b": "floor (b)"}
+
+
+def _pipelined_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    runs = section.get("runs", [])
+    floors = {(r["client"], r["connections"], r["inflight"]): r for r in runs if r["server"] == "floor_b"}
+    ordered = sorted(
+        runs, key=lambda r: (r["client"] != "asyncio", r["connections"], r["inflight"], r["server"])
+    )
+    for run in ordered:
+        stat = run["msgs_per_second"]
+        config = f"{run['connections']} conn x {run['inflight']} in flight"
+        figure = (
+            f"pipelined 1 KiB, {config}: {_CLIENT_LABELS[run['client']]} -> {_SERVER_LABELS[run['server']]}"
+        )
+        floor_run = floors.get((run["client"], run["connections"], run["inflight"]))
+        base = None
+        if run["server"] != "floor_b" and floor_run is not None:
+            base = ("floor (b)", floor_run["msgs_per_second"]["median"])
+        target = target_ratio = met = None
+        if base is not None and run["connections"] == 1 and run["inflight"] == 64:
+            target_ratio = stat["median"] / base[1]
+            target, met = ">= 0.8x floor (b)", target_ratio >= 0.8
+        out.append(
+            _row(
+                "pipelined",
+                figure,
+                stat,
+                _rate,
+                floor=base,
+                target=target,
+                target_ratio=target_ratio,
+                met=met,
+            )
+        )
+    best = [r for r in runs if r["client"] == "asyncio" and r["server"] == "reference"]
+    if best:
+        top = max(best, key=lambda r: r["msgs_per_second"]["median"])
+        stat = top["msgs_per_second"]
+        figure = (
+            "pipelined 1 KiB, AsyncIPCClient -> reference server, best configuration "
+            f"({top['connections']} conn x {top['inflight']} in flight)"
+        )
+        out.append(
+            _row(
+                "pipelined",
+                figure,
+                stat,
+                _rate,
+                target=">= 100,000 msg/s",
+                target_ratio=stat["median"] / 100_000,
+                met=stat["median"] >= 100_000,
+            )
+        )
+    return out
+
+
+def _memory_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    idle = section.get("idle", {})
+    floor_idle = idle.get("floor_b")
+    for key in ("reference", "floor_b"):
+        entry = idle.get(key)
+        if entry is None:
+            continue
+        name = _SERVER_LABELS[key]
+        out.append(_row("memory", f"server RSS, no connection: {name}", entry["rss_kib"]["0"], _mib_from_kib))
+        for n in entry["counts"]:
+            out.append(
+                _row(
+                    "memory",
+                    f"server RSS, {n:,} idle connections: {name}",
+                    entry["rss_kib"][str(n)],
+                    _mib_from_kib,
+                )
+            )
+            stat = entry["per_connection_kib"][str(n)]
+            base = None
+            if key != "floor_b" and floor_idle is not None and str(n) in floor_idle["per_connection_kib"]:
+                base = ("floor (b)", floor_idle["per_connection_kib"][str(n)]["median"])
+            target = met = None
+            if key == "reference":
+                target, met = "<= 10 KiB", stat["median"] <= 10
+            figure = f"RSS per idle connection ({n:,} open, delta / N): {name}"
+            out.append(_row("memory", figure, stat, _kib, floor=base, target=target, met=met))
+    big = section.get("big_echo", {})
+    floor_big = big.get("floor_b")
+    for key in ("reference", "floor_b"):
+        entry = big.get(key)
+        if entry is None:
+            continue
+        stat = entry["peak_above_baseline_bytes"]
+        ratio = entry["ratio_to_message"]["median"]
+        figure = (
+            f"peak RSS above baseline, one {_size(entry['message_kib'])} echo "
+            f"({ratio:.2f}x the message): {_SERVER_LABELS[key]}"
+        )
+        base = None
+        if key != "floor_b" and floor_big is not None:
+            base = ("floor (b)", floor_big["peak_above_baseline_bytes"]["median"])
+        target = met = None
+        if key == "reference":
+            target, met = "<= 4x the message", ratio <= 4
+        out.append(
+            _row(
+                "memory",
+                figure,
+                stat,
+                _mib_from_bytes,
+                floor=base,
+                target=target,
+                target_ratio=ratio,
+                met=met,
+            )
+        )
+    return out
+
+
+def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every figure of a run as a row, in table order."""
+    return [
+        *_sequential_rows(results.get("sequential", {})),
+        *_pipelined_rows(results.get("pipelined", {})),
+        *_memory_rows(results.get("memory", {})),
+    ]
+
+
+def targets(all_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows held to a target, with whether each was met."""
+    return [
+        {
+            "figure": r["figure"],
+            "value": r["text"],
+            "target": r["target"],
+            "target_ratio": r["target_ratio"],
+            "met": r["met"],
+        }
+        for r in all_rows
+        if r["target"] is not None
+    ]
+
+
+def _status(row: dict[str, Any]) -> str:
+    if row["target"] is None:
+        return ""
+    verdict = "**met**" if row["met"] else "**not met**"
+    shown = row["target_ratio"]
+    suffix = ""
+    if shown is not None and "msg/s" not in row["target"]:
+        suffix = f" ({shown:.2f}x)"
+    return f"{row['target']}: {verdict}{suffix}"
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return text.strip()
+    return f"{lines[0]} ... {lines[-1].strip()}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The table of figures, with the environment, notes and errors, as Markdown."""
+    env = results["environment"]
+    lines = [
+        f"## pixl-ipc benchmark ({results['mode']} run)",
+        "",
+        f"{env['date']}, {env['cpu_count']} CPUs ({env['cpu_model']}), Python {env['python']}, "
+        f"PHP {env['php'] or 'missing'}, uvloop {'on' if env['uvloop'] else 'off'}, "
+        f"load average {env['load_average_at_start'][0]:.2f} at start, "
+        f"{env.get('load_average_at_end', [0.0])[0]:.2f} at end, {env.get('duration_seconds', 0)} s.",
+        "Each figure: median of several repetitions after a warm-up (min to max in the third column).",
+        "",
+        "| figure | median | min to max | vs floor | target |",
+        "|---|---:|---|---|---|",
+    ]
+    for row in results["rows"]:
+        vs = "" if row["ratio"] is None else f"{row['ratio']:.2f}x {row['floor']}"
+        lines.append(f"| {row['figure']} | {row['text']} | {row['range_text']} | {vs} | {_status(row)} |")
+    met = [t for t in results["targets"] if t["met"]]
+    lines += ["", f"Targets met: {len(met)} of {len(results['targets'])}."]
+    for target in results["targets"]:
+        if not target["met"]:
+            lines.append(f"- not met: {target['figure']}: {target['value']} ({target['target']})")
+    if results.get("notes"):
+        lines += ["", "Notes:", *(f"- {note}" for note in results["notes"])]
+    if results.get("errors"):
+        # One line each here; results.json keeps the whole text.
+        lines += [
+            "",
+            "Errors (these parts did not run):",
+            *(f"- {_first_line(err)}" for err in results["errors"]),
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,109 @@
+"""The benchmark's quick mode runs every part and writes complete results.
+
+Timing is never asserted: the figures depend on the machine and its load.
+What is checked is that ``bench.py --quick`` exits 0, prints the table and
+writes a ``results.json`` with every section, the environment and a row for
+each target.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent.parent
+BENCH = REPO / "python" / "benchmarks" / "bench.py"
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(scope="module")
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=200,
+        check=False,
+    )
+    return done, out
+
+
+def test_quick_run_exits_zero_and_prints_the_table(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, _ = quick_run
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| figure | median | min to max | vs floor | target |" in done.stdout
+    assert "Errors" not in done.stdout
+
+
+def test_results_json_has_every_section(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, out = quick_run
+    results = json.loads((out / "results.json").read_text())
+    assert results["mode"] == "quick"
+    env = results["environment"]
+    for key in ("cpu_count", "python", "php", "uvloop", "date"):
+        assert key in env
+    assert results["errors"] == []
+
+    sequential = results["sequential"]
+    assert sequential["sizes_kib"] == [1, 5, 10, 20, 100, 1000]
+    expected_series = {"blocking_ref", "asyncio_ref", "blocking_floor_b", "floor_a"}
+    if env["php"]:
+        expected_series.add("php_ref")
+    assert expected_series <= set(sequential["series"])
+    for series in sequential["series"].values():
+        assert set(series["rtt_seconds"]) == {"1", "5", "10", "20", "100", "1000"}
+        for figure in series["rtt_seconds"].values():
+            assert 0 < figure["min"] <= figure["median"] <= figure["max"]
+
+    pipelined = results["pipelined"]["runs"]
+    seen = {
+        (r["client"], r["server"], r["connections"], r["inflight"]) for r in pipelined
+    }
+    for client in ("asyncio", "raw"):
+        for server in ("reference", "floor_b"):
+            for config in ((1, 1), (1, 64), (1, 512), (16, 64), (256, 64)):
+                assert (client, server, *config) in seen
+    assert all(r["msgs_per_second"]["median"] > 0 for r in pipelined)
+
+    memory = results["memory"]
+    for server in ("reference", "floor_b"):
+        idle = memory["idle"][server]
+        assert idle["counts"] == [1000]
+        assert set(idle["rss_kib"]) == {"0", "1000"}
+        big = memory["big_echo"][server]
+        assert big["message_kib"] == 4096
+        assert big["message_bytes"] > 4096 * 1024
+        assert big["peak_above_baseline_bytes"]["median"] > 0
+
+    targets = {t["target"] for t in results["targets"]}
+    assert {
+        "<= 1.3x floor (a)",
+        "<= 1.2x floor (a)",
+        ">= 0.8x floor (b)",
+        ">= 100,000 msg/s",
+        "<= 10 KiB",
+        "<= 4x the message",
+    } <= targets
+    if env["php"]:
+        assert "<= 1.5x blocking client" in targets
+    assert all(isinstance(t["met"], bool) for t in results["targets"])
+
+
+def test_latency_plot_is_written(
+    quick_run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, out = quick_run
+    pytest.importorskip("matplotlib")
+    assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
