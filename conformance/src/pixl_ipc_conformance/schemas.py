@@ -114,6 +114,23 @@ class SpecSchemas:
             problems.append(f"{kind}: {where}: {text}")
         return problems
 
+    def validate_with(self, schema: dict[str, Any], instance: Any) -> list[str]:
+        """Check a value against an inline schema that may ``$ref`` the spec's schemas.
+
+        Args:
+            schema: a JSON Schema (2020-12), e.g. ``{"$ref": SCHEMA_BASE + "info.schema.json"}``.
+            instance: the value.
+
+        Returns:
+            One text per violation (``"<path>: <problem>"``); empty when valid.
+        """
+        validator = jsonschema.Draft202012Validator(schema, registry=self.registry)
+        try:
+            errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+        except referencing.exceptions.Unresolvable as exc:
+            return [f"the schema has an unresolvable $ref: {exc}"]
+        return [f"{'/'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message[:200]}" for e in errors]
+
     def check_server_message(self, message: Any) -> list[str]:
         """Check a message a server sent, as ``message`` and as its own kind.
 

@@ -1,0 +1,470 @@
+"""A small pixl-ipc server written from the spec, with one defect on demand.
+
+Without ``--defect`` it follows spec/PROTOCOL.md and passes every server case;
+with ``--defect NAME`` it has exactly one bug, so that a test can show which
+cases catch it (tests/conformance/test_broken_servers.py). It shares no code
+with the reference implementation.
+
+Run: ``python -m pixl_ipc_conformance.brokenpeers.broken_server --socket PATH
+[--defect NAME] [--max-message-bytes N]``; it prints ``listening on PATH`` to
+stderr when ready and stops on SIGTERM or SIGINT. ``--list-defects`` prints
+the defects with what each breaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["DEFECTS", "BrokenServer", "main"]
+
+#: Each defect and the bug it plants.
+DEFECTS: dict[str, str] = {
+    "drop-over-1mib": "lines over 1 MiB are dropped silently, as by the original (LIMIT-1)",
+    "in-order": "requests of one connection are handled one after the other (RESP-5)",
+    "first-line-only": "only the first line of each read is handled (FRAME-3)",
+    "no-reassembly": "each read is parsed on its own, lines split over reads are lost (FRAME-3)",
+    "silent-bad-json": "a { line that does not parse gets no reply, as in the original (FRAME-6)",
+    "reply-non-object": "every line is parsed: blank and non-{ lines get bad_json (FRAME-4, FRAME-5)",
+    "bad-json-null-id": "bad_json and message_too_large always carry ipcReqID null (CORR-6)",
+    "crlf-bad-json": "a CR before the LF is kept and makes the line bad_json (FRAME-2)",
+    "half-close-drop": "on half-close the connection is closed at once without answering (LIFE-2)",
+    "deep-close": "deeply nested JSON closes the connection instead of an answer (LIMIT-4)",
+    "no-info": "no /ipcserver/info nor /ipcserver/stats (BUILTIN-4, BUILTIN-5)",
+    "mangle-unicode": "astral characters become U+FFFD and NUL characters are dropped (FRAME-8)",
+    "splitlines": "lines are split with str.splitlines, so U+2028/U+2029 end a line (FRAME-8)",
+    "lose-pipelined": "a connection's requests past the 100th are dropped (CORR-4)",
+    "no-limit-reply": "lines over the limit are discarded without an answer (LIMIT-2)",
+    "close-after-error": "the connection is closed after bad_json or message_too_large (FRAME-6, LIMIT-2)",
+    "limit-8mib": "the real limit is 8 MiB whatever --max-message-bytes says (LIMIT-1)",
+    "falsy-id-echo": 'falsy ids ("", 0, false) are echoed as given instead of null (RESP-2)',
+    "numeric-id-string": "numeric ids are answered as strings (RESP-2)",
+    "missing-id-omitted": "a request without ipcReqID is answered without ipcReqID (RESP-2)",
+    "no-uri-in-data": "no_uri is sent in data instead of at the top level (ERR-3)",
+    "no-handler-top": "no_handler_found is sent at the top level instead of in data (ERR-3)",
+    "reject-unknown-members": "requests with unknown members are answered bad_request (REQ-1)",
+    "drop-falsy-data": 'falsy data ({}, [], "", 0, false) is left out of the response (REQ-4)',
+    "absent-data-object": "absent data reaches the echo as {} instead of null (REQ-4, BUILTIN-1)",
+    "delay-ignored": "/ipcserver/test/delay answers at once whatever the delay (BUILTIN-2)",
+    "delay-zero-waits": "/ipcserver/test/delay with 0 or no delay waits 2 s (BUILTIN-2)",
+    "lax-types": "a uri or ipcReqID of a wrong type is not answered bad_request (REQ-2, REQ-3)",
+    "max-100-connections": "connections past 100 open at once are closed at once (TRANS-2)",
+    "disconnect-closes-all": "a client gone mid-request makes the server close every connection (LIFE-5)",
+    "error-with-data": 'top-level errors also carry "data": null (ERR-2)',
+    "nesting-limit-100": "JSON nested deeper than 100 levels is refused as bad_json (LIMIT-4)",
+    "accept-nan": "NaN and Infinity are accepted and sent back as such (FRAME-6, FRAME-9)",
+    "lossy-big-int": "integers are carried as doubles, losing precision past 2^53 (FRAME-9)",
+    "one-request-per-connection": "the connection is closed after the first response (TRANS-2)",
+    "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
+}
+
+ECHO = "/ipcserver/test/echo"
+DELAY = "/ipcserver/test/delay"
+INFO = "/ipcserver/info"
+STATS = "/ipcserver/stats"
+MIB = 1024 * 1024
+NO_URI_MESSAGE = "Missing required uri parameter from request"
+# CORR-6: the id is recovered from the head of a line that could not be read.
+_ID_IN_HEAD = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+_WS = b" \t\r"
+
+
+def _falsy(value: Any) -> bool:
+    return value is None or value is False or value == "" or (isinstance(value, int | float) and value == 0)
+
+
+def _recover_id(head: bytes) -> Any:
+    match = _ID_IN_HEAD.search(head[:4096])
+    if match is None:
+        return None
+    try:
+        value = json.loads(match.group(1))
+    except ValueError:
+        return None
+    return None if _falsy(value) else value
+
+
+def _mangle(value: Any) -> Any:
+    if isinstance(value, str):
+        return "".join("\ufffd" if ord(ch) > 0xFFFF else ch for ch in value if ch != "\0")
+    if isinstance(value, list):
+        return [_mangle(v) for v in value]
+    if isinstance(value, dict):
+        return {_mangle(k): _mangle(v) for k, v in value.items()}
+    return value
+
+
+class _Conn:
+    def __init__(
+        self, server: BrokenServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.count = 0
+        self.closing = False
+        # LIMIT-5: at most this many requests in progress before reading stops.
+        self.slots = asyncio.Semaphore(1024)
+
+    def write(self, message: dict[str, Any]) -> None:
+        if self.closing or self.writer.is_closing():
+            return
+        defect = self.server.defect
+        if defect == "error-with-data" and "code" in message and "data" not in message:
+            message = {**message, "data": None}
+        if defect == "mangle-unicode":
+            message = _mangle(message)
+        line = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+        self.writer.write(line + b"\n")  # FRAME-10: one write per message
+        if defect == "one-request-per-connection":
+            self.close()
+
+    def finished(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slots.release()
+
+    def close(self) -> None:
+        self.closing = True
+        self.writer.close()
+
+
+class BrokenServer:
+    """The server; ``defect`` is one of :data:`DEFECTS` or None.
+
+    Args:
+        path: the socket path.
+        defect: the bug to plant, or None for a conforming server.
+        max_message_bytes: the message limit (LIMIT-1).
+    """
+
+    def __init__(self, path: str, defect: str | None = None, max_message_bytes: int = 16 * MIB) -> None:
+        if defect is not None and defect not in DEFECTS:
+            raise ValueError(f"unknown defect {defect!r}; known: {', '.join(DEFECTS)}")
+        self.path = path
+        self.defect = defect
+        self.limit = 8 * MIB if defect == "limit-8mib" else max_message_bytes
+        self.conns: set[_Conn] = set()
+        self.stats = {"requests": 0, "clientOpen": 0, "clientClose": 0, "maxConnections": 0}
+
+    async def serve(self, ready: asyncio.Event | None = None) -> None:
+        """Listen and serve until cancelled."""
+        server = await asyncio.start_unix_server(self._client, self.path, limit=MIB, backlog=256)
+        if ready is not None:
+            ready.set()
+        print(f"listening on {self.path}", file=sys.stderr, flush=True)
+        try:
+            async with server:
+                await server.serve_forever()
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = _Conn(self, reader, writer)
+        if self.defect == "max-100-connections" and len(self.conns) >= 100:
+            writer.close()
+            return
+        self.conns.add(conn)
+        self.stats["clientOpen"] += 1
+        self.stats["maxConnections"] = max(self.stats["maxConnections"], len(self.conns))
+        try:
+            await self._read_loop(conn)
+            if self.defect == "disconnect-closes-all" and conn.tasks:
+                for other in list(self.conns - {conn}):
+                    other.close()
+            if self.defect != "half-close-drop" and conn.tasks:
+                # LIFE-2: answer what was read, then close.
+                await asyncio.gather(*conn.tasks, return_exceptions=True)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            self.conns.discard(conn)
+            self.stats["clientClose"] += 1
+            conn.close()
+
+    async def _read_loop(self, conn: _Conn) -> None:
+        buffer = bytearray()
+        discarding: bytes | None = None  # the head of an oversize line being skipped
+        while not conn.closing:
+            chunk = await conn.reader.read(256 * 1024)
+            if not chunk:
+                return  # a partial line at end of stream is dropped (LIFE-2)
+            if self.defect == "no-reassembly":
+                lines = chunk.split(b"\n")[:-1] if b"\n" in chunk else []
+                for line in lines:
+                    await self._line(conn, line)
+                continue
+            if self.defect == "first-line-only":
+                first, _, _ = chunk.partition(b"\n")
+                buffer += first + b"\n" if b"\n" in chunk else chunk
+            else:
+                buffer += chunk
+            while True:
+                index = buffer.find(b"\n")
+                if discarding is not None:
+                    if index < 0:
+                        buffer.clear()
+                        break
+                    del buffer[: index + 1]
+                    head, discarding = discarding, None
+                    await self._too_large(conn, head)
+                    continue
+                if index < 0:
+                    if len(buffer) > self.limit:
+                        discarding = bytes(buffer[:4096])
+                        buffer.clear()
+                    break
+                line = bytes(buffer[:index])
+                del buffer[: index + 1]
+                if len(line) > self.limit:
+                    await self._too_large(conn, line[:4096])
+                    continue
+                if self.defect == "drop-over-1mib" and len(line) > MIB:
+                    continue
+                if self.defect == "splitlines":
+                    for part in line.decode("utf-8", "surrogateescape").splitlines():
+                        await self._line(conn, part.encode("utf-8", "surrogateescape"))
+                    continue
+                await self._line(conn, line)
+            if len(buffer) > self.limit:
+                discarding = bytes(buffer[:4096])
+                buffer.clear()
+
+    async def _too_large(self, conn: _Conn, head: bytes) -> None:
+        if self.defect in ("no-limit-reply", "drop-over-1mib"):
+            return
+        request_id = None if self.defect == "bad-json-null-id" else _recover_id(head)
+        conn.write(
+            {
+                "ipcReqID": request_id,
+                "code": "message_too_large",
+                "message": f"message over the limit of {self.limit} bytes",
+                "limit": self.limit,
+            }
+        )
+        if self.defect == "close-after-error":
+            await conn.writer.drain()
+            conn.close()
+
+    async def _line(self, conn: _Conn, line: bytes) -> None:
+        if self.defect != "crlf-bad-json" and line.endswith(b"\r"):
+            line = line[:-1]  # FRAME-2
+        stripped = line.strip(_WS)
+        if self.defect == "reply-non-object" and not stripped.startswith(b"{"):
+            conn.write({"ipcReqID": None, "code": "bad_json", "message": "not a JSON object"})
+            return
+        if not stripped:
+            return  # FRAME-4
+        if not stripped.startswith(b"{"):
+            return  # FRAME-5
+        try:
+            if self.defect == "crlf-bad-json" and line.endswith(b"\r"):
+                raise ValueError("trailing CR")
+            if self.defect == "nesting-limit-100" and _depth_over(line, 100):
+                raise ValueError("nested too deeply")
+            if self.defect == "accept-nan":
+                request = json.loads(line.decode("utf-8"))
+            elif self.defect == "lossy-big-int":
+                request = json.loads(line.decode("utf-8"), parse_int=float, parse_constant=_reject_constant)
+            else:
+                request = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+            if not isinstance(request, dict):
+                raise ValueError("not an object")
+        except RecursionError:
+            if self.defect == "deep-close":
+                conn.close()
+                return
+            await self._bad_json(conn, line)
+            return
+        except (ValueError, UnicodeDecodeError):
+            if self.defect == "invalid-utf8-close" and not _valid_utf8(line):
+                conn.close()
+                return
+            await self._bad_json(conn, line)
+            return
+        conn.count += 1
+        if self.defect == "lose-pipelined" and conn.count > 100:
+            return
+        if self.defect == "in-order":
+            await self._handle(conn, request)
+            return
+        await conn.slots.acquire()
+        task = asyncio.create_task(self._handle(conn, request))
+        conn.tasks.add(task)
+        task.add_done_callback(conn.finished)
+
+    async def _bad_json(self, conn: _Conn, line: bytes) -> None:
+        if self.defect == "silent-bad-json":
+            return
+        request_id = None if self.defect == "bad-json-null-id" else _recover_id(line)
+        conn.write({"ipcReqID": request_id, "code": "bad_json", "message": "the line is not valid JSON"})
+        if self.defect == "close-after-error":
+            await conn.writer.drain()
+            conn.close()
+
+    def _response_id(self, request: dict[str, Any]) -> tuple[bool, Any]:
+        if "ipcReqID" not in request:
+            return (self.defect != "missing-id-omitted"), None
+        value = request["ipcReqID"]
+        if self.defect == "falsy-id-echo" and value is not None:
+            return True, value
+        if _falsy(value):
+            return True, None
+        if self.defect == "numeric-id-string" and isinstance(value, int | float):
+            return True, str(value)
+        return True, value
+
+    async def _handle(self, conn: _Conn, request: dict[str, Any]) -> None:
+        self.stats["requests"] += 1
+        has_id, request_id = self._response_id(request)
+        base: dict[str, Any] = {"ipcReqID": request_id} if has_id else {}
+        raw_id = request.get("ipcReqID")
+        uri = request.get("uri")
+        lax = self.defect == "lax-types"
+        if not lax and (raw_id is True or isinstance(raw_id, dict | list)):
+            conn.write(
+                {"ipcReqID": None, "code": "bad_request", "message": "ipcReqID must be a string or a number"}
+            )
+            return
+        if _falsy(uri):
+            error = {"code": "no_uri", "message": NO_URI_MESSAGE}
+            conn.write({**base, "data": error} if self.defect == "no-uri-in-data" else {**base, **error})
+            return
+        if not isinstance(uri, str):
+            if lax:
+                conn.write(
+                    {**base, "data": {"code": "no_handler_found", "message": f"No handler found for {uri}"}}
+                )
+            else:
+                conn.write({**base, "code": "bad_request", "message": "uri must be a string"})
+            return
+        if self.defect == "reject-unknown-members" and set(request) - {
+            "ipcReqID",
+            "uri",
+            "data",
+            "pid",
+            "userAgent",
+        }:
+            conn.write({**base, "code": "bad_request", "message": "unknown members"})
+            return
+        data = request.get("data")
+        if self.defect == "absent-data-object" and "data" not in request:
+            data = {}
+        result: Any
+        if uri == ECHO:
+            result = data
+        elif uri == DELAY:
+            delay = data.get("delay") if isinstance(data, dict) else None
+            if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+                delay = 0
+            if self.defect == "delay-zero-waits" and delay == 0:
+                await asyncio.sleep(2.0)
+            elif delay and self.defect != "delay-ignored":
+                await asyncio.sleep(delay / 1000)
+            result = {"delay": delay}
+        elif uri == INFO and self.defect != "no-info":
+            result = {
+                "protocol": "1.1",
+                "server": {"name": "pixl-ipc-conformance broken server", "version": "1.1.0"},
+                "limits": {"max_message_bytes": self.limit, "max_inflight_per_connection": 1024},
+                "handlers": ["echo", "delay", "info", "stats"],
+                "extensions": ["bad_json", "bad_request", "message_too_large", INFO, STATS],
+            }
+        elif uri == STATS and self.defect != "no-info":
+            result = {"connections": len(self.conns), "handlers": 4, **self.stats}
+            result.update({"duration": 0, "slowResponses": 0, "streamBackpressure": 0})
+        else:
+            message = {"code": "no_handler_found", "message": f"No handler found for {uri}"}
+            conn.write({**base, **message} if self.defect == "no-handler-top" else {**base, "data": message})
+            return
+        if self.defect == "drop-falsy-data" and not result and result is not None:
+            conn.write(base)
+            return
+        conn.write({**base, "data": result})
+        with contextlib.suppress(ConnectionError):
+            # LIFE-5: a client gone with requests in progress costs only its answers.
+            await conn.writer.drain()
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}")
+
+
+def _depth_over(line: bytes, limit: int) -> bool:
+    depth = 0
+    in_string = escaped = False
+    for byte in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def _valid_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def _main_async(server: BrokenServer) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await server.serve()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the broken server.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit status.
+    """
+    parser = argparse.ArgumentParser(prog="broken_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--socket", help="the socket path")
+    parser.add_argument("--defect", choices=sorted(DEFECTS), help="the bug to plant")
+    parser.add_argument("--max-message-bytes", type=int, default=16 * MIB)
+    parser.add_argument("--list-defects", action="store_true")
+    args = parser.parse_args(argv)
+    if args.list_defects:
+        for name, text in DEFECTS.items():
+            print(f"{name:<24} {text}")
+        return 0
+    if not args.socket:
+        parser.error("--socket is required")
+    asyncio.run(_main_async(BrokenServer(args.socket, args.defect, args.max_message_bytes)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
