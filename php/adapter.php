@@ -26,7 +26,7 @@ final class PixlIPCAdapter
 {
     private const NAME = 'pixl-ipc php PixlIPCClient';
     private const VERSION = '1.1.0';
-    private const CAPABILITIES = ['push', 'reconnect'];
+    private const CAPABILITIES = ['push', 'reconnect', 'max_message_bytes'];
     /** How many unreported pushes are kept for the `pushes` command. */
     private const MAX_PUSHES = 100000;
     private const OUTPUT_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION;
@@ -148,6 +148,7 @@ final class PixlIPCAdapter
             'request_timeout_ms' => 'requestTimeout',
             'connect_timeout_ms' => 'connectTimeout',
             'user_agent' => 'userAgent',
+            'max_message_bytes' => 'maxMessageBytes',
         ];
         foreach ($names as $from => $to) {
             if (isset($given->{$from})) {

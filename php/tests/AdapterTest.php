@@ -109,7 +109,7 @@ final class AdapterTest extends TestCase
         $this->assertSame('php', $answer['result']['language']);
         $this->assertSame('pixl-ipc php PixlIPCClient', $answer['result']['name']);
         $this->assertIsString($answer['result']['version']);
-        $this->assertSame(['push', 'reconnect'], $answer['result']['capabilities']);
+        $this->assertSame(['push', 'reconnect', 'max_message_bytes'], $answer['result']['capabilities']);
         $this->endAndExpectExitZero();
     }
 
@@ -186,6 +186,23 @@ final class AdapterTest extends TestCase
         $this->assertSame('closed', $answer['error']['kind']);
         $answer = $this->command(['cmd' => 'send', 'uri' => '/e', 'data' => ['a' => 2], 'timeout_ms' => 5000]);
         $this->assertSame(['data' => ['a' => 2]], $answer['result']);
+        $this->endAndExpectExitZero();
+    }
+
+    public function testMaxMessageBytesOptionGivesTooLarge(): void
+    {
+        $server = $this->peer([[['read'], ['big', 17 << 20], ['wait_close']], [['read'], ['big', (16 << 20) - 28]]]);
+        $this->startAdapter();
+        $this->command(['cmd' => 'start']);
+        $this->command([
+            'cmd' => 'connect', 'socket' => $server->path, 'options' => ['max_message_bytes' => 16 << 20],
+        ]);
+        $answer = $this->command(['cmd' => 'send', 'uri' => '/e', 'data' => [], 'timeout_ms' => 10000]);
+        $this->assertSame('too_large', $answer['error']['kind']);
+        // A line of exactly the limit (28 bytes of framing) is accepted, on a new connection.
+        $answer = $this->command(['cmd' => 'send', 'uri' => '/e', 'data' => [], 'timeout_ms' => 10000]);
+        $this->assertTrue($answer['ok']);
+        $this->assertSame((16 << 20) - 28, strlen($answer['result']['data']));
         $this->endAndExpectExitZero();
     }
 
