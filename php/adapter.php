@@ -138,6 +138,8 @@ final class PixlIPCAdapter
             $given = new stdClass();
         }
         $options = [
+            // ADAPTER.md: send takes any JSON value as data (REQ-4).
+            'scalarRequests' => true,
             'assoc' => false,
             'maxPushes' => self::MAX_PUSHES,
             'throwOnTimeout' => !$this->falseOnTimeout,

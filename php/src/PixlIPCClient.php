@@ -98,7 +98,7 @@ class PixlIPCClient
     public const E_BAD_REQUEST_TYPE = 5002;
     /** Writing the request failed (the connection is gone). */
     public const E_SOCKET_WRITE = 5003;
-    /** The answer to this request is a `{` line that is not valid JSON. */
+    /** A `{` line that is not valid JSON arrived (only with throwOnBadResponse). */
     public const E_BAD_RESPONSE = 5004;
     /** The server closed the connection while the request waited (LIFE-3). */
     public const E_SERVER_CLOSE = 5005;
@@ -123,10 +123,6 @@ class PixlIPCClient
     /** The largest slice handed to fwrite after a partial write, so that the
      * rest of a large request is not copied again on every partial write. */
     private const WRITE_SLICE = 262144;
-    /** How much of an unreadable line is searched for its id (CORR-6). */
-    private const ID_RECOVERY_BYTES = 4096;
-    /** The ipcReqID member followed by a JSON string or number (CORR-6). */
-    private const ID_PATTERN = '/"ipcReqID"\s*:\s*("(?:[^"\\\\]|\\\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)/';
 
     /** @var string */
     private $socketPath;
@@ -145,6 +141,12 @@ class PixlIPCClient
 
     /** @var bool */
     private $emptyArrayAsObject;
+
+    /** @var bool */
+    private $scalarRequests;
+
+    /** @var bool */
+    private $throwOnBadResponse;
 
     /** @var int */
     private $maxMessageBytes;
@@ -207,6 +209,8 @@ class PixlIPCClient
         }
         $this->throwOnTimeout = self::flag($options, 'throwOnTimeout', false);
         $this->emptyArrayAsObject = self::flag($options, 'emptyArrayAsObject', false);
+        $this->scalarRequests = self::flag($options, 'scalarRequests', false);
+        $this->throwOnBadResponse = self::flag($options, 'throwOnBadResponse', false);
         $this->assoc = self::flag($options, 'assoc', true);
         $this->decodeFlags = self::flag($options, 'bigIntAsString', false) ? JSON_BIGINT_AS_STRING : 0;
         $max = $options['maxMessageBytes'] ?? self::DEFAULT_MAX_MESSAGE_BYTES;
@@ -299,8 +303,10 @@ class PixlIPCClient
      * Send one request and wait for its answer. Connects first when needed.
      *
      * @param mixed        $uri       the target, e.g. "/myapp/status" (REQ-2)
-     * @param array|object $request   the request data (REQ-4); an empty array is
-     *                                sent as [] unless emptyArrayAsObject is set
+     * @param mixed        $request   the request data (REQ-4): an array or an
+     *                                object (any JSON value with scalarRequests);
+     *                                an empty array is sent as [] unless
+     *                                emptyArrayAsObject is set
      * @param int|float|null $timeoutMs this request's timeout in ms, instead of
      *                                the requestTimeout option
      *
@@ -313,7 +319,10 @@ class PixlIPCClient
      */
     public function send($uri, $request, $timeoutMs = null)
     {
-        if (!is_array($request) && !is_object($request)) {
+        if (
+            !is_array($request) && !is_object($request)
+            && !($this->scalarRequests && ($request === null || is_scalar($request)))
+        ) {
             throw new PixlIPCException(
                 'Request must be an array or an object, ' . gettype($request) . ' given',
                 self::E_BAD_REQUEST_TYPE
@@ -461,14 +470,16 @@ class PixlIPCClient
                     $this->decodeFlags | JSON_THROW_ON_ERROR
                 );
             } catch (JsonException $e) {
-                if ($id !== null && $this->recoverId($line) === $id) {
+                if ($this->throwOnBadResponse && $id !== null) {
                     throw new PixlIPCException(
-                        "Bad response from server for {$id}: " . $e->getMessage(),
+                        "Bad response from server while waiting for {$id}: " . $e->getMessage(),
                         self::E_BAD_RESPONSE,
                         $e
                     );
                 }
-                continue; // FRAME-7: not this request's, ignore it
+                // FRAME-7: ignored, even when it seems to carry this request's
+                // id: an unreadable line cannot be trusted to be its answer.
+                continue;
             }
             if ($this->assoc) {
                 $messageId = $message['ipcReqID'] ?? null;
@@ -644,16 +655,6 @@ class PixlIPCClient
             // 0 before the deadline (rounding) or false (a signal): loop; the
             // deadline check above ends it.
         }
-    }
-
-    /** The id of an unreadable line (CORR-6), or null. */
-    private function recoverId(string $line): ?string
-    {
-        if (preg_match(self::ID_PATTERN, substr($line, 0, self::ID_RECOVERY_BYTES), $match) !== 1) {
-            return null;
-        }
-        $value = json_decode($match[1]);
-        return is_string($value) ? $value : null;
     }
 
     /**

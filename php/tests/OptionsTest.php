@@ -38,6 +38,8 @@ final class OptionsTest extends TestCase
             'int emptyArrayAsObject' => [['emptyArrayAsObject' => 1]],
             'array assoc' => [['assoc' => []]],
             'string bigIntAsString' => [['bigIntAsString' => 'true']],
+            'int scalarRequests' => [['scalarRequests' => 1]],
+            'string throwOnBadResponse' => [['throwOnBadResponse' => 'no']],
             'onPush not callable' => [['onPush' => 'no_such_function_here']],
             'negative maxPushes' => [['maxPushes' => -1]],
             'invalid UTF-8 userAgent' => [['userAgent' => "\xFF"]],
@@ -72,6 +74,8 @@ final class OptionsTest extends TestCase
             'emptyArrayAsObject' => true,
             'assoc' => false,
             'bigIntAsString' => true,
+            'scalarRequests' => true,
+            'throwOnBadResponse' => true,
             'maxMessageBytes' => 16 << 20,
             'onPush' => static function (): void {
             },

@@ -111,7 +111,7 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path);
-        foreach (['text', 42, 1.5, true, null] as $bad) {
+        foreach (['text', 42, 1.5, true, false, null] as $bad) {
             $e = $this->expectCode(PixlIPCClient::E_BAD_REQUEST_TYPE, function () use ($client, $bad): void {
                 $client->send('/x', $bad);
             });
@@ -119,6 +119,27 @@ final class ScriptedPeerTest extends TestCase
         }
         $this->assertSame(0, $server->accepted());
         $this->assertSame(['ok' => true], $client->send('/x', ['ok' => true]));
+    }
+
+    public function testScalarRequestsOptionSendsAnyJsonValue(): void
+    {
+        // REQ-4: data may be any JSON value; the original refused scalars.
+        $values = ['text', 42, -7.25, true, false, null, 0, ''];
+        $steps = [];
+        foreach ($values as $value) {
+            $steps[] = ['read'];
+            $steps[] = ['echo'];
+        }
+        $server = $this->peer([$steps]);
+        $client = new PixlIPCClient($server->path, ['scalarRequests' => true, 'throwOnTimeout' => true]);
+        foreach ($values as $value) {
+            $this->assertSame($value, $client->send('/x', $value));
+        }
+        $sent = array_map(static function (array $request) {
+            return $request['data'];
+        }, $server->requests());
+        $this->assertSame($values, $sent);
+        $this->assertStringContainsString('"data":null', $server->lines()[5]);
     }
 
     public function testRequestThatCannotBeEncodedIsRefused(): void
@@ -232,25 +253,28 @@ final class ScriptedPeerTest extends TestCase
         $this->assertNull($e->getRemoteData());
     }
 
-    public function testMalformedAnswerToThisRequestRaisesBadResponse(): void
+    public function testMalformedLineRaisesBadResponseWithThrowOnBadResponse(): void
     {
         $server = $this->peer([[
-            ['read'], ['raw', "{\"ipcReqID\":\"%ID%\",\"data\":{nope}\n"],
+            ['read'], ['raw', "{\"data\":{nope}\n"], ['sleep', 100], ['echo'],
             ['read'], ['echo'],
         ]]);
-        $client = new PixlIPCClient($server->path);
+        $client = new PixlIPCClient($server->path, ['throwOnBadResponse' => true]);
         $e = $this->expectCode(PixlIPCClient::E_BAD_RESPONSE, function () use ($client): void {
             $client->send('/x', ['q' => 1]);
         });
         $this->assertInstanceOf(JsonException::class, $e->getPrevious());
+        // The connection is kept; the real answer to rq0 is skipped as late.
         $this->assertSame(['q' => 2], $client->send('/x', ['q' => 2]));
         $this->assertSame(1, $server->accepted());
     }
 
-    public function testMalformedLinesThatAreNotThisRequestsAnswerAreIgnored(): void
+    public function testMalformedLinesAreIgnoredEvenWithThisRequestsId(): void
     {
-        // FRAME-7: no id, another id, invalid UTF-8: none of them fails rq0.
-        $junk = "{oops\n{\"ipcReqID\":\"rq77\",\"data\":[\n{\"data\":\"\xC3\x28\"}\n";
+        // FRAME-7: this request's id, no id, another id, invalid UTF-8: none
+        // of them fails rq0, which gets its real answer.
+        $junk = "{\"ipcReqID\":\"rq0\",\"data\":{nope}\n{oops\n{\"ipcReqID\":\"rq77\",\"data\":[\n"
+            . "{\"data\":\"\xC3\x28\"}\n";
         $server = $this->peer([[['read'], ['raw64', base64_encode($junk)], ['echo']]]);
         $client = new PixlIPCClient($server->path);
         $this->assertSame(['q' => 1], $client->send('/x', ['q' => 1]));
