@@ -5,6 +5,10 @@ and an asyncio client (:class:`AsyncIPCClient`) for the protocol written down in
 the kit's ``spec/PROTOCOL.md``, wire-compatible with pixl-ipc 1.1.x.
 """
 
+import logging
+
+from .aio_client import AsyncIPCClient
+from .client import IPCClient
 from .errors import (
     ConfigError,
     ConnectError,
@@ -20,20 +24,29 @@ from .errors import (
 )
 from .framing import DEFAULT_MAX_MESSAGE_BYTES
 from .protocol import PROTOCOL_VERSION
+from .server import IPCServer, PeerCredentials, Request
 
 __version__ = "1.1.0"
+
+# Quiet unless the application configures logging (the "pixl_ipc" logger).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "PROTOCOL_VERSION",
+    "AsyncIPCClient",
     "ConfigError",
     "ConnectError",
     "ErrorCode",
+    "IPCClient",
     "IPCError",
+    "IPCServer",
     "MalformedMessage",
     "MessageTooLarge",
+    "PeerCredentials",
     "ProtocolError",
     "RemoteError",
+    "Request",
     "RequestTimeout",
     "ServerClosed",
     "StartupError",

@@ -1,0 +1,510 @@
+"""The asyncio client: :class:`AsyncIPCClient`.
+
+A thin :class:`asyncio.Protocol` over :class:`pixl_ipc.protocol.ClientProtocol`.
+Any number of :meth:`AsyncIPCClient.send` calls may wait on one connection;
+responses are matched by id (CORR-2) in whatever order they come. Requests
+written in one turn of the event loop leave in one write, and the deadlines of
+all waiting requests share one timer, so a request costs no system call and
+no timer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+from types import TracebackType
+from typing import Any, cast
+
+from ._client_common import (
+    DEFAULT_AUTO_RECONNECT,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+    ClientOptions,
+    PushHandler,
+    check_uri,
+    connect_error,
+    make_options,
+    oversize_errors,
+)
+from .errors import ConnectError, RequestTimeout, ServerClosed
+from .framing import DEFAULT_MAX_MESSAGE_BYTES
+from .protocol import (
+    ClientProtocol,
+    IncomingPush,
+    IncomingResponse,
+    MessageTransform,
+    OversizeMessage,
+    response_outcome,
+)
+
+__all__ = ["AsyncIPCClient"]
+
+logger = logging.getLogger("pixl_ipc.aio_client")
+
+_Future = asyncio.Future[dict[str, Any]]
+# (deadline, future, request id, uri, timeout) of a waiting request.
+_Deadline = tuple[float, _Future, Any, str, float]
+
+
+class _Connection(asyncio.Protocol):
+    """One open connection: moves bytes between the transport and the client."""
+
+    def __init__(
+        self, client: AsyncIPCClient, proto: ClientProtocol, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.client = client
+        self.proto = proto
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.lost: asyncio.Future[None] = loop.create_future()
+        self.open = False
+        self._out: list[bytes] = []
+        self._writable: asyncio.Future[None] | None = None
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
+        self.open = True
+
+    def data_received(self, data: bytes) -> None:
+        events = self.proto.receive_data(data)
+        pending = self.client._pending
+        for event in events:
+            if type(event) is IncomingResponse:
+                future = pending.pop(event.id, None)
+                # CORR-3: an id nobody waits for (a late answer) is dropped.
+                if future is not None and not future.done():
+                    future.set_result(event.message)
+            elif type(event) is IncomingPush:
+                self.client._deliver_push(event.message)  # PUSH-2
+            else:
+                assert isinstance(event, OversizeMessage)
+                self.client._on_oversize(self, event)
+                return  # the connection is closing: nothing after it counts
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self._out.clear()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self.client._on_lost(self, exc)
+
+    def pause_writing(self) -> None:
+        # The server stopped reading: new requests wait instead of piling up.
+        if self._writable is None or self._writable.done():
+            self._writable = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    # --- writing ---
+
+    def write(self, payload: bytes) -> None:
+        """Queue one request; everything queued in this loop turn leaves in one write."""
+        out = self._out
+        out.append(payload)
+        if len(out) == 1:
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out or self.transport is None or not self.open:
+            out.clear()
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self.transport.write(data)  # FRAME-10: whole lines, one write
+
+    async def writable(self, deadline: float) -> bool:
+        """Wait until the transport takes more data; False if the deadline passes first."""
+        waiter = self._writable
+        if waiter is None or waiter.done():
+            return True
+        try:
+            async with asyncio.timeout_at(deadline):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            return False
+        return True
+
+
+class AsyncIPCClient:
+    """An asyncio pixl-ipc client.
+
+    Any number of tasks may :meth:`send` on one client at once: requests are
+    pipelined on one connection (CORR-4) and each response goes to the request
+    with its id (CORR-2). Use it from one event loop.
+
+    Args:
+        socket_path: the server's socket path.
+        request_timeout: default seconds to wait for each response (CORR-5).
+        connect_timeout: seconds to wait for a connection.
+        user_agent: the ``userAgent`` sent with every request (REQ-6); default
+            ``"Python/IPCClient"`` followed by the working directory.
+        auto_reconnect: seconds after the connection drops before the client
+            connects again in the background, and again after each failed
+            attempt (LIFE-4); a :meth:`send` made meanwhile waits for it within
+            its timeout. 0 disables it: :meth:`send` then raises
+            :class:`ServerClosed`.
+        code_to_err: also raise errors found inside ``data`` (the original's
+            ``codeToErr``, ERR-4).
+        message_transform: the original's ``messageTransform``: called with each
+            response message, returns ``(err, data)``.
+        on_push: called in the event loop with each whole push message
+            (``{"data": ...}``, PUSH-2), as the Node client emits it.
+            Exceptions it raises are logged and ignored.
+        max_message_bytes: the longest response line accepted (LIMIT-1, LIMIT-3).
+
+    Raises:
+        ConfigError: an option is invalid.
+
+    A response over ``max_message_bytes`` fails the request it answers with
+    :class:`MessageTooLarge` and closes the connection; other pending requests
+    fail with :class:`ServerClosed` (or all with :class:`MessageTooLarge` when
+    the oversize line's id cannot be read).
+    """
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str],
+        *,
+        # timeouts
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        # identity
+        user_agent: str | None = None,
+        # connection
+        auto_reconnect: float = DEFAULT_AUTO_RECONNECT,
+        # results
+        code_to_err: bool = False,
+        message_transform: MessageTransform | None = None,
+        on_push: PushHandler | None = None,
+        # limits
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.options: ClientOptions = make_options(
+            socket_path,
+            request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+            user_agent=user_agent,
+            auto_reconnect=auto_reconnect,
+            code_to_err=code_to_err,
+            message_transform=message_transform,
+            on_push=on_push,
+            max_message_bytes=max_message_bytes,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: _Connection | None = None
+        self._pending: dict[Any, _Future] = {}
+        # "new" (never connected), "open", "lost" (dropped), "closed" (close()).
+        self._state = "new"
+        self._connecting: asyncio.Future[_Connection] | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._ready: asyncio.Event | None = None
+        # Deadlines in the order requests were sent; with one timeout per
+        # client that is also deadline order, so one timer serves them all.
+        self._deadlines: collections.deque[_Deadline] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    # --- public API ------------------------------------------------------------
+
+    @property
+    def socket_path(self) -> str:
+        """The server's socket path."""
+        return self.options.socket_path
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open."""
+        return self._conn is not None and self._conn.open
+
+    async def connect(self) -> None:
+        """Connect to the server, unless already connected.
+
+        Also reopens a client after :meth:`close`.
+
+        Raises:
+            ConnectError: the path is missing, refused, not a socket, not
+                permitted, or the connect timed out (``reason`` says which).
+        """
+        if self._conn is not None and self._conn.open:
+            return
+        if self._state == "closed":
+            self._state = "new"
+        await self._open()
+
+    async def send(self, uri: str, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Send one request and wait for its response.
+
+        Connects first when the client has not connected yet; while the
+        client reconnects after a drop, waits for it within ``timeout``.
+
+        Args:
+            uri: the request's ``uri`` (REQ-2).
+            data: the request's ``data``, any JSON value (REQ-4).
+            timeout: seconds to wait for the response; default ``request_timeout``.
+
+        Returns:
+            The response's ``data`` (or what ``message_transform`` returned).
+
+        Raises:
+            TypeError: ``uri`` is not a str, or ``data`` cannot be encoded as JSON.
+            ConfigError: ``timeout`` is not a positive number.
+            ConnectError: the first connect failed.
+            RequestTimeout: no response within the timeout (CORR-5); its late
+                answer is dropped (CORR-3).
+            ServerClosed: the connection ended while waiting (LIFE-3), the
+                client was closed, or it is disconnected and cannot reconnect in
+                time (``auto_reconnect`` 0, or the server is still away).
+            RemoteError: the server answered with an error (ERR-4).
+            MessageTooLarge: the response passed ``max_message_bytes`` (LIMIT-3).
+        """
+        check_uri(uri)
+        opts = self.options
+        seconds = opts.timeout_for(timeout)
+        loop = self._loop or asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        conn = self._conn
+        if conn is None or not conn.open:
+            conn = await self._usable_connection(deadline, seconds)
+        if conn._writable is not None and not await conn.writable(deadline):
+            raise RequestTimeout(uri, seconds)
+        request_id, payload = conn.proto.encode_request(uri, data)
+        future: _Future = loop.create_future()
+        self._pending[request_id] = future
+        conn.write(payload)
+        self._add_deadline(loop, (deadline, future, request_id, uri, seconds))
+        try:
+            message = await future
+        finally:
+            if not future.done():  # the caller was cancelled
+                future.cancel()
+                self._pending.pop(request_id, None)
+        return response_outcome(
+            message, code_to_err=opts.code_to_err, message_transform=opts.message_transform
+        )
+
+    async def close(self) -> None:
+        """Close the connection; pending requests fail with :class:`ServerClosed`.
+
+        Stops the background reconnect. When it returns, the socket is closed
+        and no task or timer of this client is left. Idempotent;
+        :meth:`connect` may open the client again.
+        """
+        self._state = "closed"
+        task, self._reconnect_task = self._reconnect_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._fail_pending(lambda: ServerClosed("the client was closed"))
+        self._deadlines.clear()
+        if self._ready is not None:
+            self._ready.set()  # wakes sends waiting for a reconnect
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.transport is not None:
+            conn._flush()
+            conn.transport.close()
+            # connection_lost is where the event loop releases the socket.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await asyncio.shield(conn.lost)
+
+    async def __aenter__(self) -> AsyncIPCClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncIPCClient {self.options.socket_path!r} {self._state}>"
+
+    # --- connection ------------------------------------------------------------
+
+    async def _open(self) -> _Connection:
+        # Concurrent callers share one attempt.
+        if self._connecting is not None:
+            return await asyncio.shield(self._connecting)
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._connecting = loop.create_future()
+        attempt = self._connecting
+        try:
+            conn = await self._dial(loop)
+        except BaseException as exc:
+            attempt.set_exception(exc)
+            attempt.exception()  # retrieved: other waiters re-raise it themselves
+            raise
+        finally:
+            self._connecting = None
+        if self._state == "closed":  # closed while connecting
+            assert conn.transport is not None
+            conn.transport.close()
+            error = ServerClosed("the client was closed")
+            attempt.set_exception(error)
+            attempt.exception()
+            raise error
+        self._conn = conn
+        self._state = "open"
+        if self._ready is not None:
+            self._ready.set()
+        attempt.set_result(conn)
+        return conn
+
+    async def _dial(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        opts = self.options
+        proto = ClientProtocol(opts.max_message_bytes, user_agent=opts.user_agent)
+        try:
+            async with asyncio.timeout(opts.connect_timeout):
+                _, conn = await loop.create_unix_connection(
+                    lambda: _Connection(self, proto, loop), opts.socket_path
+                )
+        except TimeoutError:
+            raise ConnectError(opts.socket_path, "timeout") from None
+        except OSError as exc:
+            raise connect_error(opts.socket_path, exc) from None
+        return conn
+
+    async def _usable_connection(self, deadline: float, seconds: float) -> _Connection:
+        state = self._state
+        if state == "closed":
+            raise ServerClosed("the client is closed; call connect() to open it again")
+        if state == "new":
+            return await self._open()
+        if self.options.auto_reconnect <= 0:
+            raise ServerClosed("the connection was lost and auto_reconnect is off")
+        # LIFE-4: the background task reconnects; wait for it within the timeout.
+        if self._ready is None:
+            self._ready = asyncio.Event()
+        try:
+            async with asyncio.timeout_at(deadline):
+                while self._conn is None or not self._conn.open:
+                    if self._state == "closed":
+                        raise ServerClosed("the client was closed")
+                    self._ready.clear()
+                    await self._ready.wait()
+        except TimeoutError:
+            raise ServerClosed(
+                f"the connection was lost and could not be reopened within {seconds:g} s"
+            ) from None
+        return self._conn
+
+    def _on_lost(self, conn: _Connection, exc: Exception | None) -> None:
+        if self._conn is not conn:
+            return
+        self._conn = None
+        text = "the server closed the connection"
+        if exc is not None:
+            text += f" ({exc})"
+        self._fail_pending(lambda: ServerClosed(text))  # LIFE-3: at once, all of them
+        if self._state == "closed":
+            return
+        self._state = "lost"
+        if self.options.auto_reconnect > 0 and self._reconnect_task is None:
+            self._reconnect_task = conn.loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = self.options.auto_reconnect
+        try:
+            while self._state == "lost":
+                await asyncio.sleep(delay)
+                try:
+                    await self._open()
+                    return
+                except ConnectError as exc:
+                    logger.info("reconnect to %s failed: %s", self.options.socket_path, exc)
+        finally:
+            if self._reconnect_task is asyncio.current_task():
+                self._reconnect_task = None
+
+    def _on_oversize(self, conn: _Connection, event: OversizeMessage) -> None:
+        # LIMIT-3: fail the request it answers, then close the connection.
+        pending = self._pending
+        for request_id, error in oversize_errors(event, list(pending)).items():
+            future = pending.pop(request_id)
+            if not future.done():
+                future.set_exception(error)
+        if conn.transport is not None:
+            conn.transport.close()
+
+    def _fail_pending(self, make_error: Any) -> None:
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(make_error())
+
+    def _deliver_push(self, message: dict[str, Any]) -> None:
+        on_push = self.options.on_push
+        if on_push is None:
+            return
+        try:
+            on_push(message)
+        except Exception:
+            logger.exception("on_push raised; the push is dropped")
+
+    # --- deadlines -------------------------------------------------------------
+
+    def _add_deadline(self, loop: asyncio.AbstractEventLoop, entry: _Deadline) -> None:
+        deadlines = self._deadlines
+        # Drop finished requests at the head, so the queue holds about what is
+        # in flight rather than everything sent within one timeout.
+        while deadlines and deadlines[0][1].done():
+            deadlines.popleft()
+        deadline = entry[0]
+        if deadlines and deadline < deadlines[-1][0]:
+            # A shorter timeout than the requests before it: its own timer.
+            handle = loop.call_at(deadline, self._expire_one, entry)
+            entry[1].add_done_callback(lambda _: handle.cancel())
+            return
+        deadlines.append(entry)
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
+            self._timer_at = deadline
+
+    def _expire_one(self, entry: _Deadline) -> None:
+        self._time_out(entry)
+
+    def _time_out(self, entry: _Deadline) -> None:
+        _, future, request_id, uri, seconds = entry
+        if future.done():
+            return
+        # CORR-5: the id stays unused, and its late answer matches nothing (CORR-3).
+        if self._pending.get(request_id) is future:
+            del self._pending[request_id]
+        future.set_exception(RequestTimeout(uri, seconds))
+
+    def _expire(self) -> None:
+        self._timer = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        deadlines = self._deadlines
+        while deadlines:
+            entry = deadlines[0]
+            if entry[1].done():
+                deadlines.popleft()
+            elif entry[0] <= now:
+                deadlines.popleft()
+                self._time_out(entry)
+            else:
+                self._timer = loop.call_at(entry[0], self._expire)
+                self._timer_at = entry[0]
+                return

@@ -1,0 +1,487 @@
+"""The blocking client: :class:`IPCClient`.
+
+A thin loop over :class:`pixl_ipc.protocol.ClientProtocol`: encode a request,
+write it with one ``sendall``, ``recv`` into the protocol's decoder until the
+response with the request's id arrives. There is no background thread: the
+thread that waits for an answer is the one that reads the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from ._client_common import (
+    DEFAULT_AUTO_RECONNECT,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT,
+    ClientOptions,
+    PushHandler,
+    check_uri,
+    connect_error,
+    make_options,
+    oversize_errors,
+)
+from .errors import ConnectError, RequestTimeout, ServerClosed
+from .framing import DEFAULT_MAX_MESSAGE_BYTES
+from .protocol import (
+    ClientProtocol,
+    IncomingPush,
+    IncomingResponse,
+    MessageTransform,
+    OversizeMessage,
+    response_outcome,
+)
+
+__all__ = ["IPCClient"]
+
+logger = logging.getLogger("pixl_ipc.client")
+
+#: One read of a fresh message; large enough for most answers in one recv, small
+#: enough that the buffer is not mmapped and unmapped on every call.
+_RECV_SMALL = 64 * 1024
+#: Reads while a long message is arriving.
+_RECV_LARGE = 1024 * 1024
+_monotonic = time.monotonic
+
+
+class _Waiter:
+    """One request waiting for its answer."""
+
+    __slots__ = ("done", "error", "message")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.message: dict[str, Any] | None = None
+        self.error: Exception | None = None
+
+
+class _Connection:
+    """One open socket and its protocol state."""
+
+    __slots__ = ("proto", "rcvtimeo", "sndtimeo", "sock")
+
+    def __init__(self, sock: socket.socket, proto: ClientProtocol) -> None:
+        self.sock = sock
+        self.proto = proto
+        # The kernel's current SO_RCVTIMEO / SO_SNDTIMEO, seconds (0: none set).
+        self.rcvtimeo = 0.0
+        self.sndtimeo = 0.0
+
+
+def _timeval(seconds: float) -> bytes:
+    # A zero timeval means "no timeout" to the kernel: never send one.
+    micros = max(int(seconds * 1_000_000), 1000)
+    return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
+
+
+def _needs_update(current: float, remaining: float) -> bool:
+    # Re-arming costs a syscall; a kernel timeout up to 2 % + 1 ms past the
+    # deadline is close enough, and one much shorter than needed only causes
+    # an extra wake-up, so most sequential requests never re-arm it.
+    return current == 0.0 or current > remaining * 1.02 + 0.001 or current < remaining * 0.5
+
+
+class IPCClient:
+    """A blocking pixl-ipc client.
+
+    Requests are matched to responses by ``ipcReqID`` (CORR-2), so one client
+    may be shared between threads: each thread's :meth:`send` writes its
+    request whole under a write lock (FRAME-10), and whichever waiting thread
+    finds no other reader reads the socket and hands each response to the
+    thread waiting for it. No thread is started; a client used by one thread
+    costs one ``sendall`` and one or more ``recv`` per request, with the
+    deadline enforced by the kernel (``SO_RCVTIMEO``) rather than a poll.
+
+    Args:
+        socket_path: the server's socket path.
+        request_timeout: default seconds to wait for each response (CORR-5).
+        connect_timeout: seconds to wait for a connection.
+        user_agent: the ``userAgent`` sent with every request (REQ-6); default
+            ``"Python/IPCClient"`` followed by the working directory.
+        auto_reconnect: after the connection drops, the next :meth:`send`
+            connects again when this is above 0 (LIFE-4); 0 makes it raise
+            :class:`ServerClosed`. A blocking client has no background to
+            reconnect in, so the value only enables or disables it.
+        code_to_err: also raise errors found inside ``data`` (the original's
+            ``codeToErr``, ERR-4).
+        message_transform: the original's ``messageTransform``: called with each
+            response message, returns ``(err, data)``.
+        on_push: called with each whole push message (``{"data": ...}``,
+            PUSH-2). It runs in the thread that is reading, during a
+            :meth:`send` or :meth:`poll`, and must not call :meth:`send`.
+            Exceptions it raises are logged and ignored.
+        max_message_bytes: the longest response line accepted (LIMIT-1, LIMIT-3).
+
+    Raises:
+        ConfigError: an option is invalid.
+
+    A response over ``max_message_bytes`` fails the request it answers with
+    :class:`MessageTooLarge` and closes the connection; other pending requests
+    fail with :class:`ServerClosed` (or all with :class:`MessageTooLarge` when
+    the oversize line's id cannot be read).
+    """
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str],
+        *,
+        # timeouts
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        # identity
+        user_agent: str | None = None,
+        # connection
+        auto_reconnect: float = DEFAULT_AUTO_RECONNECT,
+        # results
+        code_to_err: bool = False,
+        message_transform: MessageTransform | None = None,
+        on_push: PushHandler | None = None,
+        # limits
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self.options: ClientOptions = make_options(
+            socket_path,
+            request_timeout=request_timeout,
+            connect_timeout=connect_timeout,
+            user_agent=user_agent,
+            auto_reconnect=auto_reconnect,
+            code_to_err=code_to_err,
+            message_transform=message_transform,
+            on_push=on_push,
+            max_message_bytes=max_message_bytes,
+        )
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._write_lock = threading.Lock()
+        self._conn: _Connection | None = None
+        self._pending: dict[Any, _Waiter] = {}
+        self._reading = False
+        # "new" (never connected), "open", "lost" (dropped), "closed" (close()).
+        self._state = "new"
+
+    # --- public API ------------------------------------------------------------
+
+    @property
+    def socket_path(self) -> str:
+        """The server's socket path."""
+        return self.options.socket_path
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is open."""
+        return self._conn is not None
+
+    def connect(self) -> None:
+        """Connect to the server, unless already connected.
+
+        Also reopens a client after :meth:`close`.
+
+        Raises:
+            ConnectError: the path is missing, refused, not a socket, not
+                permitted, or the connect timed out (``reason`` says which).
+        """
+        with self._lock:
+            if self._conn is None:
+                self._open_locked()
+
+    def send(self, uri: str, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Send one request and wait for its response.
+
+        Connects first when the client has not connected yet, and reconnects
+        when the connection dropped and ``auto_reconnect`` is on.
+
+        Args:
+            uri: the request's ``uri`` (REQ-2).
+            data: the request's ``data``, any JSON value (REQ-4).
+            timeout: seconds to wait for the response; default ``request_timeout``.
+
+        Returns:
+            The response's ``data`` (or what ``message_transform`` returned).
+
+        Raises:
+            TypeError: ``uri`` is not a str, or ``data`` cannot be encoded as JSON.
+            ConfigError: ``timeout`` is not a positive number.
+            ConnectError: connecting failed.
+            RequestTimeout: no response within the timeout (CORR-5); its late
+                answer is dropped (CORR-3).
+            ServerClosed: the connection ended while waiting (LIFE-3), the
+                client was closed, or it is disconnected and ``auto_reconnect``
+                is 0.
+            RemoteError: the server answered with an error (ERR-4).
+            MessageTooLarge: the response passed ``max_message_bytes`` (LIMIT-3).
+        """
+        check_uri(uri)
+        opts = self.options
+        seconds = opts.timeout_for(timeout)
+        deadline = _monotonic() + seconds
+        waiter = _Waiter()
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                conn = self._reopen_locked()
+            request_id, payload = conn.proto.encode_request(uri, data)
+            self._pending[request_id] = waiter
+        self._write(conn, payload, request_id, uri, seconds, deadline)
+        self._wait(conn, waiter, request_id, uri, seconds, deadline)
+        if waiter.error is not None:
+            raise waiter.error
+        assert waiter.message is not None
+        return response_outcome(
+            waiter.message, code_to_err=opts.code_to_err, message_transform=opts.message_transform
+        )
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Read what the server sent without sending a request, delivering pushes.
+
+        The blocking client reads only while someone waits, so a push that
+        arrives between requests sits in the socket until the next :meth:`send`
+        or a call to this method.
+
+        Args:
+            timeout: seconds to wait for something to arrive (0: only what is
+                already there).
+
+        Returns:
+            The number of pushes delivered to ``on_push``.
+
+        Raises:
+            ServerClosed: the client is not connected.
+        """
+        deadline = _monotonic() + max(0.0, float(timeout))
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise ServerClosed("the client is not connected")
+            if self._reading:
+                return 0  # the reading thread delivers them
+            self._reading = True
+        delivered = 0
+        arrived = False
+        try:
+            while True:
+                remaining = deadline - _monotonic()
+                count = self._read(conn, remaining, nowait=arrived or remaining <= 0)
+                if count is None:
+                    if arrived or remaining <= 0:
+                        break
+                    continue
+                if count < 0:
+                    break
+                delivered += count
+                arrived = True  # then only drain what is already there
+        finally:
+            with self._lock:
+                self._reading = False
+                self._cond.notify_all()
+        return delivered
+
+    def close(self) -> None:
+        """Close the connection; pending requests fail with :class:`ServerClosed`.
+
+        Idempotent. :meth:`connect` may open the client again.
+        """
+        with self._lock:
+            self._state = "closed"
+            conn = self._conn
+            self._conn = None
+            self._fail_all_locked(lambda: ServerClosed("the client was closed"))
+        if conn is not None:
+            _shut(conn.sock)
+
+    def __enter__(self) -> IPCClient:
+        self.connect()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<IPCClient {self.options.socket_path!r} {self._state}>"
+
+    # --- connection ------------------------------------------------------------
+
+    def _open_locked(self) -> _Connection:
+        opts = self.options
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(opts.connect_timeout)
+            sock.connect(opts.socket_path)
+            # Blocking from here on: deadlines go to the kernel (SO_RCVTIMEO,
+            # SO_SNDTIMEO), which spares a poll() before every recv and send.
+            sock.settimeout(None)
+        except TimeoutError:
+            sock.close()
+            raise ConnectError(opts.socket_path, "timeout") from None
+        except OSError as exc:
+            sock.close()
+            raise connect_error(opts.socket_path, exc) from None
+        conn = _Connection(sock, ClientProtocol(opts.max_message_bytes, user_agent=opts.user_agent))
+        self._conn = conn
+        self._state = "open"
+        return conn
+
+    def _reopen_locked(self) -> _Connection:
+        state = self._state
+        if state == "closed":
+            raise ServerClosed("the client is closed; call connect() to open it again")
+        if state == "lost" and self.options.auto_reconnect <= 0:
+            raise ServerClosed("the connection was lost and auto_reconnect is off")
+        return self._open_locked()  # LIFE-4
+
+    def _drop(self, conn: _Connection, make_error: Any) -> None:
+        """Forget a connection that ended; fail what waits on it (LIFE-3)."""
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+                self._state = "lost"
+                self._fail_all_locked(make_error)
+        _shut(conn.sock)
+
+    def _fail_all_locked(self, make_error: Any) -> None:
+        for waiter in self._pending.values():
+            if not waiter.done:
+                waiter.error = make_error()
+                waiter.done = True
+        self._pending.clear()
+        self._cond.notify_all()
+
+    # --- writing ---------------------------------------------------------------
+
+    def _write(
+        self, conn: _Connection, payload: bytes, request_id: Any, uri: str, seconds: float, deadline: float
+    ) -> None:
+        with self._write_lock:
+            remaining = deadline - _monotonic()
+            try:
+                if _needs_update(conn.sndtimeo, remaining):
+                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(remaining))
+                    conn.sndtimeo = max(remaining, 0.001)
+                conn.sock.sendall(payload)  # FRAME-10: one write, under the write lock
+                return
+            except BlockingIOError:
+                # The server stopped reading; part of the line may be out, so
+                # the connection cannot carry another message.
+                error: Exception = RequestTimeout(uri, seconds)
+                reason = "a request could not be written in time"
+            except OSError as exc:
+                error = ServerClosed(f"the server closed the connection ({exc.strerror or exc})")
+                reason = "the connection failed while writing"
+        with self._lock:
+            self._pending.pop(request_id, None)
+        self._drop(conn, lambda: ServerClosed(f"connection closed: {reason}"))
+        raise error
+
+    # --- reading ---------------------------------------------------------------
+
+    def _wait(
+        self, conn: _Connection, waiter: _Waiter, request_id: Any, uri: str, seconds: float, deadline: float
+    ) -> None:
+        lock = self._lock
+        while True:
+            with lock:
+                while True:
+                    if waiter.done:
+                        return
+                    remaining = deadline - _monotonic()
+                    if remaining <= 0:
+                        # CORR-5: the id stays unused on this connection, and
+                        # its late answer matches nothing (CORR-3).
+                        self._pending.pop(request_id, None)
+                        raise RequestTimeout(uri, seconds)
+                    if not self._reading:
+                        self._reading = True
+                        break
+                    self._cond.wait(remaining)
+            try:
+                self._read(conn, remaining)
+            finally:
+                with lock:
+                    self._reading = False
+                    self._cond.notify_all()
+
+    def _read(self, conn: _Connection, remaining: float, *, nowait: bool = False) -> int | None:
+        """One recv and its dispatch.
+
+        Returns the number of pushes delivered, None if nothing arrived in
+        time, -1 if the connection ended.
+        """
+        sock = conn.sock
+        bufsize = _RECV_LARGE if conn.proto.decoder.buffered else _RECV_SMALL
+        try:
+            if nowait:
+                data = sock.recv(bufsize, socket.MSG_DONTWAIT)
+            else:
+                if _needs_update(conn.rcvtimeo, remaining):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(remaining))
+                    conn.rcvtimeo = max(remaining, 0.001)
+                data = sock.recv(bufsize)
+        except BlockingIOError:
+            return None  # the kernel timeout passed; the caller checks its deadline
+        except OSError as exc:
+            text = f"the connection failed ({exc.strerror or exc})"
+            self._drop(conn, lambda: ServerClosed(text))
+            return -1
+        if not data:
+            self._drop(conn, ServerClosed)
+            return -1
+        events = conn.proto.receive_data(data)
+        if not events:
+            return 0
+        pushes: list[dict[str, Any]] = []
+        oversize: OversizeMessage | None = None
+        with self._lock:
+            if self._conn is not conn:
+                return -1  # closed meanwhile: its waiters have failed already
+            pending = self._pending
+            for event in events:
+                if type(event) is IncomingResponse:
+                    waiter = pending.pop(event.id, None)
+                    if waiter is not None:  # else CORR-3: dropped quietly
+                        waiter.message = event.message
+                        waiter.done = True
+                elif type(event) is IncomingPush:
+                    pushes.append(event.message)  # PUSH-2: never a response
+                else:
+                    assert isinstance(event, OversizeMessage)
+                    oversize = event
+                    break
+            if oversize is not None:
+                for request_id, error in oversize_errors(oversize, list(pending)).items():
+                    waiter = pending.pop(request_id)
+                    waiter.error = error
+                    waiter.done = True
+        if oversize is not None:
+            self._drop(conn, ServerClosed)  # LIMIT-3
+        self._deliver_pushes(pushes)
+        return -1 if oversize is not None else len(pushes)
+
+    def _deliver_pushes(self, pushes: list[dict[str, Any]]) -> None:
+        on_push = self.options.on_push
+        if on_push is None:
+            return
+        for message in pushes:
+            try:
+                on_push(message)
+            except Exception:
+                logger.exception("on_push raised; the push is dropped")
+
+
+def _shut(sock: socket.socket) -> None:
+    # shutdown() wakes a thread blocked in recv or sendall on this socket,
+    # which close() alone does not.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

@@ -1,0 +1,57 @@
+"""Fixtures for client tests: scripted peers and resource counting."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peer import Script, ScriptedPeer
+
+
+@pytest.fixture
+def peer_factory(short_tmp: Path) -> Iterator[Callable[..., ScriptedPeer]]:
+    """Start scripted peers on fresh socket paths; all are stopped afterwards."""
+    peers: list[ScriptedPeer] = []
+
+    def factory(script: Script | None = None, path: str | None = None) -> ScriptedPeer:
+        peer = ScriptedPeer(
+            path or str(short_tmp / f"p{len(peers)}.sock"),
+            *([script] if script else []),
+        )
+        peer.__enter__()
+        peers.append(peer)
+        return peer
+
+    yield factory
+    for peer in peers:
+        peer.stop()
+    errors = [e for peer in peers for e in peer.errors]
+    assert not errors, errors
+
+
+def open_fds() -> set[str]:
+    """The file descriptors of this process."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+def settles(check: Callable[[], bool], timeout: float = 3.0) -> bool:
+    """Whether ``check()`` becomes true within ``timeout`` (a peer's thread may lag)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def thread_count() -> int:
+    """Live threads of this process."""
+    return threading.active_count()
