@@ -168,10 +168,13 @@ ServerEvent = IncomingRequest | ProtocolReply
 
 def _check_request(message: dict[str, Any]) -> IncomingRequest | ProtocolReply:
     request_id = message.get("ipcReqID")
+    uri = message.get("uri")
+    if type(request_id) is str and type(uri) is str and uri:
+        # What the original clients send: nothing more to check.
+        return IncomingRequest(message, uri, request_id or None)
     if request_id is True or isinstance(request_id, (dict, list)):
         reply = error_reply(None, ErrorCode.BAD_REQUEST, "ipcReqID must be a string or a number")
         return ProtocolReply(reply, "bad_request")
-    uri = message.get("uri")
     if type(uri) is str and uri:
         return IncomingRequest(message, uri, reply_id(request_id))
     if uri is None or uri is False or uri == "" or (type(uri) in (int, float) and uri == 0):
