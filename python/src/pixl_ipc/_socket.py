@@ -1,0 +1,203 @@
+"""The listening socket: safe binding, systemd socket activation, safe removal.
+
+Start-up never destroys what is not its own (LIFE-6): the path is examined
+with ``lstat`` (a symbolic link is never followed), a live server is left
+serving, and only a stale socket (connecting is refused) is replaced. Shutdown
+removes the path only while it is still the socket this process bound (LIFE-7).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+from .errors import StartupError
+
+__all__ = ["Listener", "activated_socket", "bind_unix", "unlink_if_ours"]
+
+#: systemd passes activated sockets from this descriptor on (sd_listen_fds(3)).
+SD_LISTEN_FDS_START = 3
+# The original's backlog is Node's default.
+_BACKLOG = 511
+# How long the liveness probe waits on a socket that neither accepts nor refuses.
+_PROBE_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A listening socket and what is needed to remove its path later.
+
+    Attributes:
+        sock: the listening socket (non-blocking).
+        path: the filesystem path it is bound to.
+        identity: ``(st_dev, st_ino)`` of the path right after bind, or None
+            for an inherited socket, which this process must never remove.
+    """
+
+    sock: socket.socket
+    path: str
+    identity: tuple[int, int] | None
+
+
+def _probe(path: str) -> str:
+    """Is a server accepting on ``path``? Returns "alive", "stale" or an error text."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(_PROBE_TIMEOUT)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return "stale"
+    except (BlockingIOError, TimeoutError):
+        # A full backlog: someone listens there but is busy.
+        return "alive"
+    except FileNotFoundError:
+        return "gone"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        probe.close()
+    return "alive"
+
+
+def _clear_path(path: str) -> None:
+    """Make ``path`` free to bind, or raise StartupError leaving it untouched (LIFE-6)."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StartupError(f"cannot examine socket path {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(info.st_mode):
+        kind = (
+            "a symbolic link"
+            if stat.S_ISLNK(info.st_mode)
+            else "a directory"
+            if stat.S_ISDIR(info.st_mode)
+            else "a regular file"
+            if stat.S_ISREG(info.st_mode)
+            else "not a socket"
+        )
+        raise StartupError(f"refusing to start: {path} exists and is {kind}; it was left untouched")
+    state = _probe(path)
+    if state == "alive":
+        raise StartupError(f"refusing to start: another server is accepting connections on {path}")
+    if state == "gone":
+        return
+    if state != "stale":
+        raise StartupError(f"refusing to start: cannot check the socket at {path}: {state}")
+    # A stale socket left by a server that died: replace it. Only unlink if
+    # it is still the same inode that was probed.
+    try:
+        again = os.lstat(path)
+        if (again.st_dev, again.st_ino) == (info.st_dev, info.st_ino):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StartupError(f"cannot remove the stale socket {path}: {exc.strerror}") from None
+
+
+def bind_unix(path: str, mode: int | None) -> Listener:
+    """Bind and listen on ``path``, applying ``mode`` before listening (SEC-1).
+
+    Args:
+        path: the socket path.
+        mode: the permission bits for the socket file, or None to leave them.
+
+    Returns:
+        The listener.
+
+    Raises:
+        StartupError: the path is taken (a live server, something that is not
+            a socket) or cannot be bound; the message says which.
+    """
+    _clear_path(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise StartupError(f"refusing to start: {path} was taken while starting") from None
+            raise StartupError(f"cannot bind {path}: {exc.strerror}") from None
+        info = os.lstat(path)
+        identity = (info.st_dev, info.st_ino)
+        try:
+            # Before listen(): no peer can connect before the mode applies.
+            if mode is not None:
+                os.chmod(path, mode)
+            sock.listen(_BACKLOG)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise StartupError(f"cannot listen on {path}: {exc.strerror}") from None
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return Listener(sock, path, identity)
+
+
+def activated_socket(environ: dict[str, str] | None = None) -> socket.socket | None:
+    """The listening socket passed by systemd socket activation, if any.
+
+    Reads ``LISTEN_PID`` and ``LISTEN_FDS`` (sd_listen_fds(3)); they apply only
+    when ``LISTEN_PID`` is this process. The variables are removed so that
+    child processes do not take the socket for theirs.
+
+    Returns:
+        The socket on descriptor 3, or None when not activated.
+
+    Raises:
+        StartupError: the variables are set for this process but descriptor 3
+            is not a listening AF_UNIX stream socket.
+    """
+    env = os.environ if environ is None else environ
+    pid, fds = env.get("LISTEN_PID"), env.get("LISTEN_FDS")
+    if not pid or not fds:
+        return None
+    try:
+        if int(pid) != os.getpid() or int(fds) < 1:
+            return None
+    except ValueError:
+        return None
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        env.pop(key, None)
+    try:
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    except OSError as exc:
+        raise StartupError(f"socket activation: descriptor 3 is not a socket: {exc.strerror}") from None
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise StartupError("socket activation: descriptor 3 is not an AF_UNIX stream socket")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        sock.detach()
+        raise StartupError("socket activation: descriptor 3 is not listening")
+    sock.set_inheritable(False)
+    sock.setblocking(False)
+    return sock
+
+
+def unlink_if_ours(listener: Listener) -> bool:
+    """Remove the socket path if it is still the one bound by ``listener`` (LIFE-7).
+
+    Returns:
+        True if the path was removed.
+    """
+    if listener.identity is None:
+        return False
+    try:
+        info = os.lstat(listener.path)
+    except OSError:
+        return False
+    if (info.st_dev, info.st_ino) != listener.identity:
+        return False
+    try:
+        os.unlink(listener.path)
+    except OSError:
+        return False
+    return True
