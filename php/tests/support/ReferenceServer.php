@@ -68,6 +68,12 @@ final class ReferenceServer
         );
     }
 
+    /** The server's process id, or 0 when it is not running. */
+    public function pid(): int
+    {
+        return $this->process === null ? 0 : (int) proc_get_status($this->process)['pid'];
+    }
+
     /** Stop the server (it removes its socket path on a clean shutdown). */
     public function stop(): void
     {

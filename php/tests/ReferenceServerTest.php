@@ -1,0 +1,264 @@
+<?php
+
+declare(strict_types=1);
+
+use PHPUnit\Framework\TestCase;
+
+/**
+ * The client against the Python reference server (`python -m pixl_ipc serve`).
+ * Most tests share one server; the ones that stop or configure a server
+ * start their own.
+ */
+final class ReferenceServerTest extends TestCase
+{
+    /** @var array<int, ReferenceServer> */
+    private $own = [];
+
+    protected function tearDown(): void
+    {
+        foreach ($this->own as $server) {
+            $server->stop();
+        }
+        $this->own = [];
+    }
+
+    /** @param array<int, string> $args */
+    private function ownServer(array $args = []): ReferenceServer
+    {
+        $server = new ReferenceServer($args);
+        $this->own[] = $server;
+        return $server;
+    }
+
+    /** @param array<string, mixed> $options */
+    private function client(array $options = []): PixlIPCClient
+    {
+        return new PixlIPCClient(ReferenceServer::shared()->path, $options + ['requestTimeout' => 10000]);
+    }
+
+    private function handlersFile(): string
+    {
+        return __DIR__ . '/support/test_handlers.py';
+    }
+
+    public function testEchoOfALiteralArray(): void
+    {
+        $data = ['name' => 'pixl', 'list' => [1, 2.5, true, null, 'x'], 'map' => ['a' => ['b' => 'c']]];
+        for ($i = 0; $i < 60; $i++) {
+            $data["k{$i}"] = str_repeat('v', 8);
+        }
+        $client = $this->client();
+        $this->assertSame($data, $client->send('/ipcserver/test/echo', $data));
+        $this->assertSame($data, $client->send('/ipcserver/test/echo', $data));
+    }
+
+    public function testEmptyRequests(): void
+    {
+        $client = $this->client(['assoc' => false]);
+        $this->assertSame([], $client->send('/ipcserver/test/echo', []));
+        $this->assertEquals(new stdClass(), $client->send('/ipcserver/test/echo', new stdClass()));
+        $this->assertEquals(new stdClass(), $client->send('/ipcserver/test/echo', (object) []));
+        $client = new PixlIPCClient(ReferenceServer::shared()->path, ['assoc' => false, 'emptyArrayAsObject' => true]);
+        $this->assertEquals(new stdClass(), $client->send('/ipcserver/test/echo', []));
+    }
+
+    public function testUnicodeRoundTrip(): void
+    {
+        // FRAME-8: astral characters, the JavaScript line terminators, NUL,
+        // combining marks, right-to-left text, the last code point.
+        $data = [
+            'astral' => "\u{1F600}\u{1D11E}\u{10FFFF}",
+            'separators' => "a\u{2028}b\u{2029}c",
+            'nul' => "x\0y",
+            'mixed' => "e\u{301} \u{5D0}\u{5D1} \u{FEFF} \u{FFFF}",
+            "\u{1F511}" => 'astral key',
+            'controls' => "\t\r\n\x01\x1f",
+        ];
+        $this->assertSame($data, $this->client()->send('/ipcserver/test/echo', $data));
+    }
+
+    public function testSixteenMiBEcho(): void
+    {
+        $big = str_repeat('0123456789abcdef', 1 << 20);
+        $client = $this->client(['requestTimeout' => 40000]);
+        $result = $client->send('/ipcserver/test/echo', ['big' => $big]);
+        $this->assertIsArray($result);
+        $this->assertSame(16 << 20, strlen($result['big']));
+        $this->assertTrue($result['big'] === $big);
+        $this->assertSame(['after' => 1], $client->send('/ipcserver/test/echo', ['after' => 1]));
+    }
+
+    public function testDeepNestingRoundTrip(): void
+    {
+        // LIMIT-4: at least 256 levels.
+        $deep = [];
+        for ($i = 0; $i < 300; $i++) {
+            $deep = [$deep];
+        }
+        $this->assertSame($deep, $this->client()->send('/ipcserver/test/echo', $deep));
+    }
+
+    public function testNumbersRoundTrip(): void
+    {
+        $data = [9007199254740991, -9007199254740991, 1.5e300, 0.1, -0.0, 1.0, 0, PHP_INT_MAX];
+        $this->assertSame($data, $this->client()->send('/ipcserver/test/echo', $data));
+    }
+
+    public function testMissingUriRaisesRemoteNoUri(): void
+    {
+        $client = $this->client();
+        foreach (['', null, 0, false] as $uri) {
+            try {
+                $client->send($uri, ['a' => 1]);
+                $this->fail('no exception for uri ' . var_export($uri, true));
+            } catch (PixlIPCException $e) {
+                $this->assertSame(PixlIPCClient::E_REMOTE, $e->getCode());
+                $this->assertSame('no_uri', $e->getRemoteCode());
+                $this->assertSame('Missing required uri parameter from request', $e->getRemoteMessage());
+                $this->assertArrayNotHasKey('data', $e->getRemoteData());
+            }
+        }
+        $this->assertSame(['still' => 'ok'], $client->send('/ipcserver/test/echo', ['still' => 'ok']));
+    }
+
+    public function testUnknownUriReturnsNoHandlerFoundAsData(): void
+    {
+        $this->assertSame(
+            ['code' => 'no_handler_found', 'message' => 'No handler found for /no/such/uri'],
+            $this->client()->send('/no/such/uri', ['a' => 1])
+        );
+    }
+
+    public function testDelayAnswers(): void
+    {
+        $this->assertSame(['delay' => 50], $this->client()->send('/ipcserver/test/delay', ['delay' => 50]));
+    }
+
+    public function testTimeoutThenTheNextRequestGetsItsOwnAnswer(): void
+    {
+        $client = $this->client(['requestTimeout' => 100]);
+        $this->assertFalse($client->send('/ipcserver/test/delay', ['delay' => 400]));
+        // The late {"delay": 400} arrives while this one waits, and is skipped.
+        $this->assertSame(['delay' => 500], $client->send('/ipcserver/test/delay', ['delay' => 500], 5000));
+        $this->assertSame(['n' => 3], $client->send('/ipcserver/test/echo', ['n' => 3]));
+    }
+
+    public function testThrowOnTimeout(): void
+    {
+        $client = $this->client(['requestTimeout' => 100, 'throwOnTimeout' => true]);
+        try {
+            $client->send('/ipcserver/test/delay', ['delay' => 400]);
+            $this->fail('no timeout');
+        } catch (PixlIPCException $e) {
+            $this->assertSame(PixlIPCClient::E_TIMEOUT, $e->getCode());
+        }
+    }
+
+    public function testRequestAsTheServerReadsIt(): void
+    {
+        $server = $this->ownServer(['--handlers', $this->handlersFile()]);
+        $client = new PixlIPCClient($server->path, ['userAgent' => 'tests/1.0']);
+        $request = $client->send('/test/request', ['a' => [1, 2]]);
+        $this->assertSame(
+            ['uri' => '/test/request', 'ipcReqID' => 'rq0', 'data' => ['a' => [1, 2]], 'pid' => getmypid(), 'userAgent' => 'tests/1.0'],
+            $request
+        );
+    }
+
+    public function testPushesFromTheServerAreSkippedAndKept(): void
+    {
+        $server = $this->ownServer(['--handlers', $this->handlersFile()]);
+        $seen = 0;
+        $client = new PixlIPCClient($server->path, [
+            'maxPushes' => 100,
+            'onPush' => function () use (&$seen): void {
+                $seen++;
+            },
+        ]);
+        $this->assertSame(['pushed' => 3], $client->send('/test/push', ['count' => 3]));
+        $this->assertSame([['push' => 0], ['push' => 1], ['push' => 2]], $client->getPushes());
+        $this->assertSame(3, $seen);
+    }
+
+    public function testServerRestartBetweenRequestsIsTransparent(): void
+    {
+        $server = $this->ownServer();
+        $client = new PixlIPCClient($server->path, ['requestTimeout' => 10000]);
+        $this->assertSame(['n' => 1], $client->send('/ipcserver/test/echo', ['n' => 1]));
+        $server->stop();
+        $server->start();
+        $this->assertSame(['n' => 2], $client->send('/ipcserver/test/echo', ['n' => 2]));
+    }
+
+    public function testServerDownGivesConnectErrorThenReconnectsWhenItIsBack(): void
+    {
+        $server = $this->ownServer();
+        $client = new PixlIPCClient($server->path, ['requestTimeout' => 10000]);
+        $this->assertSame(['n' => 1], $client->send('/ipcserver/test/echo', ['n' => 1]));
+        $server->stop();
+        try {
+            $client->send('/ipcserver/test/echo', ['n' => 2]);
+            $this->fail('sent to a stopped server');
+        } catch (PixlIPCException $e) {
+            $this->assertSame(PixlIPCClient::E_SOCKET_CONNECT, $e->getCode());
+        }
+        $server->start();
+        $this->assertSame(['n' => 3], $client->send('/ipcserver/test/echo', ['n' => 3]));
+    }
+
+    public function testServerStoppedMidRequestRaisesServerClose(): void
+    {
+        $server = $this->ownServer();
+        $client = new PixlIPCClient($server->path, ['requestTimeout' => 20000]);
+        $client->connect();
+        // SIGTERM while the request waits: the server ends the connection
+        // within its exit timeout (2 s), long before the request's 20 s.
+        $killer = proc_open(
+            ['sh', '-c', 'sleep 0.3; kill -TERM ' . $this->serverPid($server)],
+            [],
+            $pipes
+        );
+        $start = microtime(true);
+        try {
+            $client->send('/ipcserver/test/delay', ['delay' => 15000]);
+            $this->fail('no error when the server stopped');
+        } catch (PixlIPCException $e) {
+            $this->assertSame(PixlIPCClient::E_SERVER_CLOSE, $e->getCode());
+            $this->assertLessThan(10.0, microtime(true) - $start);
+        } finally {
+            proc_close($killer);
+        }
+    }
+
+    public function testOversizeRequestIsAnsweredWithItsId(): void
+    {
+        // LIMIT-2, CORR-6: ipcReqID is written before data, so the server
+        // can name the request it refuses.
+        $server = $this->ownServer(['--max-message-bytes', (string) (16 << 20)]);
+        $client = new PixlIPCClient($server->path, ['requestTimeout' => 40000]);
+        try {
+            $client->send('/ipcserver/test/echo', ['big' => str_repeat('x', (16 << 20) + 10)]);
+            $this->fail('the server accepted a request over its limit');
+        } catch (PixlIPCException $e) {
+            $this->assertSame(PixlIPCClient::E_REMOTE, $e->getCode(), $e->getMessage());
+            $this->assertSame('message_too_large', $e->getRemoteCode());
+            $this->assertSame(16 << 20, $e->getRemoteData()['limit']);
+            $this->assertSame('rq0', $e->getRemoteData()['ipcReqID']);
+        }
+        $this->assertSame(['small' => 1], $client->send('/ipcserver/test/echo', ['small' => 1]));
+    }
+
+    public function testInfoReportsProtocolVersion(): void
+    {
+        $info = $this->client()->send('/ipcserver/info', []);
+        $this->assertSame('1.1', $info['protocol']);
+        $this->assertIsInt($info['limits']['max_message_bytes']);
+    }
+
+    private function serverPid(ReferenceServer $server): int
+    {
+        $pid = $server->pid();
+        $this->assertGreaterThan(0, $pid);
+        return $pid;
+    }
+}
