@@ -1,0 +1,220 @@
+"""Helpers for the server tests: a raw wire client and an in-process server thread."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import uvloop
+from pixl_ipc.server import IPCServer
+
+T = TypeVar("T")
+
+
+class RawClient:
+    """A blocking AF_UNIX client that speaks bytes, to see exactly what a server sends."""
+
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    def read_line(self, timeout: float | None = None) -> bytes:
+        """One line from the server, without its LF; raises EOFError at end of stream."""
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError(f"connection closed; unfinished: {self.buffer[:200]!r}")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+    def read_json(self, timeout: float | None = None) -> Any:
+        return json.loads(self.read_line(timeout))
+
+    def request(self, message: dict[str, Any]) -> Any:
+        self.send_json(message)
+        return self.read_json()
+
+    def read_until_eof(self, timeout: float = 10.0) -> bytes:
+        """Everything until the server closes (raises TimeoutError if it does not)."""
+        self.sock.settimeout(timeout)
+        data = self.buffer
+        self.buffer = b""
+        while True:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return data
+            data += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def echo(client: RawClient, data: Any, request_id: str = "rq0") -> Any:
+    """Send one echo request and return the whole response."""
+    return client.request(
+        {"ipcReqID": request_id, "uri": "/ipcserver/test/echo", "data": data}
+    )
+
+
+class ServerThread:
+    """Run an :class:`IPCServer` on an event loop in a background thread."""
+
+    def __init__(self, server: IPCServer) -> None:
+        self.server = server
+        self.loop = uvloop.new_event_loop()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._ready = threading.Event()
+        self._error: Exception | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.start())
+        except Exception as exc:  # noqa: BLE001 - re-raised in the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_until_complete(self.server.serve_forever())
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        """Call ``fn`` on the server's loop and wait for its result."""
+
+        async def wrapper() -> T:
+            return fn()
+
+        return self.run(wrapper(), timeout)
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.run(self.server.shutdown(), timeout=30)
+            self.thread.join(10)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def wait_for(
+    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02
+) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+class ServeProcess:
+    """``python -m pixl_ipc serve`` in a subprocess, for module-scoped fixtures."""
+
+    def __init__(
+        self,
+        path: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 20.0,
+    ) -> None:
+        self.path = path
+        self.stderr_lines: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+        )
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            raw = self.proc.stderr.readline()
+            if not raw:
+                break
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.stderr_lines.append(line)
+            if line == f"listening on {path}":
+                return
+        self.stop(signal.SIGKILL)
+        raise RuntimeError(f"server did not start on {path}: {self.stderr_lines}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+        finally:
+            if self.proc.stderr is not None:
+                self.proc.stderr.close()
+
+
+@contextlib.contextmanager
+def serve_in_tempdir(*args: str) -> Iterator[ServeProcess]:
+    """A subprocess server on a socket in a fresh short directory, stopped afterwards."""
+    directory = tempfile.mkdtemp(prefix="pxl-")
+    try:
+        server = ServeProcess(os.path.join(directory, "s.sock"), *args)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
