@@ -285,10 +285,12 @@ class AsyncIPCClient:
         self._add_deadline(loop, (deadline, future, request_id, uri, seconds))
         try:
             message = await future
-        finally:
-            if not future.done():  # the caller was cancelled
-                future.cancel()
-                self._pending.pop(request_id, None)
+        except asyncio.CancelledError:
+            # The caller gave up: forget the id, its answer will be dropped (CORR-3).
+            future.cancel()
+            if self._pending.get(request_id) is future:
+                del self._pending[request_id]
+            raise
         return response_outcome(
             message, code_to_err=opts.code_to_err, message_transform=opts.message_transform
         )

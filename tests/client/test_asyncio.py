@@ -1,0 +1,429 @@
+"""The asyncio client against scripted peers that misbehave on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import uvloop
+from conftest import open_fds, settles
+from peer import PeerConn, ScriptedPeer
+from pixl_ipc import (
+    AsyncIPCClient,
+    ConfigError,
+    ConnectError,
+    MessageTooLarge,
+    RemoteError,
+    RequestTimeout,
+    ServerClosed,
+)
+
+PeerFactory = Callable[..., ScriptedPeer]
+T = TypeVar("T")
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest) -> Callable[[Coroutine[Any, Any, T]], T]:
+    """Run a coroutine to completion on a fresh loop of each kind, bounded in time."""
+
+    def runner(coro: Coroutine[Any, Any, T]) -> T:
+        async def bounded() -> T:
+            async with asyncio.timeout(30):
+                return await coro
+
+        if request.param == "uvloop":
+            return uvloop.run(bounded())
+        return asyncio.run(bounded())
+
+    return runner
+
+
+def test_request_fields_and_echo(peer_factory: PeerFactory, run: Any) -> None:
+    peer = peer_factory()
+
+    async def main() -> None:
+        async with AsyncIPCClient(peer.path) as client:
+            assert await client.send("/ipcserver/test/echo", {"a": 1}) == {"a": 1}
+            assert await client.send("/x") is None
+
+    run(main())
+    assert peer.requests[0] == {
+        "ipcReqID": "rq0",
+        "uri": "/ipcserver/test/echo",
+        "data": {"a": 1},
+        "pid": os.getpid(),
+        "userAgent": "Python/IPCClient" + os.getcwd(),
+    }
+    assert peer.requests[1]["ipcReqID"] == "rq1"
+
+
+def test_concurrent_sends_are_matched_by_id_in_any_order(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    count = 50
+
+    def answer_shuffled(conn: PeerConn) -> None:
+        requests = [conn.read_request() for _ in range(count)]
+        # Reverse order, all coalesced in one write (FRAME-3, CORR-2).
+        conn.send_raw(
+            b"".join(
+                json.dumps({"ipcReqID": r["ipcReqID"], "data": r["data"]}).encode()
+                + b"\n"
+                for r in reversed(requests)
+                if r is not None
+            )
+        )
+        while (request := conn.read_request()) is not None:
+            conn.reply(request, request["data"])
+
+    peer = peer_factory(answer_shuffled)
+
+    async def main() -> list[Any]:
+        async with AsyncIPCClient(peer.path) as client:
+            return await asyncio.gather(
+                *(client.send("/x", {"n": i}) for i in range(count))
+            )
+
+    assert run(main()) == [{"n": i} for i in range(count)]
+    assert len({r["ipcReqID"] for r in peer.requests}) == count  # CORR-1
+
+
+def split_and_noisy(conn: PeerConn) -> None:
+    while (request := conn.read_request()) is not None:
+        rid = json.dumps(request["ipcReqID"]).encode()
+        raw = (
+            b"\n  \r\nnot json\n[1]\n"  # FRAME-4, FRAME-5
+            b'{"ipcReqID": ' + rid + b", oops\n"  # FRAME-7
+            b'{"data": {"pushed": 1}}\r\n'  # PUSH-1, CRLF
+            b'{"ipcReqID": "rq999", "data": "nobody"}\n'  # CORR-3
+            b'{"ipcReqID": ' + rid + b', "data": "mine"}\r\n'
+        )
+        for i in range(0, len(raw), 3):
+            conn.send_raw(raw[i : i + 3])
+
+
+def test_split_noise_crlf_and_pushes(peer_factory: PeerFactory, run: Any) -> None:
+    peer = peer_factory(split_and_noisy)
+    pushes: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        async with AsyncIPCClient(peer.path, on_push=pushes.append) as client:
+            assert await client.send("/x") == "mine"
+            assert await client.send("/y") == "mine"
+
+    run(main())
+    assert pushes == [{"data": {"pushed": 1}}] * 2
+
+
+def test_push_between_requests_is_delivered_without_a_send(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    def push_later(conn: PeerConn) -> None:
+        time.sleep(0.05)
+        conn.send({"data": "news"})
+        conn.send({"ipcReqID": None, "data": "more"})
+        while (request := conn.read_request()) is not None:
+            conn.reply(request, request["data"])
+
+    peer = peer_factory(push_later)
+    pushes: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        async with AsyncIPCClient(peer.path, on_push=pushes.append):
+            while len(pushes) < 2:
+                await asyncio.sleep(0.01)
+
+    run(main())
+    assert pushes == [{"data": "news"}, {"ipcReqID": None, "data": "more"}]
+
+
+def errors_peer(conn: PeerConn) -> None:
+    while (request := conn.read_request()) is not None:
+        rid = request["ipcReqID"]
+        if request["uri"] == "":
+            conn.send(
+                {
+                    "ipcReqID": rid,
+                    "code": "no_uri",
+                    "message": "Missing required uri parameter from request",
+                }
+            )
+        else:
+            conn.send(
+                {
+                    "ipcReqID": rid,
+                    "data": {"code": "no_handler_found", "message": "nope"},
+                }
+            )
+
+
+def test_remote_errors_code_to_err_and_transform(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    peer = peer_factory(errors_peer)
+
+    async def main() -> None:
+        async with AsyncIPCClient(peer.path) as client:
+            with pytest.raises(RemoteError) as info:
+                await client.send("")
+            assert info.value.code == "no_uri"
+            assert await client.send("/m") == {
+                "code": "no_handler_found",
+                "message": "nope",
+            }
+        async with AsyncIPCClient(peer.path, code_to_err=True) as client:
+            with pytest.raises(RemoteError) as info:
+                await client.send("/m")
+            assert (info.value.code, info.value.message) == ("no_handler_found", "nope")
+        async with AsyncIPCClient(
+            peer.path, message_transform=lambda m: (None, ["t", m["ipcReqID"]])
+        ) as client:
+            assert await client.send("/m") == ["t", "rq0"]
+            assert await client.send("") == ["t", "rq1"]
+
+    run(main())
+
+
+def test_timeout_and_late_answer_dropped(peer_factory: PeerFactory, run: Any) -> None:
+    def late(conn: PeerConn) -> None:
+        first = conn.read_request()
+        second = conn.read_request(timeout=10)
+        assert first is not None and second is not None
+        conn.reply(first, "late")
+        conn.reply(second, "second")
+        while (request := conn.read_request()) is not None:
+            conn.reply(request, request["data"])
+
+    peer = peer_factory(late)
+
+    async def main() -> None:
+        async with AsyncIPCClient(peer.path, request_timeout=10) as client:
+            started = time.monotonic()
+            with pytest.raises(RequestTimeout):
+                await client.send("/slow", timeout=0.3)
+            assert time.monotonic() - started < 2
+            assert await client.send("/next") == "second"  # CORR-3
+            assert await client.send("/again", 3) == 3
+
+    run(main())
+
+
+def test_default_timeout_applies_to_concurrent_requests(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    def never(conn: PeerConn) -> None:
+        while conn.read_request(timeout=30) is not None:
+            pass
+
+    peer = peer_factory(never)
+
+    async def main() -> list[Any]:
+        async with AsyncIPCClient(peer.path, request_timeout=0.3) as client:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                client.send("/a"),
+                client.send("/b", timeout=0.1),
+                client.send("/c"),
+                return_exceptions=True,
+            )
+            assert time.monotonic() - started < 2
+            assert client._pending == {}
+            return results
+
+    results = run(main())
+    assert all(isinstance(r, RequestTimeout) for r in results), results
+
+
+def test_server_close_fails_all_pending_at_once(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    def read_three_then_close(conn: PeerConn) -> None:
+        for _ in range(3):
+            conn.read_request()
+        conn.close()
+
+    peer = peer_factory(read_three_then_close)
+
+    async def main() -> list[Any]:
+        async with AsyncIPCClient(
+            peer.path, request_timeout=10, auto_reconnect=0
+        ) as client:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(client.send("/x") for _ in range(3)), return_exceptions=True
+            )
+            assert time.monotonic() - started < 2  # LIFE-3
+            with pytest.raises(ServerClosed, match="auto_reconnect"):
+                await client.send("/y")
+            return results
+
+    results = run(main())
+    assert all(isinstance(r, ServerClosed) for r in results), results
+
+
+def test_background_reconnect_and_send_waits_for_it(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    def answer_once_then_close(conn: PeerConn) -> None:
+        request = conn.read_request()
+        if request is not None:  # the last connection closes unused
+            conn.reply(request, "ok")
+        conn.close()
+
+    peer = peer_factory(answer_once_then_close)
+
+    async def main() -> None:
+        async with AsyncIPCClient(peer.path, auto_reconnect=0.2) as client:
+            assert await client.send("/a") == "ok"
+            while client.connected:  # the peer closes after answering
+                await asyncio.sleep(0.01)
+            # Sent while disconnected: waits for the background reconnect.
+            assert await client.send("/b", timeout=5) == "ok"
+            while client.connected:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.5)
+            assert client.connected  # reconnected by itself, no send needed
+
+    run(main())
+    assert peer.connections >= 3
+
+
+def test_send_gives_up_when_reconnect_does_not_succeed_in_time(
+    short_tmp: Path, run: Any
+) -> None:
+    path = str(short_tmp / "gone.sock")
+    peer = ScriptedPeer(path, lambda conn: conn.close())
+    peer.__enter__()
+
+    async def main() -> None:
+        client = AsyncIPCClient(path, auto_reconnect=0.1)
+        await client.connect()
+        peer.stop()
+        os.unlink(path)
+        while client.connected:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        with pytest.raises(ServerClosed, match="could not be reopened"):
+            await client.send("/x", timeout=0.5)
+        assert time.monotonic() - started < 2
+        await client.close()
+        assert client._reconnect_task is None
+
+    run(main())
+
+
+def test_oversize_response_fails_its_request_and_closes(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    gate = threading.Event()
+
+    def big_answer(conn: PeerConn) -> None:
+        first = conn.read_request()
+        second = conn.read_request()
+        assert first is not None and second is not None
+        gate.wait(5)
+        conn.send({"ipcReqID": second["ipcReqID"], "data": "z" * 5000})
+        conn.read_request()
+
+    peer = peer_factory(big_answer)
+
+    async def main() -> list[Any]:
+        async with AsyncIPCClient(
+            peer.path, max_message_bytes=1000, auto_reconnect=0
+        ) as client:
+            tasks = [asyncio.ensure_future(client.send("/x")) for _ in range(2)]
+            while len(peer.requests) < 2:
+                await asyncio.sleep(0.01)
+            gate.set()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            while client.connected:
+                await asyncio.sleep(0.01)
+            return results
+
+    first, second = run(main())
+    assert isinstance(second, MessageTooLarge) and second.limit == 1000  # LIMIT-3
+    assert isinstance(first, ServerClosed)  # the connection closed under it
+
+
+def test_close_fails_pending_and_leaves_no_fd_or_task(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    def hang(conn: PeerConn) -> None:
+        while conn.read_request(timeout=30) is not None:
+            pass
+
+    peer = peer_factory(hang)
+    fds = open_fds()
+
+    async def main() -> None:
+        tasks_before = len(asyncio.all_tasks())
+        client = AsyncIPCClient(peer.path)
+        await client.connect()
+        pending = asyncio.ensure_future(client.send("/x"))
+        while not peer.requests:
+            await asyncio.sleep(0.01)
+        started = time.monotonic()
+        await client.close()
+        with pytest.raises(ServerClosed, match="closed"):
+            await pending
+        assert time.monotonic() - started < 2
+        assert len(asyncio.all_tasks()) == tasks_before
+        with pytest.raises(ServerClosed, match="closed"):
+            await client.send("/y")  # misuse: closed
+        await client.close()  # idempotent
+        await client.connect()  # reopens
+        await client.close()
+
+    run(main())
+    assert settles(lambda: not open_fds() - fds), (open_fds(), fds)
+
+
+def test_cancelled_send_forgets_its_request(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    peer = peer_factory(lambda conn: [conn.read_request(timeout=30) for _ in range(3)])
+
+    async def main() -> None:
+        async with AsyncIPCClient(peer.path) as client:
+            task = asyncio.ensure_future(client.send("/x"))
+            while not peer.requests:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert client._pending == {}
+
+    run(main())
+
+
+def test_connect_errors_and_misuse(
+    short_tmp: Path, peer_factory: PeerFactory, run: Any
+) -> None:
+    peer = peer_factory()
+
+    async def main() -> None:
+        with pytest.raises(ConnectError) as info:
+            await AsyncIPCClient(str(short_tmp / "none.sock")).connect()
+        assert info.value.reason == "missing"
+        with pytest.raises(ConnectError) as info:
+            await AsyncIPCClient(str(short_tmp / "none.sock")).send("/x")
+        assert info.value.reason == "missing"
+        async with AsyncIPCClient(peer.path) as client:
+            with pytest.raises(TypeError, match="uri must be a str"):
+                await client.send(b"/x")  # type: ignore[arg-type]
+            with pytest.raises(TypeError):
+                await client.send("/x", {1j})
+            with pytest.raises(ConfigError):
+                await client.send("/x", timeout=0)
+            assert await client.send("/x", "still fine") == "still fine"
+
+    run(main())
+    with pytest.raises(ConfigError):
+        AsyncIPCClient(peer.path, request_timeout=float("nan"))
