@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -65,9 +66,19 @@ class Server:
 def start_server(
     path: str, *args: str, env: dict[str, str] | None = None, timeout: float = 20.0
 ) -> Server:
-    """Start ``python -m pixl_ipc serve --socket path *args`` and wait until it is ready."""
+    """Start ``python -m pixl_ipc serve --socket path *args`` and wait until it is ready.
+
+    ``PIXL_SERVE_CMD`` in the environment replaces ``python -m pixl_ipc serve``,
+    so that the same tests can be run against another server with that CLI.
+    """
+    command = shlex.split(os.environ.get("PIXL_SERVE_CMD", "")) or [
+        sys.executable,
+        "-m",
+        "pixl_ipc",
+        "serve",
+    ]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, *args],
+        [*command, "--socket", path, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -199,6 +210,8 @@ class RawConn:
 
 def server_module_ready() -> bool:
     """True when the reference server and the CLI ``serve`` command can be imported."""
+    if os.environ.get("PIXL_SERVE_CMD"):
+        return True
     try:
         importlib.import_module("pixl_ipc.server")
         importlib.import_module("pixl_ipc.cli.serve")

@@ -1,0 +1,362 @@
+"""The load of the soak test: one worker process runs many asyncio connections.
+
+Each worker opens ``connections`` connections at once; most are well-behaved
+:class:`~pixl_ipc.aio_client.AsyncIPCClient` clients, the rest misbehave on
+purpose (hang up mid-request, send garbage, stop reading for a while). Every
+request embeds a token that is unique in the whole run, and every answer is
+checked against it, so an answer delivered to the wrong request is caught
+(CORR-2). Misbehaving connections speak raw bytes, which also lets them count
+how many times each request is answered (RESP-1: exactly once).
+
+The worker returns a :class:`WorkerReport` as a plain dict (it crosses a
+process boundary).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pixl_ipc.aio_client import AsyncIPCClient
+from pixl_ipc.errors import IPCError
+
+KIB = 1024
+MIB = 1024 * KIB
+
+ECHO = "/ipcserver/test/echo"
+DELAY = "/ipcserver/test/delay"
+
+
+@dataclass
+class WorkerReport:
+    """What one worker saw. ``problems`` lists every broken promise, with details."""
+
+    connections: int = 0
+    requests: int = 0
+    answered: int = 0
+    failed_with_error: int = 0
+    abandoned: int = 0  # requests whose own client hung up on purpose
+    misdelivered: int = 0
+    duplicates: int = 0
+    bad_json_answers: int = 0
+    bytes_echoed: int = 0
+    largest: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def error(self, exc: BaseException) -> None:
+        self.failed_with_error += 1
+        name = type(exc).__name__
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < 50:
+            self.problems.append(text)
+
+
+def pick_size(rng: random.Random) -> int:
+    """A payload size between 1 KiB and 4 MiB, mostly small."""
+    roll = rng.random()
+    if roll < 0.70:
+        return KIB
+    if roll < 0.90:
+        return 64 * KIB
+    if roll < 0.97:
+        return 512 * KIB
+    if roll < 0.99:
+        return rng.choice([1, 2]) * MIB
+    return 4 * MIB
+
+
+async def normal_connection(
+    path: str, name: str, count: int, rng: random.Random, report: WorkerReport
+) -> None:
+    """A well-behaved client: ``count`` requests, up to 4 in flight, echo and delay mixed."""
+    client = AsyncIPCClient(
+        path, request_timeout=60.0, connect_timeout=20.0, auto_reconnect=0
+    )
+    try:
+        await client.connect()
+    except IPCError as exc:
+        report.requests += count
+        for _ in range(count):
+            report.error(exc)
+        report.problem(f"{name}: cannot connect: {exc!r}")
+        return
+
+    async def one(index: int) -> None:
+        token = f"{name}-r{index}"
+        report.requests += 1
+        try:
+            if rng.random() < 0.15:
+                delay = rng.choice([0, 5, 20, 50, 150])
+                result = await client.send(DELAY, {"delay": delay, "token": token})
+                if result != {"delay": delay}:
+                    report.misdelivered += 1
+                    report.problem(
+                        f"{token}: delay {delay} answered {str(result)[:200]}"
+                    )
+                    return
+            else:
+                size = pick_size(rng)
+                result = await client.send(ECHO, {"token": token, "pad": "x" * size})
+                if (
+                    not isinstance(result, dict)
+                    or result.get("token") != token
+                    or len(result.get("pad", "")) != size
+                ):
+                    report.misdelivered += 1
+                    shown = (
+                        {k: (v if k != "pad" else len(v)) for k, v in result.items()}
+                        if isinstance(result, dict)
+                        else result
+                    )
+                    report.problem(
+                        f"{token}: echo of {size} answered {str(shown)[:200]}"
+                    )
+                    return
+                report.bytes_echoed += size
+                report.largest = max(report.largest, size)
+        except IPCError as exc:
+            report.error(exc)
+            report.problem(f"{token}: {exc!r}")
+            return
+        report.answered += 1
+
+    try:
+        index = 0
+        while index < count:
+            batch = min(rng.randint(1, 4), count - index)
+            await asyncio.gather(*(one(index + k) for k in range(batch)))
+            index += batch
+    finally:
+        await client.close()
+
+
+class RawPeer:
+    """A connection that speaks bytes; counts the answers to each id it sent."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.answers: dict[Any, list[dict[str, Any]]] = {}
+
+    @classmethod
+    async def open(cls, path: str) -> RawPeer:
+        reader, writer = await asyncio.open_unix_connection(path, limit=16 * MIB)
+        return cls(reader, writer)
+
+    def send_request(self, request_id: str, uri: str, data: Any) -> None:
+        line = json.dumps(
+            {"ipcReqID": request_id, "uri": uri, "data": data}, separators=(",", ":")
+        )
+        self.writer.write(line.encode() + b"\n")
+
+    async def read_message(self) -> dict[str, Any]:
+        line = await self.reader.readuntil(b"\n")
+        message = json.loads(line)
+        assert isinstance(message, dict)
+        self.answers.setdefault(message.get("ipcReqID"), []).append(message)
+        return message
+
+    async def read_until(self, request_id: str) -> dict[str, Any]:
+        while True:
+            message = await self.read_message()
+            if message.get("ipcReqID") == request_id:
+                return message
+
+    async def close(self) -> None:
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except OSError:
+            pass
+
+
+async def disconnecting_connection(
+    path: str, name: str, rng: random.Random, report: WorkerReport
+) -> None:
+    """Sends requests and hangs up before the answers (LIFE-5), in three ways."""
+    peer = await RawPeer.open(path)
+    kind = rng.choice(["slow", "partial", "big"])
+    token = f"{name}-gone"
+    report.requests += 1
+    report.abandoned += 1
+    if kind == "slow":
+        peer.send_request(token, DELAY, {"delay": 300})
+    elif kind == "partial":
+        line = json.dumps(
+            {"ipcReqID": token, "uri": ECHO, "data": {"pad": "y" * MIB}}
+        ).encode()
+        peer.writer.write(line[: len(line) // 2])
+    else:
+        peer.send_request(token, ECHO, {"pad": "z" * (4 * MIB)})
+    try:
+        await peer.writer.drain()
+    except OSError:
+        pass
+    await asyncio.sleep(rng.uniform(0.0, 0.1))
+    peer.writer.transport.abort()  # RST-like: no goodbye
+
+
+async def garbage_connection(
+    path: str, name: str, rounds: int, rng: random.Random, report: WorkerReport
+) -> None:
+    """Alternates garbage with good requests on one connection (FRAME-5, FRAME-6, LIMIT-6)."""
+    peer = await RawPeer.open(path)
+    try:
+        for index in range(rounds):
+            noise = bytes(
+                rng.randrange(256) for _ in range(rng.randint(1, 300))
+            ).replace(b"\n", b" ")
+            bad_id = f"{name}-bad{index}"
+            peer.writer.write(noise + b"\n")
+            peer.writer.write(
+                b'{"ipcReqID":"'
+                + bad_id.encode()
+                + b'","uri":'
+                + noise[:20].replace(b'"', b"'")
+                + b"\n"
+            )
+            token = f"{name}-g{index}"
+            report.requests += 1
+            peer.send_request(token, ECHO, {"token": token})
+            await peer.writer.drain()
+            answer = await asyncio.wait_for(peer.read_until(token), 60)
+            if answer.get("data") != {"token": token}:
+                report.misdelivered += 1
+                report.problem(f"{token}: answered {str(answer)[:200]}")
+            else:
+                report.answered += 1
+            bad = peer.answers.get(bad_id, [])
+            if len(bad) != 1 or bad[0].get("code") != "bad_json":
+                report.problem(
+                    f"{bad_id}: expected one bad_json answer, got {str(bad)[:200]}"
+                )
+            else:
+                report.bad_json_answers += 1
+        for request_id, answers in peer.answers.items():
+            if request_id is not None and len(answers) != 1:
+                report.duplicates += len(answers) - 1
+                report.problem(f"{request_id}: answered {len(answers)} times")
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+        report.error(exc)
+        report.problem(f"{name}: garbage connection failed: {exc!r}")
+    finally:
+        await peer.close()
+
+
+async def slow_reader_connection(
+    path: str, name: str, count: int, pause: float, report: WorkerReport
+) -> None:
+    """Pipelines ``count`` 256 KiB echoes, reads nothing for ``pause`` s, then reads all (LIMIT-5)."""
+    peer = await RawPeer.open(path)
+    tokens = [f"{name}-s{i}" for i in range(count)]
+    size = 256 * KIB
+    try:
+        for token in tokens:
+            report.requests += 1
+            peer.send_request(token, ECHO, {"token": token, "pad": "s" * size})
+        # The server may stop reading (LIMIT-5), so our writes may not finish while we do not read.
+        drained = asyncio.ensure_future(peer.writer.drain())
+        await asyncio.sleep(pause)
+        got: dict[str, int] = {}
+        while len(got) < count:
+            message = await asyncio.wait_for(peer.read_message(), 60)
+            request_id = message.get("ipcReqID")
+            data = message.get("data")
+            if (
+                request_id not in tokens
+                or not isinstance(data, dict)
+                or data.get("token") != request_id
+            ):
+                report.misdelivered += 1
+                report.problem(f"{name}: unexpected answer {str(message)[:200]}")
+                break
+            if request_id in got:
+                report.duplicates += 1
+                report.problem(f"{request_id}: answered twice")
+            got[request_id] = got.get(request_id, 0) + 1
+            if len(data.get("pad", "")) == size:
+                report.answered += 1
+                report.bytes_echoed += size
+        await drained
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+        report.error(exc)
+        report.problem(f"{name}: slow reader failed: {exc!r}")
+    finally:
+        await peer.close()
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How much load one worker puts on the server."""
+
+    worker: int
+    path: str
+    connections: int = 50
+    requests_per_connection: int = 8
+    disconnecting: int = 4
+    garbage: int = 3
+    slow_readers: int = 3
+    slow_count: int = 12
+    slow_pause: float = 1.5
+    seed: int = 0
+
+
+async def run_worker(plan: WorkerPlan) -> WorkerReport:
+    """Open every connection of the plan at once and wait for them all."""
+    rng = random.Random(plan.seed * 1000 + plan.worker)
+    report = WorkerReport(connections=plan.connections)
+    normal = plan.connections - plan.disconnecting - plan.garbage - plan.slow_readers
+    tasks = []
+    prefix = f"s{plan.seed}w{plan.worker}"
+    for index in range(normal):
+        sub = random.Random(rng.random())
+        tasks.append(
+            normal_connection(
+                plan.path,
+                f"{prefix}c{index}",
+                plan.requests_per_connection,
+                sub,
+                report,
+            )
+        )
+    for index in range(plan.disconnecting):
+        tasks.append(
+            disconnecting_connection(
+                plan.path, f"{prefix}d{index}", random.Random(rng.random()), report
+            )
+        )
+    for index in range(plan.garbage):
+        tasks.append(
+            garbage_connection(
+                plan.path, f"{prefix}g{index}", 5, random.Random(rng.random()), report
+            )
+        )
+    for index in range(plan.slow_readers):
+        tasks.append(
+            slow_reader_connection(
+                plan.path, f"{prefix}s{index}", plan.slow_count, plan.slow_pause, report
+            )
+        )
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            report.problem(f"connection task raised {result!r}")
+    return report
+
+
+def worker_main(plan: WorkerPlan) -> dict[str, Any]:
+    """Entry point of a worker process."""
+    started = time.monotonic()
+    report = asyncio.run(run_worker(plan))
+    result = asdict(report)
+    result["seconds"] = round(time.monotonic() - started, 2)
+    return result
