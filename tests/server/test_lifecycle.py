@@ -1,0 +1,288 @@
+"""Start-up, shutdown, half-close and socket activation of the server (LIFE-2, LIFE-5 to LIFE-7, SEC-1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pixl_ipc import StartupError
+from pixl_ipc.server import IPCServer
+from server_helpers import RawClient, ServeProcess, ServerThread, echo, wait_for
+
+
+def run_serve(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``pixl-ipc serve`` expecting it to exit on its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "pixl_ipc", "serve", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+# --- start-up (LIFE-6) ----------------------------------------------------------
+
+
+def test_refuses_to_start_where_a_server_answers_and_leaves_it_serving(
+    server_factory: Callable[..., Any],
+) -> None:
+    first = server_factory()
+    before = os.lstat(first.path)
+    result = run_serve("--socket", first.path)
+    assert result.returncode == 1
+    assert "another server is accepting connections" in result.stderr
+    assert "listening on" not in result.stderr
+    after = os.lstat(first.path)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+    with RawClient(first.path) as client:
+        assert echo(client, "still mine")["data"] == "still mine"
+
+
+def test_refuses_a_regular_file_and_leaves_it_untouched(sock_path: str) -> None:
+    Path(sock_path).write_text("precious")
+    result = run_serve("--socket", sock_path)
+    assert result.returncode == 1
+    assert "regular file" in result.stderr
+    assert Path(sock_path).read_text() == "precious"
+
+
+def test_refuses_a_directory_and_leaves_it_untouched(sock_path: str) -> None:
+    os.mkdir(sock_path)
+    (Path(sock_path) / "inside").write_text("x")
+    with pytest.raises(StartupError, match="directory"):
+        IPCServer(sock_path).run()
+    assert (Path(sock_path) / "inside").read_text() == "x"
+
+
+def test_refuses_a_symlink_without_following_it(short_tmp: Path) -> None:
+    target = short_tmp / "target"
+    target.write_text("keep")
+    link = short_tmp / "link.sock"
+    link.symlink_to(target)
+    with pytest.raises(StartupError, match="symbolic link"):
+        IPCServer(str(link)).run()
+    assert link.is_symlink()
+    assert target.read_text() == "keep"
+
+
+def test_refuses_a_symlink_to_a_stale_socket(short_tmp: Path) -> None:
+    stale = short_tmp / "stale.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(stale))
+    sock.close()
+    link = short_tmp / "l.sock"
+    link.symlink_to(stale)
+    with pytest.raises(StartupError):
+        IPCServer(str(link)).run()
+    assert link.is_symlink() and stale.exists()
+
+
+def test_replaces_a_stale_socket(
+    server_factory: Callable[..., Any], sock_path: str
+) -> None:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(sock_path)  # bound, never listening: connecting is refused
+    sock.close()
+    server = server_factory(path=sock_path)
+    with RawClient(server.path) as client:
+        assert echo(client, 1)["data"] == 1
+
+
+# --- permissions (SEC-1) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "mode"),
+    [((), 0o777), (("--chmod", "600"), 0o600), (("--chmod", "660"), 0o660)],
+)
+def test_socket_mode_is_applied_before_ready(
+    server_factory: Callable[..., Any], args: tuple[str, ...], mode: int
+) -> None:
+    server = server_factory(*args)
+    assert stat.S_IMODE(os.lstat(server.path).st_mode) == mode
+
+
+def test_empty_chmod_keeps_the_umask_mode(sock_path: str) -> None:
+    old = os.umask(0o077)
+    try:
+        with ServerThread(IPCServer(sock_path, socket_chmod="")):
+            assert stat.S_IMODE(os.lstat(sock_path).st_mode) == 0o700
+    finally:
+        os.umask(old)
+
+
+# --- shutdown (LIFE-7) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_answers_in_flight_requests_then_exits_0_and_removes_the_socket(
+    server_factory: Callable[..., Any], sig: int
+) -> None:
+    server = server_factory()
+    with RawClient(server.path) as client:
+        client.send(
+            b'{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":500}}\n'
+        )
+        echo(client, "in", "rq1")  # the delay request has been read
+        server.proc.send_signal(sig)
+        assert client.read_line() == b'{"ipcReqID":"rq0","data":{"delay":500}}'
+        assert client.read_until_eof() == b""
+    assert server.proc.wait(10) == 0
+    assert not os.path.lexists(server.path)
+
+
+def test_shutdown_gives_up_on_slow_requests_after_exit_timeout(short_tmp: Path) -> None:
+    config = short_tmp / "c.json"
+    config.write_text(json.dumps({"IPCServer": {"exit_timeout": 300}}))
+    server = ServeProcess(str(short_tmp / "t.sock"), "--config", str(config))
+    try:
+        with RawClient(server.path) as client:
+            client.send(
+                b'{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":60000}}\n'
+            )
+            echo(client, 1, "rq1")
+            started = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            assert client.read_until_eof(10) == b""  # closed without the 60 s answer
+            assert server.proc.wait(10) == 0
+            assert time.monotonic() - started < 5
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+def test_shutdown_does_not_remove_a_path_that_is_no_longer_its_socket(
+    sock_path: str,
+) -> None:
+    running = ServerThread(IPCServer(sock_path)).start()
+    os.unlink(sock_path)
+    Path(sock_path).write_text("someone else's")
+    running.stop()
+    assert Path(sock_path).read_text() == "someone else's"
+
+
+def test_shutdown_stops_accepting_and_removes_its_socket(sock_path: str) -> None:
+    running = ServerThread(IPCServer(sock_path)).start()
+    with RawClient(sock_path) as client:
+        echo(client, 1)
+    running.stop()
+    assert not os.path.lexists(sock_path)
+    with pytest.raises(OSError):
+        RawClient(sock_path, timeout=2)
+
+
+# --- half-close and vanished clients (LIFE-2, LIFE-5) ---------------------------
+
+
+def test_half_close_answers_every_complete_request_then_closes(sock_path: str) -> None:
+    with ServerThread(IPCServer(sock_path)), RawClient(sock_path) as client:
+        client.send(
+            b'{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":200}}\n'
+            b'{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":1}\n'
+            b'{"ipcReqID":"rq2","uri":"/ipcserver/te'  # partial line: discarded
+        )
+        client.sock.shutdown(socket.SHUT_WR)
+        lines = client.read_until_eof().splitlines()
+        assert sorted(json.loads(line)["ipcReqID"] for line in lines) == ["rq0", "rq1"]
+
+
+def test_client_gone_mid_request_drops_the_response_and_the_server_keeps_serving(
+    sock_path: str,
+) -> None:
+    # LIFE-5: the first answer finds the peer gone; the second is dropped, not written.
+    server = IPCServer(sock_path)
+    with ServerThread(server) as running:
+        with RawClient(sock_path) as client:
+            client.send(
+                b'{"ipcReqID":"rq0","uri":"/ipcserver/test/delay","data":{"delay":100}}\n'
+                b'{"ipcReqID":"rq1","uri":"/ipcserver/test/delay","data":{"delay":700}}\n'
+            )
+            echo(client, 1, "rq2")
+        assert wait_for(
+            lambda: running.call(server.get_stats)["droppedResponses"] >= 1, timeout=5
+        )
+        with RawClient(sock_path) as other:
+            assert echo(other, 2)["data"] == 2
+            assert running.call(server.get_stats)["connections"] == 1
+
+
+# --- systemd socket activation ----------------------------------------------------
+
+_ACTIVATE = """
+import os, sys
+fd = int(sys.argv[1])
+if fd != 3:
+    os.dup2(fd, 3)
+    os.close(fd)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(sys.executable, [sys.executable, "-m", "pixl_ipc", "serve", "--socket", sys.argv[2]])
+"""
+
+
+def test_socket_activation_serves_the_inherited_socket_and_never_unlinks_it(
+    short_tmp: Path,
+) -> None:
+    path = str(short_tmp / "act.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(16)
+    os.chmod(path, 0o640)
+    unused = str(short_tmp / "unused.sock")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ACTIVATE, str(listener.fileno()), unused],
+        pass_fds=(listener.fileno(),),
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    listener.close()
+    try:
+        assert proc.stderr is not None
+        ready = proc.stderr.readline().decode()
+        assert ready == f"listening on {path}\n"
+        with RawClient(path) as client:
+            assert echo(client, "activated")["data"] == "activated"
+        assert not os.path.lexists(unused)  # nothing was bound at --socket
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        # The socket belongs to the service manager: still there, mode unchanged.
+        assert stat.S_ISSOCK(os.lstat(path).st_mode)
+        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o640
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+def test_listen_pid_of_another_process_is_ignored(short_tmp: Path) -> None:
+    path = str(short_tmp / "own.sock")
+    env = {**os.environ, "LISTEN_FDS": "1", "LISTEN_PID": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path],
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().decode() == f"listening on {path}\n"
+        with RawClient(path) as client:
+            assert echo(client, 1)["data"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        if proc.stderr is not None:
+            proc.stderr.close()
