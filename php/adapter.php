@@ -16,6 +16,13 @@
 
 declare(strict_types=1);
 
+namespace PixlIPC\Conformance;
+
+use InvalidArgumentException;
+use PixlIPCClient;
+use PixlIPCException;
+use stdClass;
+
 // Warnings must never reach the JSON channel.
 ini_set('display_errors', 'stderr');
 error_reporting(E_ALL);
@@ -74,7 +81,10 @@ final class PixlIPCAdapter
         // Objects stay objects, so that {} and [] travel unchanged.
         $command = json_decode($line, false);
         if (!$command instanceof stdClass) {
-            $this->answer(null, false, ['kind' => 'unsupported', 'message' => 'not a JSON object: ' . json_last_error_msg()]);
+            $this->answer(null, false, [
+                'kind' => 'unsupported',
+                'message' => 'not a JSON object: ' . json_last_error_msg(),
+            ]);
             return;
         }
         $id = $command->id ?? null;

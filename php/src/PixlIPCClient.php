@@ -254,7 +254,8 @@ class PixlIPCClient
         $maxPath = PHP_OS_FAMILY === 'Linux' ? 107 : 103;
         if ($path === '' || strlen($path) > $maxPath || strpos($path, "\0") !== false) {
             throw new PixlIPCException(
-                "Could not connect to socket: {$path}: the path is empty, contains NUL or is longer than {$maxPath} bytes",
+                "Could not connect to socket: {$path}: the path is empty, contains NUL"
+                . " or is longer than {$maxPath} bytes",
                 self::E_SOCKET_CONNECT
             );
         }

@@ -2,7 +2,13 @@
 
 declare(strict_types=1);
 
+namespace PixlIPC\Tests;
+
 use PHPUnit\Framework\TestCase;
+use PixlIPC\Tests\Support\ScriptedServer;
+use PixlIPC\Tests\Support\TestProcesses;
+use PixlIPCClient;
+use stdClass;
 
 /**
  * php/adapter.php driven as the conformance runner drives it (spec/ADAPTER.md):
@@ -116,8 +122,9 @@ final class AdapterTest extends TestCase
     public function testSessionWithDataPushesAndErrors(): void
     {
         $server = $this->peer([[
-            ['read'], ['raw', "{\"data\":{\"p\":{}}}\n{\"ipcReqID\":\"%ID%\",\"data\":{\"a\":{},\"b\":[],\"f\":1.5}}\n"],
-            ['read'], ['raw', "{\"ipcReqID\":\"%ID%\",\"code\":\"no_uri\",\"message\":\"Missing required uri parameter from request\"}\n"],
+            ['read'], ['raw', '{"data":{"p":{}}}' . "\n" . '{"ipcReqID":"%ID%","data":{"a":{},"b":[],"f":1.5}}' . "\n"],
+            ['read'], ['raw', '{"ipcReqID":"%ID%","code":"no_uri",'
+                . '"message":"Missing required uri parameter from request"}' . "\n"],
             ['read'], ['raw', "{\"ipcReqID\":\"%ID%\",\"data\":{bad\n"],
             ['read'], ['sleep', 600], ['read'], ['reply', false], ['wait_close'],
         ]]);

@@ -2,7 +2,13 @@
 
 declare(strict_types=1);
 
+namespace PixlIPC\Tests;
+
+use Exception;
+use InvalidArgumentException;
 use PHPUnit\Framework\TestCase;
+use PixlIPCClient;
+use PixlIPCException;
 
 /**
  * Constructor options and argument checks that need no server.

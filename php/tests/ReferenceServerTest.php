@@ -2,7 +2,13 @@
 
 declare(strict_types=1);
 
+namespace PixlIPC\Tests;
+
 use PHPUnit\Framework\TestCase;
+use PixlIPC\Tests\Support\ReferenceServer;
+use PixlIPCClient;
+use PixlIPCException;
+use stdClass;
 
 /**
  * The client against the Python reference server (`python -m pixl_ipc serve`).
@@ -160,7 +166,13 @@ final class ReferenceServerTest extends TestCase
         $client = new PixlIPCClient($server->path, ['userAgent' => 'tests/1.0']);
         $request = $client->send('/test/request', ['a' => [1, 2]]);
         $this->assertSame(
-            ['uri' => '/test/request', 'ipcReqID' => 'rq0', 'data' => ['a' => [1, 2]], 'pid' => getmypid(), 'userAgent' => 'tests/1.0'],
+            [
+                'uri' => '/test/request',
+                'ipcReqID' => 'rq0',
+                'data' => ['a' => [1, 2]],
+                'pid' => getmypid(),
+                'userAgent' => 'tests/1.0',
+            ],
             $request
         );
     }

@@ -2,7 +2,16 @@
 
 declare(strict_types=1);
 
+namespace PixlIPC\Tests;
+
+use Exception;
+use JsonException;
 use PHPUnit\Framework\TestCase;
+use PixlIPC\Tests\Support\ScriptedServer;
+use PixlIPC\Tests\Support\TestProcesses;
+use PixlIPCClient;
+use PixlIPCException;
+use stdClass;
 
 /**
  * The client against a scripted peer (support/scripted_server.php) that
@@ -219,7 +228,8 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[
             ['read'],
-            ['raw', "{\"ipcReqID\":\"%ID%\",\"code\":\"no_uri\",\"message\":\"Missing required uri parameter from request\"}\n"],
+            ['raw', '{"ipcReqID":"%ID%","code":"no_uri",'
+                . '"message":"Missing required uri parameter from request"}' . "\n"],
             ['read'], ['raw', "{\"ipcReqID\":\"%ID%\",\"code\":\"future_code\",\"message\":\"m\",\"limit\":5}\n"],
             ['read'], ['echo'],
         ]]);
@@ -377,7 +387,10 @@ final class ScriptedPeerTest extends TestCase
 
     public function testPerRequestTimeoutOverridesTheOption(): void
     {
-        $server = $this->peer([[['read'], ['sleep', 300], ['echo'], ['wait_close']], [['read'], ['sleep', 300], ['echo']]]);
+        $server = $this->peer([
+            [['read'], ['sleep', 300], ['echo'], ['wait_close']],
+            [['read'], ['sleep', 300], ['echo']],
+        ]);
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 5000]);
         $start = microtime(true);
         $this->assertFalse($client->send('/x', ['q' => 1], 50));
@@ -600,7 +613,8 @@ final class ScriptedPeerTest extends TestCase
     public function testUnicodeAnswersAreDecoded(): void
     {
         // FRAME-8: raw and escaped astral characters, raw U+2028, escaped NUL.
-        $answer = "{\"ipcReqID\":\"%ID%\",\"data\":[\"\u{1F600}\",\"\\ud83d\\ude00\",\"a\u{2028}b\u{2029}\",\"\\u0000\"]}\n";
+        $answer = '{"ipcReqID":"%ID%","data":["' . "\u{1F600}" . '","\ud83d\ude00","'
+            . "a\u{2028}b\u{2029}" . '","\u0000"]}' . "\n";
         $server = $this->peer([[['read'], ['raw', $answer]]]);
         $client = new PixlIPCClient($server->path);
         $this->assertSame(["\u{1F600}", "\u{1F600}", "a\u{2028}b\u{2029}", "\0"], $client->send('/x', ['q' => 1]));

@@ -9,4 +9,4 @@ require_once __DIR__ . '/support/TestProcesses.php';
 require_once __DIR__ . '/support/ScriptedServer.php';
 require_once __DIR__ . '/support/ReferenceServer.php';
 
-register_shutdown_function([TestProcesses::class, 'cleanUp']);
+register_shutdown_function([PixlIPC\Tests\Support\TestProcesses::class, 'cleanUp']);

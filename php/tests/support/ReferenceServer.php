@@ -2,6 +2,10 @@
 
 declare(strict_types=1);
 
+namespace PixlIPC\Tests\Support;
+
+use RuntimeException;
+
 /**
  * The Python reference server (`python -m pixl_ipc serve`) on a temporary
  * socket. The interpreter is $PIXL_IPC_PYTHON, else the repository's

@@ -2,6 +2,8 @@
 
 declare(strict_types=1);
 
+namespace PixlIPC\Tests\Support;
+
 /**
  * Runs scripted_server.php (a misbehaving peer, see its header for the steps)
  * as a separate process on a fresh socket path, and reads back what it saw.

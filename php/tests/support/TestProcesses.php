@@ -2,6 +2,10 @@
 
 declare(strict_types=1);
 
+namespace PixlIPC\Tests\Support;
+
+use RuntimeException;
+
 /**
  * Temporary directories and child processes of the test run, cleaned up when
  * the run ends (register_shutdown_function in bootstrap.php), whatever happens.
