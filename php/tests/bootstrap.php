@@ -10,3 +10,14 @@ require_once __DIR__ . '/support/ScriptedServer.php';
 require_once __DIR__ . '/support/ReferenceServer.php';
 
 register_shutdown_function([PixlIPC\Tests\Support\TestProcesses::class, 'cleanUp']);
+
+// An interrupted run (Ctrl-C, a CI timeout) must still stop the servers it
+// started: exit() runs the shutdown function above.
+if (function_exists('pcntl_async_signals')) {
+    pcntl_async_signals(true);
+    foreach ([SIGINT, SIGTERM, SIGHUP] as $signal) {
+        pcntl_signal($signal, static function (int $signal): void {
+            exit(128 + $signal);
+        });
+    }
+}
