@@ -199,11 +199,12 @@ class PixlIPCClient
         $this->connectTimeout = self::positiveNumber($options, 'connectTimeout', 500) / 1000;
         $this->requestTimeout = self::positiveNumber($options, 'requestTimeout', 500);
         $cwd = getcwd();
-        $userAgent = array_key_exists('userAgent', $options)
-            ? (string) $options['userAgent']
-            : 'PHP/PixlIPCClient' . ($cwd === false ? '' : $cwd);
+        $userAgent = $options['userAgent'] ?? 'PHP/PixlIPCClient' . ($cwd === false ? '' : $cwd);
+        if (!is_scalar($userAgent)) {
+            throw new InvalidArgumentException('userAgent must be a string');
+        }
         try {
-            $this->userAgent = self::encode($userAgent);
+            $this->userAgent = self::encode((string) $userAgent);
         } catch (PixlIPCException $e) {
             throw new InvalidArgumentException('userAgent must be valid UTF-8', 0, $e);
         }

@@ -49,6 +49,7 @@ final class OptionsTest extends TestCase
             'onPush not callable' => [['onPush' => 'no_such_function_here']],
             'negative maxPushes' => [['maxPushes' => -1]],
             'invalid UTF-8 userAgent' => [['userAgent' => "\xFF"]],
+            'array userAgent' => [['userAgent' => ['x']]],
         ];
     }
 
