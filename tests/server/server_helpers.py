@@ -29,8 +29,10 @@ class RawClient:
 
     def __init__(self, path: str, timeout: float = 10.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
+        # Connect in blocking mode: a non-blocking AF_UNIX connect fails with
+        # EAGAIN instead of waiting when the listen backlog is full.
         self.sock.connect(path)
+        self.sock.settimeout(timeout)
         self.buffer = b""
 
     def send(self, data: bytes) -> None:

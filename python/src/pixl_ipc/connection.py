@@ -251,7 +251,7 @@ class Connection(asyncio.Protocol):
                 if reply is not None:
                     out.append(reply)
                 elif self._inflight >= limit:
-                    self._backlog = list(pending)
+                    self._backlog = list(pending) or None
                     break
                 continue
             # The hot path: a handler on the loop.
@@ -267,7 +267,7 @@ class Connection(asyncio.Protocol):
                 self._track(asyncio.ensure_future(result), request_id, event.uri, start)
                 if self._inflight >= limit:
                     # LIMIT-5: the rest of this read waits for a free slot.
-                    self._backlog = list(pending)
+                    self._backlog = list(pending) or None
                     break
                 continue
             elapsed = perf_counter() - start
@@ -289,6 +289,8 @@ class Connection(asyncio.Protocol):
             self._update_reading()
 
     def eof_received(self) -> bool:
+        if not self._accepted:
+            return False  # a refused peer is done: close
         # LIFE-2: answer every complete request read, then close; the write
         # side stays open until then.
         self._eof = True

@@ -48,6 +48,9 @@ __all__ = ["Connection", "IPCServer", "PeerCredentials", "Request"]
 
 logger = logging.getLogger("pixl_ipc.server")
 
+# How long a refused peer may take to read its access_denied error.
+_DENIED_LINGER = 2.0
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -351,13 +354,16 @@ class IPCServer:
         return (uids is not None and peer.uid in uids) or (gids is not None and peer.gid in gids)
 
     def _deny(self, peer: PeerCredentials, transport: asyncio.Transport) -> None:
-        # SEC-2: one top-level error with a null id, then close; nothing is read.
+        # SEC-2: one top-level error with a null id, then end the connection.
+        # What the peer sends is read and discarded (never processed) until it
+        # closes or a grace period passes: closing a Unix socket with unread
+        # input resets it, and the peer would lose the error before reading it.
         self._stats.accessDenied += 1
         logger.warning("access denied to peer pid=%s uid=%s gid=%s", peer.pid, peer.uid, peer.gid)
         reply = error_reply(None, ErrorCode.ACCESS_DENIED, "access denied: this peer is not allowed")
-        transport.pause_reading()
         transport.write(encode_line(reply))
-        transport.close()
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(_DENIED_LINGER, transport.close)
 
     def _opened(self, conn: Connection) -> None:
         self._connections.add(conn)
