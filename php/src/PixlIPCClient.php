@@ -112,6 +112,8 @@ class PixlIPCClient
     /** The default maxMessageBytes: 64 MiB, as the reference server (LIMIT-1). */
     public const DEFAULT_MAX_MESSAGE_BYTES = 67108864;
 
+    /** errno of a connect refused for a full accept queue (Linux 11, BSDs 35). */
+    private const EAGAIN = PHP_OS_FAMILY === 'Linux' ? 11 : 35;
     /** The original's text for E_SERVER_CLOSE, kept for code that matches on it. */
     private const SERVER_CLOSE_MESSAGE = 'Server closed the connection (readMessage)';
     /** Nesting accepted when decoding: LIMIT-4 asks for at least 256 levels. */
@@ -260,18 +262,29 @@ class PixlIPCClient
                 self::E_SOCKET_CONNECT
             );
         }
-        $errno = 0;
-        $errstr = '';
-        $socket = @stream_socket_client(
-            'unix://' . $path,
-            $errno,
-            $errstr,
-            $this->connectTimeout,
-            STREAM_CLIENT_CONNECT
-        );
-        if ($socket === false) {
-            $reason = $errstr !== '' ? $errstr : 'error ' . $errno;
-            throw new PixlIPCException("Could not connect to socket: {$path}: {$reason}", self::E_SOCKET_CONNECT);
+        $deadline = hrtime(true) + (int) ($this->connectTimeout * 1e9);
+        $pause = 1000;
+        while (true) {
+            $errno = 0;
+            $errstr = '';
+            $socket = @stream_socket_client(
+                'unix://' . $path,
+                $errno,
+                $errstr,
+                $this->connectTimeout,
+                STREAM_CLIENT_CONNECT
+            );
+            if ($socket !== false) {
+                break;
+            }
+            // A full accept queue (a burst of clients) fails a Unix socket
+            // connect at once with EAGAIN: wait for room until connectTimeout.
+            if ($errno !== self::EAGAIN || hrtime(true) + $pause * 1000 > $deadline) {
+                $reason = $errstr !== '' ? $errstr : 'error ' . $errno;
+                throw new PixlIPCException("Could not connect to socket: {$path}: {$reason}", self::E_SOCKET_CONNECT);
+            }
+            usleep($pause);
+            $pause = min($pause * 2, 20000);
         }
         // Non-blocking with PHP's read buffer off: stream_select then sees
         // exactly what the kernel holds, and fread returns what is there.

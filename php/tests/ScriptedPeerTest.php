@@ -526,6 +526,29 @@ final class ScriptedPeerTest extends TestCase
         }
     }
 
+    public function testConnectWaitsForRoomInAFullAcceptQueueUntilConnectTimeout(): void
+    {
+        // Backlog 0: one connection held by the peer, one queued, and the
+        // queue is full: the kernel refuses further connects with EAGAIN.
+        $server = $this->peer([[['sleep', 1500], ['close']], [['close']], [['read'], ['echo']]], 0);
+        $held = new PixlIPCClient($server->path);
+        $held->connect();
+        $this->assertTrue($server->waitFor('accepted', 0));
+        $queued = new PixlIPCClient($server->path);
+        $queued->connect();
+
+        $impatient = new PixlIPCClient($server->path, ['connectTimeout' => 100]);
+        $start = microtime(true);
+        $this->expectCode(PixlIPCClient::E_SOCKET_CONNECT, function () use ($impatient): void {
+            $impatient->connect();
+        });
+        $this->assertLessThan(1.4, microtime(true) - $start);
+
+        // Room appears when the peer is done with the first two connections.
+        $patient = new PixlIPCClient($server->path, ['connectTimeout' => 8000, 'requestTimeout' => 5000]);
+        $this->assertSame(['ok' => 1], $patient->send('/x', ['ok' => 1]));
+    }
+
     public function testStaleSocketGivesConnectError(): void
     {
         $dir = TestProcesses::tempDir();
