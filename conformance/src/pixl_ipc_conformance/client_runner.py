@@ -9,8 +9,12 @@ not exit), the server closed and the directory removed.
 
 Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
     Adapter side:
-    ``connect``   ``{"options", "socket": "server"|"stale"|"missing", "expect"}``
-    ``send``      ``{"as", "uri", "data", "timeout_ms"}`` sends, does not wait
+    ``connect``   ``{"options", "socket", "expect", "within_s"}``; socket is
+                  ``server`` (default), ``stale`` (a socket file nobody listens
+                  on), ``missing`` (no such path) or ``denied`` (mode 000; the
+                  case is skipped when the runner is root)
+    ``send``      ``{"as", "uri", "data" | "data_string_bytes", "timeout_ms"}``
+                  sends and does not wait
     ``answer``    ``{"send", "expect", "within_s", "not_before_s"}`` waits for the
                   answer of a send (``within_s`` from the step's start,
                   ``not_before_s`` from the send) and checks it
@@ -21,25 +25,31 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
     ``check_start`` the ``start`` result has the fields ADAPTER.md lists
 
     Server side:
-    ``request``   ``{"as", "uri", "data", "within_s", "same_connection_as",
-                  "new_connection"}`` takes the client's next request
-    ``write``     ``{"parts", "to", "delay_s", "chunk", "chunk_pause_s"}`` writes
-                  the parts in one write (or in ``chunk``-byte pieces)
+    ``request``   ``{"as", "uri", "data" | "data_string_bytes", "has",
+                  "within_s", "same_connection_as", "new_connection"}`` takes
+                  the client's next request (with several sends in flight, the
+                  one matching uri and data) and checks it
+    ``write``     ``{"parts", "to", "delay_s", "chunk" | "pieces",
+                  "chunk_pause_s"}`` writes the parts in one write, or split
     ``drop``      closes the client's connections (the server keeps listening)
     ``stop_server`` / ``start_server``  stop listening (and drop) / listen again
     ``connection`` ``{"within_s"}`` a new connection arrives (a reconnect)
+    ``original_server`` from now on, requests under ``/ipcserver/`` that no
+                  step waits for are answered as the original answers them
+                  (``no_handler_found`` in data, VER-5)
     ``sleep``     ``{"s"}``
 
     Any step may carry ``"if": CAPABILITY``: it runs only when the adapter has it.
 
     A write part is one of ``{"respond": LABEL, ...}`` (the answer to the
     request taken as LABEL: with ``data``, ``echo`` (the request's data),
-    ``line_bytes`` (data padded so the line is that long), ``error`` (top-level
-    error members) and ``members`` (further top-level members); ``omit_data``
-    leaves data out), ``{"push": VALUE, "null_id": bool}``, ``{"message":
-    OBJECT}``, ``{"malformed_for": LABEL}`` (a broken ``{`` line carrying that
-    request's id) and ``{"text": STRING}`` (raw text, no LF added). ``eol`` and
-    ``ascii`` adjust how a message part is encoded.
+    ``line_bytes`` (data padded so the line is that long), ``nested_depth``,
+    ``error`` (top-level error members) or ``omit_data``, plus ``members``
+    (further top-level members) and ``cut`` (only the first bytes)),
+    ``{"push": VALUE, "null_id": bool}``, ``{"message": OBJECT}``,
+    ``{"malformed_for": LABEL}`` (a broken ``{`` line carrying that request's
+    id) and ``{"text": STRING}`` (raw text, no LF added). ``eol`` and ``ascii``
+    adjust how a message part is encoded.
 
 Verdicts
     A step whose expectation fails ends the case: FAIL for a MUST case, WARN
@@ -52,8 +62,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -74,6 +86,7 @@ START_TIMEOUT_S = 15.0
 DEFAULT_REQUEST_WITHIN_S = 5.0
 DEFAULT_ANSWER_GRACE_S = 5.0
 DEFAULT_COMMAND_WITHIN_S = 5.0
+_POLL_S = 0.1
 #: Capabilities ADAPTER.md defines; others an adapter lists are ignored.
 KNOWN_CAPABILITIES = ("concurrent", "push", "auto_reconnect", "reconnect", "max_message_bytes")
 _PATTERN = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -92,6 +105,10 @@ class StepFailed(Exception):
 
 class CaseScriptError(Exception):
     """The case itself is wrong (an unknown label, two commands in flight without ``concurrent``)."""
+
+
+class CaseSkipped(Exception):
+    """The case cannot be run here (the reason is the text)."""
 
 
 def json_equal(a: Any, b: Any) -> bool:
@@ -138,6 +155,8 @@ class _Context:
     requests: dict[str, ReceivedRequest] = field(default_factory=dict)
     written: dict[str, Any] = field(default_factory=dict)
     connections_seen: int = 0
+    original: bool = False
+    closers: list[Callable[[], None]] = field(default_factory=list)
     stash: list[ReceivedRequest] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
 
@@ -251,6 +270,15 @@ async def _step_connect(ctx: _Context, index: int, step: dict[str, Any]) -> None
         make_stale_socket(path)
     elif target == "missing":
         path = str(ctx.directory / "missing" / "none.sock")
+    elif target == "denied":
+        if os.geteuid() == 0:
+            raise CaseSkipped("the runner runs as root, which file permissions do not stop")
+        path = str(ctx.directory / "denied.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(1)
+        ctx.closers.append(listener.close)
+        os.chmod(path, 0)
     else:
         raise CaseScriptError(f"unknown socket {target!r}")
     pending = await _submit(ctx, {"cmd": "connect", "socket": path, "options": step.get("options", {})})
@@ -343,6 +371,18 @@ def _wanted_request(step: dict[str, Any]) -> str:
     return "a request" + (" with " + " and ".join(parts) if parts else "")
 
 
+async def _answer_as_original(request: ReceivedRequest) -> None:
+    """Answer a request the script did not ask for as the original server would (VER-5)."""
+    uri = request.message.get("uri")
+    message = {
+        "ipcReqID": request.id,
+        "data": {"code": "no_handler_found", "message": f"No handler found for {uri}"},
+    }
+    payload = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    if await request.connection.write(payload):
+        request.connection.mark_answered(request.id)
+
+
 _TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str) and bool(v),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -362,7 +402,15 @@ async def _step_request(ctx: _Context, index: int, step: dict[str, Any]) -> None
             ctx.stash.remove(candidate)
             break
     while request is None:
-        arrived = await ctx.server.next_request(max(0.0, deadline - time.monotonic()))
+        remaining = deadline - time.monotonic()
+        arrived = await ctx.server.next_request(max(0.0, min(remaining, _POLL_S)))
+        if arrived is None and remaining > _POLL_S:
+            broken = [v for v in ctx.server.violations if v.level == "MUST"]
+            if broken:
+                # The client wrote something that is not a request: waiting
+                # longer only delays the FAIL the wire check already decided.
+                raise StepFailed(index, f"{wanted} (FRAME-1)", str(broken[0]))
+            continue
         if arrived is None:
             seen = "; ".join(_request_mismatch(step, r) for r in ctx.stash)
             raise StepFailed(
@@ -371,6 +419,9 @@ async def _step_request(ctx: _Context, index: int, step: dict[str, Any]) -> None
                 "none" + (f" (other requests: {seen})" if seen else "") + _adapter_view(ctx),
             )
         mismatch = _request_mismatch(step, arrived)
+        if mismatch and ctx.original and str(arrived.message.get("uri", "")).startswith("/ipcserver/"):
+            await _answer_as_original(arrived)
+            continue
         if not mismatch:
             request = arrived
         elif ctx.driver.outstanding <= 1:
@@ -419,9 +470,10 @@ async def _step_write(ctx: _Context, index: int, step: dict[str, Any]) -> None:
     if connection is None:
         raise StepFailed(index, "a client connection to write to", "the client never connected")
     payload = b"".join(chunks)
-    ok = await connection.write(
-        payload, chunk=step.get("chunk"), pause_s=float(step.get("chunk_pause_s", 0.0))
-    )
+    chunk = step.get("chunk")
+    if "pieces" in step:
+        chunk = -(-len(payload) // int(step["pieces"]))
+    ok = await connection.write(payload, chunk=chunk, pause_s=float(step.get("chunk_pause_s", 0.0)))
     if not ok:
         raise StepFailed(
             index,
@@ -479,6 +531,10 @@ async def _step_check_start(ctx: _Context, index: int, step: dict[str, Any]) -> 
         raise StepFailed(index, "start result with capabilities, a list of strings", _show(result))
 
 
+async def _step_original_server(ctx: _Context, index: int, step: dict[str, Any]) -> None:
+    ctx.original = True
+
+
 async def _step_sleep(ctx: _Context, index: int, step: dict[str, Any]) -> None:
     await asyncio.sleep(float(step["s"]))
 
@@ -513,6 +569,7 @@ _STEPS: dict[str, Callable[[_Context, int, dict[str, Any]], Any]] = {
     "start_server": _step_start_server,
     "connection": _step_connection,
     "sleep": _step_sleep,
+    "original_server": _step_original_server,
 }
 #: The step operations, for the case schema's ``$defs/client_step``.
 STEP_OPS = tuple(_STEPS)
@@ -537,6 +594,7 @@ def _server_view(ctx: _Context) -> str:
 
 @dataclass
 class _Outcome:
+    closers: list[Callable[[], None]] = field(default_factory=list)
     failure: StepFailed | None = None
     notes: list[str] = field(default_factory=list)
     script_error: str = ""
@@ -598,6 +656,7 @@ async def _run_case(case: Case, command: str, options: RunOptions) -> CaseResult
         if missing:
             return skipped(case, "the adapter lacks " + ", ".join(missing))
         ctx = _Context(case, driver, server, directory, capabilities, start_result, options.timeout_scale)
+        ctx.closers = outcome.closers
         bound = case.timeout_s * options.timeout_scale
         try:
             await asyncio.wait_for(_run_steps(ctx, outcome), bound)
@@ -609,10 +668,14 @@ async def _run_case(case: Case, command: str, options: RunOptions) -> CaseResult
             outcome.failure = StepFailed(-1, "a working adapter", str(exc))
         except CaseScriptError as exc:
             outcome.script_error = str(exc)
+        except CaseSkipped as exc:
+            return skipped(case, str(exc))
         # Let a request the client wrote at the very end reach the checks.
         await asyncio.sleep(0)
         return _judge(case, started, outcome, server, driver)
     finally:
+        for close in outcome.closers:
+            close()
         if driver is not None:
             await driver.stop(3.0)
             if driver.problems and not outcome.script_error:

@@ -55,6 +55,7 @@ DEFECTS: dict[str, str] = {
     "lazy_connect": "connect always succeeds; the socket is opened by the first send (LIFE-1)",
     "no_reconnect": "claims reconnect and auto_reconnect, but never connects again (LIFE-4)",
     "ignore_max": "claims max_message_bytes but ignores the option (LIMIT-3)",
+    "requires_info": "connect asks /ipcserver/info and fails on a server without it (VER-5)",
     "bad_start": "the start result lacks language and version; unknown commands succeed (ADAPTER)",
 }
 
@@ -130,6 +131,15 @@ class Client:
             return
         with self.lock:
             self._open()
+        if "requires_info" in self.defects:
+            try:
+                info = self.send("/ipcserver/info", None, 2.0)
+            except ClientError as exc:
+                self.close()
+                raise ClientError("connect", f"/ipcserver/info failed: {exc.message}") from exc
+            if not (isinstance(info, dict) and "protocol" in info):
+                self.close()
+                raise ClientError("protocol", "the server does not implement /ipcserver/info")
 
     def _open(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
