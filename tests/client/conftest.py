@@ -37,9 +37,22 @@ def peer_factory(short_tmp: Path) -> Iterator[Callable[..., ScriptedPeer]]:
     assert not errors, errors
 
 
-def open_fds() -> set[str]:
-    """The file descriptors of this process."""
-    return set(os.listdir("/proc/self/fd"))
+def open_sockets() -> set[str]:
+    """The sockets this process holds open, as ``socket:[inode]`` names."""
+    names = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            names.add(target)
+    return names
+
+
+def socket_name(fd: int) -> str:
+    """The ``socket:[inode]`` name of an open socket descriptor."""
+    return os.readlink(f"/proc/self/fd/{fd}")
 
 
 def settles(check: Callable[[], bool], timeout: float = 3.0) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 import uvloop
-from conftest import open_fds, settles
+from conftest import open_sockets, socket_name
 from peer import PeerConn, ScriptedPeer
 from pixl_ipc import (
     AsyncIPCClient,
@@ -360,12 +360,14 @@ def test_close_fails_pending_and_leaves_no_fd_or_task(
             pass
 
     peer = peer_factory(hang)
-    fds = open_fds()
 
     async def main() -> None:
+        fds = open_sockets()
         tasks_before = len(asyncio.all_tasks())
         client = AsyncIPCClient(peer.path)
         await client.connect()
+        assert client._conn is not None and client._conn.transport is not None
+        ours = socket_name(client._conn.transport.get_extra_info("socket").fileno())
         pending = asyncio.ensure_future(client.send("/x"))
         while not peer.requests:
             await asyncio.sleep(0.01)
@@ -374,15 +376,21 @@ def test_close_fails_pending_and_leaves_no_fd_or_task(
         with pytest.raises(ServerClosed, match="closed"):
             await pending
         assert time.monotonic() - started < 2
+        assert ours not in open_sockets()  # released by the time close() returns
         assert len(asyncio.all_tasks()) == tasks_before
         with pytest.raises(ServerClosed, match="closed"):
             await client.send("/y")  # misuse: closed
         await client.close()  # idempotent
         await client.connect()  # reopens
         await client.close()
+        # The peer closes its ends in its own threads, shortly after ours.
+        for _ in range(300):
+            if not open_sockets() - fds:
+                break
+            await asyncio.sleep(0.01)
+        assert not open_sockets() - fds, open_sockets() - fds
 
     run(main())
-    assert settles(lambda: not open_fds() - fds), (open_fds(), fds)
 
 
 def test_cancelled_send_forgets_its_request(

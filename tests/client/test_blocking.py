@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import open_fds, settles, thread_count
+from conftest import open_sockets, settles, socket_name, thread_count
 from peer import PeerConn, ScriptedPeer
 from pixl_ipc import (
     ConfigError,
@@ -410,9 +410,11 @@ def test_close_fails_pending_and_leaks_no_fd_or_thread(
     peer_factory: PeerFactory,
 ) -> None:
     peer = peer_factory(hang)
-    fds, threads = open_fds(), thread_count()
+    fds, threads = open_sockets(), thread_count()
     client = IPCClient(peer.path)
     client.connect()
+    assert client._conn is not None
+    ours = socket_name(client._conn.sock.fileno())
     errors: list[IPCError] = []
 
     def call() -> None:
@@ -431,8 +433,9 @@ def test_close_fails_pending_and_leaks_no_fd_or_thread(
     assert time.monotonic() - started < 2
     assert len(errors) == 1 and isinstance(errors[0], ServerClosed)
     assert "closed" in str(errors[0])
+    assert ours not in open_sockets()
     # The peer's end closes in the peer's thread, shortly after ours.
-    assert settles(lambda: not open_fds() - fds), (open_fds(), fds)
+    assert settles(lambda: not open_sockets() - fds), open_sockets() - fds
     assert settles(lambda: thread_count() <= threads)
     with pytest.raises(ServerClosed, match="closed"):
         client.send("/x")  # misuse: the client is closed
