@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pixl_ipc.aio_client import AsyncIPCClient
-from pixl_ipc.errors import IPCError
+from pixl_ipc.client import IPCClient
+from pixl_ipc.errors import IPCError, RequestTimeout
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -40,6 +41,7 @@ class WorkerReport:
     answered: int = 0
     failed_with_error: int = 0
     abandoned: int = 0  # requests whose own client hung up on purpose
+    timed_out_on_purpose: int = 0  # requests given a timeout shorter than their delay
     misdelivered: int = 0
     duplicates: int = 0
     bad_json_answers: int = 0
@@ -135,6 +137,95 @@ async def normal_connection(
             index += batch
     finally:
         await client.close()
+
+
+async def timeout_connection(
+    path: str, name: str, rounds: int, report: WorkerReport
+) -> None:
+    """Lets requests time out, then checks their late answers reach nobody else (CORR-3, CORR-5)."""
+    client = AsyncIPCClient(
+        path, request_timeout=60.0, connect_timeout=20.0, auto_reconnect=0
+    )
+    try:
+        await client.connect()
+        for index in range(rounds):
+            report.requests += 1
+            try:
+                result = await client.send(DELAY, {"delay": 200}, timeout=0.02)
+            except RequestTimeout:
+                report.timed_out_on_purpose += 1
+            else:
+                report.problem(
+                    f"{name}: a 200 ms delay answered {result!r} within 20 ms"
+                )
+                report.answered += 1
+            # The late {"delay": 200} arrives while these wait: it must not be taken for theirs.
+            for sub in range(3):
+                token = f"{name}-t{index}-{sub}"
+                report.requests += 1
+                echo = await client.send(ECHO, {"token": token})
+                if echo != {"token": token}:
+                    report.misdelivered += 1
+                    report.problem(f"{token}: answered {str(echo)[:200]}")
+                else:
+                    report.answered += 1
+                await asyncio.sleep(0.07)
+    except IPCError as exc:
+        report.error(exc)
+        report.problem(f"{name}: {exc!r}")
+    finally:
+        await client.close()
+
+
+def _blocking_session(
+    path: str, name: str, count: int, seed: float
+) -> tuple[int, int, list[str]]:
+    rng = random.Random(seed)
+    answered = 0
+    problems: list[str] = []
+    with IPCClient(
+        path, request_timeout=60.0, connect_timeout=20.0, auto_reconnect=0
+    ) as client:
+        for index in range(count):
+            token = f"{name}-b{index}"
+            size = rng.choice([KIB, KIB, 64 * KIB, 512 * KIB])
+            try:
+                result = client.send(ECHO, {"token": token, "pad": "b" * size})
+            except IPCError as exc:
+                problems.append(f"{token}: {exc!r}")
+                continue
+            if (
+                not isinstance(result, dict)
+                or result.get("token") != token
+                or len(result.get("pad", "")) != size
+            ):
+                problems.append(f"{token}: misdelivered {str(result)[:100]}")
+                continue
+            answered += 1
+    return count, answered, problems
+
+
+async def blocking_connection(
+    path: str, name: str, count: int, rng: random.Random, report: WorkerReport
+) -> None:
+    """The blocking client, in a thread, beside the asyncio ones."""
+    try:
+        sent, answered, problems = await asyncio.to_thread(
+            _blocking_session, path, name, count, rng.random()
+        )
+    except IPCError as exc:
+        report.requests += count
+        report.error(exc)
+        report.problem(f"{name}: {exc!r}")
+        return
+    report.requests += sent
+    report.answered += answered
+    for text in problems:
+        if "misdelivered" in text:
+            report.misdelivered += 1
+        else:
+            report.failed_with_error += 1
+        report.problem(text)
 
 
 class RawPeer:
@@ -307,6 +398,8 @@ class WorkerPlan:
     slow_readers: int = 3
     slow_count: int = 12
     slow_pause: float = 1.5
+    timeouts: int = 2
+    blocking: int = 3
     seed: int = 0
 
 
@@ -314,7 +407,14 @@ async def run_worker(plan: WorkerPlan) -> WorkerReport:
     """Open every connection of the plan at once and wait for them all."""
     rng = random.Random(plan.seed * 1000 + plan.worker)
     report = WorkerReport(connections=plan.connections)
-    normal = plan.connections - plan.disconnecting - plan.garbage - plan.slow_readers
+    special = (
+        plan.disconnecting
+        + plan.garbage
+        + plan.slow_readers
+        + plan.timeouts
+        + plan.blocking
+    )
+    normal = plan.connections - special
     tasks = []
     prefix = f"s{plan.seed}w{plan.worker}"
     for index in range(normal):
@@ -344,6 +444,19 @@ async def run_worker(plan: WorkerPlan) -> WorkerReport:
         tasks.append(
             slow_reader_connection(
                 plan.path, f"{prefix}s{index}", plan.slow_count, plan.slow_pause, report
+            )
+        )
+    for index in range(plan.timeouts):
+        tasks.append(timeout_connection(plan.path, f"{prefix}t{index}", 3, report))
+    for index in range(plan.blocking):
+        sub = random.Random(rng.random())
+        tasks.append(
+            blocking_connection(
+                plan.path,
+                f"{prefix}b{index}",
+                plan.requests_per_connection,
+                sub,
+                report,
             )
         )
     results = await asyncio.gather(*tasks, return_exceptions=True)

@@ -171,6 +171,7 @@ def test_server_survives_mixed_load_with_faults_and_gives_back_its_resources(
             "answered": total["answered"],
             "failed_with_error": total["failed_with_error"],
             "abandoned_by_client": total["abandoned"],
+            "timed_out_on_purpose": total["timed_out_on_purpose"],
             "misdelivered": total["misdelivered"],
             "duplicates": total["duplicates"],
             "bad_json_answers": total["bad_json_answers"],
@@ -191,7 +192,10 @@ def test_server_survives_mixed_load_with_faults_and_gives_back_its_resources(
         assert total["misdelivered"] == 0
         assert total["duplicates"] == 0
         assert total["failed_with_error"] == 0
-        assert total["requests"] == total["answered"] + total["abandoned"]
+        assert (
+            total["requests"]
+            == total["answered"] + total["abandoned"] + total["timed_out_on_purpose"]
+        )
         assert fds_end == fds_start, server.log()
         assert rss_end <= rss_start + RSS_SLACK, summary
     finally:
@@ -264,6 +268,8 @@ def test_sigterm_under_load_answers_every_request_received_then_exits_cleanly(
                 disconnecting=0,
                 garbage=0,
                 slow_readers=0,
+                timeouts=0,
+                blocking=0,
                 seed=99,
             )
             for w in range(2)
