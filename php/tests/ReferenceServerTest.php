@@ -20,6 +20,9 @@ final class ReferenceServerTest extends TestCase
     /** @var array<int, ReferenceServer> */
     private $own = [];
 
+    /** @var ReferenceServer|null */
+    private static $handlers;
+
     protected function tearDown(): void
     {
         foreach ($this->own as $server) {
@@ -42,9 +45,13 @@ final class ReferenceServerTest extends TestCase
         return new PixlIPCClient(ReferenceServer::shared()->path, $options + ['requestTimeout' => 10000]);
     }
 
-    private function handlersFile(): string
+    /** One server with the test handlers (support/test_handlers.py), started on first use. */
+    private function handlersServer(): ReferenceServer
     {
-        return __DIR__ . '/support/test_handlers.py';
+        if (self::$handlers === null) {
+            self::$handlers = new ReferenceServer(['--handlers', __DIR__ . '/support/test_handlers.py']);
+        }
+        return self::$handlers;
     }
 
     public function testEchoOfALiteralArray(): void
@@ -162,7 +169,7 @@ final class ReferenceServerTest extends TestCase
 
     public function testRequestAsTheServerReadsIt(): void
     {
-        $server = $this->ownServer(['--handlers', $this->handlersFile()]);
+        $server = $this->handlersServer();
         $client = new PixlIPCClient($server->path, ['userAgent' => 'tests/1.0']);
         $request = $client->send('/test/request', ['a' => [1, 2]]);
         $this->assertSame(
@@ -179,7 +186,7 @@ final class ReferenceServerTest extends TestCase
 
     public function testPushesFromTheServerAreSkippedAndKept(): void
     {
-        $server = $this->ownServer(['--handlers', $this->handlersFile()]);
+        $server = $this->handlersServer();
         $seen = 0;
         $client = new PixlIPCClient($server->path, [
             'maxPushes' => 100,
