@@ -55,9 +55,10 @@ final class Php74CompatibilityTest extends TestCase
         $ast = (new ParserFactory())->create(ParserFactory::PREFER_PHP7)->parse($code);
         $this->assertIsArray($ast);
         $problems = [];
-        foreach ((new NodeFinder())->find($ast, static function (Node $node): bool {
+        $nodes = (new NodeFinder())->find($ast, static function (Node $node): bool {
             return true;
-        }) as $node) {
+        });
+        foreach ($nodes as $node) {
             $problem = self::newerThan74($node);
             if ($problem !== null) {
                 $problems[] = 'line ' . $node->getStartLine() . ': ' . $problem;
