@@ -183,6 +183,9 @@ class PixlIPCClient
     /** @var string the request's members after data, LF included */
     private $tail = '';
 
+    /** @var int the process that opened the connection */
+    private $ownerPid = 0;
+
     /** @var array<int, mixed> data of the pushes kept for getPushes() */
     private $pushes = [];
 
@@ -295,7 +298,8 @@ class PixlIPCClient
         $this->offset = 0;
         $this->scanned = 0;
         $this->counter = 0;
-        $this->tail = ',"pid":' . getmypid()
+        $this->ownerPid = getmypid();
+        $this->tail = ',"pid":' . $this->ownerPid
             . ',"userAgent":' . $this->userAgent . "}\n";
         return true;
     }
@@ -357,6 +361,12 @@ class PixlIPCClient
             $data = self::encode($request);
         }
         $head = '{"uri":' . self::encode($uri) . ',"ipcReqID":"rq';
+        if ($this->socket !== null && $this->ownerPid !== getmypid()) {
+            // A forked child must not share its parent's connection: answers
+            // would go to whichever process reads first. Closing the child's
+            // copy of the descriptor leaves the parent's connection open.
+            $this->close();
+        }
         $reused = $this->socket !== null;
         $this->connect();
         $id = 'rq' . $this->counter++;

@@ -6,6 +6,7 @@ namespace PixlIPC\Tests;
 
 use PHPUnit\Framework\TestCase;
 use PixlIPC\Tests\Support\ReferenceServer;
+use PixlIPC\Tests\Support\TestProcesses;
 use PixlIPCClient;
 use PixlIPCException;
 use stdClass;
@@ -197,6 +198,36 @@ final class ReferenceServerTest extends TestCase
         $this->assertSame(['pushed' => 3], $client->send('/test/push', ['count' => 3]));
         $this->assertSame([['push' => 0], ['push' => 1], ['push' => 2]], $client->getPushes());
         $this->assertSame(3, $seen);
+    }
+
+    public function testForkedChildOpensItsOwnConnection(): void
+    {
+        if (!function_exists('pcntl_fork')) {
+            $this->markTestSkipped('pcntl is not available');
+        }
+        $client = new PixlIPCClient($this->handlersServer()->path, ['requestTimeout' => 10000]);
+        $this->assertSame('rq0', $client->send('/test/request', [])['ipcReqID']);
+        $resultFile = TestProcesses::tempDir() . '/child.json';
+        $child = pcntl_fork();
+        if ($child === 0) {
+            // The child: report, then end without running the parent's
+            // shutdown functions (they stop the servers).
+            try {
+                $seen = $client->send('/test/request', ['from' => 'child']);
+            } catch (\Throwable $e) {
+                $seen = ['error' => $e->getMessage()];
+            }
+            file_put_contents($resultFile, json_encode(['pid' => getmypid(), 'seen' => $seen]));
+            posix_kill(getmypid(), SIGKILL);
+        }
+        $this->assertGreaterThan(0, $child);
+        pcntl_waitpid($child, $status);
+        $result = json_decode((string) file_get_contents($resultFile), true);
+        $this->assertSame($result['pid'], $result['seen']['pid'] ?? null, 'the child sent with its own pid');
+        $this->assertSame('rq0', $result['seen']['ipcReqID'], 'on a new connection');
+        // The parent's connection is untouched: its counter goes on.
+        $seen = $client->send('/test/request', ['from' => 'parent']);
+        $this->assertSame(['rq1', getmypid()], [$seen['ipcReqID'], $seen['pid']]);
     }
 
     public function testServerRestartBetweenRequestsIsTransparent(): void
