@@ -170,7 +170,7 @@ def garbage_in_chunks(draw: st.DrawFn) -> tuple[bytes, list[bytes]]:
 # --- framing ---------------------------------------------------------------------
 
 
-@settings(max_examples=150)
+@settings(max_examples=100)
 @given(framed_streams())
 def test_decoder_yields_the_same_messages_however_the_stream_is_cut(
     case: tuple[list[Any], bytes, list[bytes]],

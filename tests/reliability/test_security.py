@@ -576,3 +576,28 @@ def test_nesting_the_server_can_read_is_echoed_or_answered_handler_error(
                 ), reply
         conn.request("next", ECHO, 1)
         assert conn.read_message(10) == {"ipcReqID": "next", "data": 1}
+
+
+def test_a_half_closed_connection_gets_every_complete_request_answered(
+    short_tmp: Path, servers: list[Server]
+) -> None:
+    # LIFE-2: answer what was read in full, drop the partial line, then close.
+    path = str(short_tmp / "half.sock")
+    serve(servers, path)
+    with RawConn(path, timeout=10) as conn:
+        conn.request("h1", "/ipcserver/test/delay", {"delay": 300})
+        conn.request("h2", ECHO, "two")
+        conn.send(b'{"ipcReqID":"partial","uri":"/ipcserver/test/echo"')
+        conn.sock.shutdown(socket.SHUT_WR)
+        got = {}
+        while True:
+            try:
+                message = conn.read_message(10)
+            except EOFError:
+                break
+            got[message["ipcReqID"]] = message
+    assert got == {
+        "h1": {"ipcReqID": "h1", "data": {"delay": 300}},
+        "h2": {"ipcReqID": "h2", "data": "two"},
+    }
+    assert echo_ok(path, "after-half-close")

@@ -274,6 +274,7 @@ def test_sigterm_under_load_answers_every_request_received_then_exits_cleanly(
             )
             for w in range(2)
         ]
+        fds_idle = server.fds()
         background = pool.map_async(worker_main, plans)
 
         async def scenario() -> tuple[
@@ -301,7 +302,11 @@ def test_sigterm_under_load_answers_every_request_received_then_exits_cleanly(
                 closed_at,
             )
 
-        time.sleep(1.0)
+        # The workers are spawned processes: wait until their 40 connections are open.
+        assert wait_until(lambda: server.fds() >= fds_idle + 40, 60), (
+            "the background load never connected"
+        )
+        time.sleep(0.3)
         outcomes, sent_at, closed_at = asyncio.run(scenario())
         status = server.proc.wait(exit_timeout + 10)
         exited_after = time.monotonic() - sent_at
