@@ -601,3 +601,78 @@ def test_a_half_closed_connection_gets_every_complete_request_answered(
         "h2": {"ipcReqID": "h2", "data": "two"},
     }
     assert echo_ok(path, "after-half-close")
+
+
+def test_connections_past_a_full_listen_backlog_are_served_by_both_clients(
+    short_tmp: Path, servers: list[Server]
+) -> None:
+    # LIFE-1, LIMIT-6: when more peers connect than the listen backlog holds,
+    # Linux answers a non-blocking AF_UNIX connect with EAGAIN; a client must
+    # wait for room within connect_timeout (as a blocking connect does),
+    # neither fail at once nor take a socket that never connected for open.
+    # The server is stopped (SIGSTOP) while they connect, so the backlog is
+    # surely full, and continued after a second.
+    import asyncio
+    from collections import Counter
+
+    from pixl_ipc.aio_client import AsyncIPCClient
+    from pixl_ipc.client import IPCClient
+
+    path = str(short_tmp / "burst.sock")
+    server = serve(servers, path)
+
+    def resume_later() -> threading.Timer:
+        server.proc.send_signal(signal.SIGSTOP)
+        timer = threading.Timer(1.0, server.proc.send_signal, args=(signal.SIGCONT,))
+        timer.start()
+        return timer
+
+    async def one_async(index: int) -> str:
+        client = AsyncIPCClient(
+            path, connect_timeout=15.0, request_timeout=30.0, auto_reconnect=0
+        )
+        try:
+            await client.connect()
+            result = await client.send(ECHO, index)
+            return "ok" if result == index else f"wrong answer {result!r}"
+        except Exception as exc:  # noqa: BLE001 - the test reports whatever it was
+            return f"{type(exc).__name__}: {exc}"[:160]
+        finally:
+            await client.close()
+
+    async def burst(count: int) -> list[str]:
+        return list(await asyncio.gather(*(one_async(i) for i in range(count))))
+
+    timer = resume_later()
+    try:
+        async_results = Counter(asyncio.run(burst(400)))
+    finally:
+        timer.join()
+
+    blocking_results: list[str] = []
+
+    def one_blocking(index: int) -> None:
+        client = IPCClient(
+            path, connect_timeout=15.0, request_timeout=30.0, auto_reconnect=0
+        )
+        try:
+            client.connect()
+            result = client.send(ECHO, index)
+            blocking_results.append(
+                "ok" if result == index else f"wrong answer {result!r}"
+            )
+        except Exception as exc:  # noqa: BLE001
+            blocking_results.append(f"{type(exc).__name__}: {exc}"[:160])
+        finally:
+            client.close()
+
+    timer = resume_later()
+    threads = [threading.Thread(target=one_blocking, args=(i,)) for i in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    timer.join()
+    blocking = Counter(blocking_results)
+    assert echo_ok(path, "after-burst")
+    assert (async_results, blocking) == (Counter({"ok": 400}), Counter({"ok": 200}))
