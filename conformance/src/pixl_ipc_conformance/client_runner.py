@@ -34,9 +34,10 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
     ``drop``      closes the client's connections (the server keeps listening)
     ``stop_server`` / ``start_server``  stop listening (and drop) / listen again
     ``connection`` ``{"within_s"}`` a new connection arrives (a reconnect)
-    ``original_server`` from now on, requests under ``/ipcserver/`` that no
-                  step waits for are answered as the original answers them
-                  (``no_handler_found`` in data, VER-5)
+    ``original_server`` from now on the server answers the probes
+                  ``/ipcserver/info`` and ``/ipcserver/stats`` as the original
+                  does (``no_handler_found`` in data, VER-5) instead of as an
+                  extended server
     ``sleep``     ``{"s"}``
 
     Any step may carry ``"if": CAPABILITY``: it runs only when the adapter has it.
@@ -155,7 +156,6 @@ class _Context:
     requests: dict[str, ReceivedRequest] = field(default_factory=dict)
     written: dict[str, Any] = field(default_factory=dict)
     connections_seen: int = 0
-    original: bool = False
     closers: list[Callable[[], None]] = field(default_factory=list)
     stash: list[ReceivedRequest] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
@@ -371,18 +371,6 @@ def _wanted_request(step: dict[str, Any]) -> str:
     return "a request" + (" with " + " and ".join(parts) if parts else "")
 
 
-async def _answer_as_original(request: ReceivedRequest) -> None:
-    """Answer a request the script did not ask for as the original server would (VER-5)."""
-    uri = request.message.get("uri")
-    message = {
-        "ipcReqID": request.id,
-        "data": {"code": "no_handler_found", "message": f"No handler found for {uri}"},
-    }
-    payload = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-    if await request.connection.write(payload):
-        request.connection.mark_answered(request.id)
-
-
 _TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str) and bool(v),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
@@ -419,9 +407,6 @@ async def _step_request(ctx: _Context, index: int, step: dict[str, Any]) -> None
                 "none" + (f" (other requests: {seen})" if seen else "") + _adapter_view(ctx),
             )
         mismatch = _request_mismatch(step, arrived)
-        if mismatch and ctx.original and str(arrived.message.get("uri", "")).startswith("/ipcserver/"):
-            await _answer_as_original(arrived)
-            continue
         if not mismatch:
             request = arrived
         elif ctx.driver.outstanding <= 1:
@@ -532,7 +517,7 @@ async def _step_check_start(ctx: _Context, index: int, step: dict[str, Any]) -> 
 
 
 async def _step_original_server(ctx: _Context, index: int, step: dict[str, Any]) -> None:
-    ctx.original = True
+    ctx.server.original = True
 
 
 async def _step_sleep(ctx: _Context, index: int, step: dict[str, Any]) -> None:

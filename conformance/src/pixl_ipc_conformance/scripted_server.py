@@ -12,6 +12,11 @@ FRAME-2, FRAME-9), the spec's request schema (REQ-1 to REQ-4), the id rules
 (CORR-1, CORR-5) and the member types (REQ-5, REQ-6). What it finds is kept in
 :attr:`ScriptedServer.violations` for the runner to fold into the verdict.
 
+Probes are the one thing it answers by itself: a client may ask
+``/ipcserver/info`` or ``/ipcserver/stats`` at any time (VER-5), so those are
+answered at once, as an extended server would or, with :attr:`original`, as
+the original does (``no_handler_found`` in data), and never reach the script.
+
 It speaks the wire itself, from the spec; it imports nothing of pixl_ipc.
 """
 
@@ -36,6 +41,27 @@ __all__ = [
     "make_stale_socket",
 ]
 
+#: The URIs a client may probe at any time; the server answers them itself.
+PROBE_URIS = ("/ipcserver/info", "/ipcserver/stats")
+#: What the scripted server reports as ``/ipcserver/info`` (BUILTIN-4).
+INFO = {
+    "protocol": "1.1",
+    "server": {"name": "pixl-ipc-conformance scripted server", "version": "1.1.0"},
+    "limits": {"max_message_bytes": 64 * 1024 * 1024, "max_inflight_per_connection": 1024},
+    "handlers": [],
+    "extensions": [],
+}
+STATS = {
+    "connections": 1,
+    "handlers": 0,
+    "requests": 0,
+    "clientOpen": 0,
+    "clientClose": 0,
+    "maxConnections": 1,
+    "duration": 0,
+    "slowResponses": 0,
+    "streamBackpressure": 0,
+}
 #: How much of one client line the server keeps. Client cases send small
 #: requests; a longer line is itself reported (and discarded, not buffered).
 MAX_REQUEST_LINE = 64 * 1024 * 1024
@@ -184,6 +210,10 @@ class ScriptedServer:
     def __init__(self, path: str, request_validator: Callable[[Any], list[str]] | None = None) -> None:
         self.path = path
         self._validator = request_validator
+        #: Answer probes as the original server (no extensions) does.
+        self.original = False
+        #: The probes answered, in order.
+        self.probes: list[ReceivedRequest] = []
         self._server: asyncio.AbstractServer | None = None
         self.connections: list[ClientConnection] = []
         self.requests: list[ReceivedRequest] = []
@@ -335,7 +365,22 @@ class ScriptedServer:
         request = ReceivedRequest(len(self.requests), connection, message, line, time.monotonic())
         self._check_request(request)
         self.requests.append(request)
+        if message.get("uri") in PROBE_URIS:
+            self._answer_probe(request)
+            return
         self._request_queue.put_nowait(request)
+
+    def _answer_probe(self, request: ReceivedRequest) -> None:
+        uri = request.message["uri"]
+        if self.original:
+            data: Any = {"code": "no_handler_found", "message": f"No handler found for {uri}"}
+        else:
+            data = INFO if uri == "/ipcserver/info" else STATS
+        answer = {"ipcReqID": request.id, "data": data}
+        self.probes.append(request)
+        if not request.connection.writer.is_closing():
+            request.connection.writer.write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
+            request.connection.mark_answered(request.id)
 
     def _check_request(self, request: ReceivedRequest) -> None:
         message = request.message
