@@ -32,9 +32,11 @@ from .model import (
     exit_status,
     load_cases,
     load_expected_failures,
+    not_run,
 )
 from .report import Reporter, summary_counts, write_json, write_junit
 from .schemas import SchemaError, SpecSchemas
+from .server_runner import ServerStartError
 
 __all__ = ["MATRIX_FILE", "expand_command", "main"]
 
@@ -266,8 +268,11 @@ def _run_matrix(args: argparse.Namespace) -> int:
         if kind == "server":
             from .server_runner import run_server_cases, started_server
 
-            with started_server(entry["command"], cwd=REPO_ROOT) as socket_path:
-                results = run_server_cases(server_cases, socket_path, options)
+            try:
+                with started_server(entry["command"], cwd=REPO_ROOT) as socket_path:
+                    results = run_server_cases(server_cases, socket_path, options)
+            except ServerStartError as exc:
+                results = [not_run(case, f"the server did not start: {exc}") for case in server_cases]
         else:
             from .client_runner import run_client_cases
 
@@ -323,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "client":
             return _run_client(args)
         return _run_matrix(args)
-    except (CaseFileError, SchemaError) as exc:
+    except (CaseFileError, SchemaError, ServerStartError) as exc:
         print(f"pixl-ipc-conformance: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -64,6 +64,7 @@ __all__ = [
     "load_case_file",
     "load_cases",
     "load_expected_failures",
+    "not_run",
     "result_for",
     "select_cases",
     "skipped",
@@ -240,6 +241,15 @@ def result_for(
 def skipped(case: Case, reason: str) -> CaseResult:
     """The SKIP result of a case that was not run, with the reason."""
     return CaseResult(case.id, case.level, Verdict.SKIP, reason, "", "", list(case.rules), 0.0)
+
+
+def not_run(case: Case, reason: str) -> CaseResult:
+    """The result of a case that could not run because the peer is unusable.
+
+    It fails like the case would (FAIL for MUST, WARN for SHOULD): a peer that
+    cannot be started has not shown that it conforms.
+    """
+    return result_for(case, ok=False, expected=case.expect, got=reason, detail=reason)
 
 
 @cache

@@ -1,0 +1,280 @@
+"""Proof that the server cases can fail: each planted defect is caught, nothing else is.
+
+The broken server (pixl_ipc_conformance.brokenpeers.broken_server) is written
+from the spec; without a defect it must pass every server case. With a defect,
+exactly the cases listed in ``EXPECTED`` must fail (FAIL for MUST cases, WARN
+for SHOULD cases) and every other case must pass. Finally every server case
+must be caught by at least one defect: a case no broken peer can fail checks
+nothing.
+
+The runs go through the runner's API, several defects at a time, with the
+time bounds halved (``timeout_scale``) so that failing cases give up sooner.
+Cases tagged ``big`` (many MiB each) run only against the defects aimed at them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pixl_ipc_conformance.brokenpeers.broken_server import DEFECTS
+from pixl_ipc_conformance.model import Case, CaseResult, RunOptions, Verdict, load_cases
+from pixl_ipc_conformance.schemas import SpecSchemas
+from pixl_ipc_conformance.server_runner import run_server_cases, started_server
+
+LIMIT = 16 * 1024 * 1024
+BROKEN = f"{sys.executable} -m pixl_ipc_conformance.brokenpeers.broken_server --socket {{socket}}"
+SCALE = 0.5
+
+#: For each defect, the cases it must make fail (or WARN, for SHOULD cases).
+EXPECTED: dict[str, set[str]] = {
+    "drop-over-1mib": {
+        "S-SIZE-1MIB",
+        "S-SIZE-8MIB",
+        "S-SIZE-16MIB",
+        "S-LIMIT-OVER",
+        "S-LIMIT-OVER-ID",
+    },
+    "in-order": {"S-OUT-OF-ORDER"},
+    "first-line-only": {
+        "S-BAD-JSON-ID",
+        "S-DATA-EMPTY-ARRAY",
+        "S-DATA-SCALAR",
+        "S-DELAY-INVALID",
+        "S-DELAY-ZERO",
+        "S-FRAME-CHUNKED",
+        "S-FRAME-COALESCED",
+        "S-HALF-CLOSE",
+        "S-ID-FALSY",
+        "S-ID-NUMERIC",
+        "S-ID-WRONG-TYPE",
+        "S-NO-URI-FALSY",
+        "S-NON-FINITE",
+        "S-OUT-OF-ORDER",
+        "S-PIPELINE-1000",
+        "S-SCHEMA-VALID",
+        "S-UNKNOWN-MEMBERS",
+        "S-URI-WRONG-TYPE",
+    },
+    "no-reassembly": {"S-FRAME-CHUNKED", "S-FRAME-SPLIT"},
+    "silent-bad-json": {
+        "S-BAD-JSON",
+        "S-BAD-JSON-ID",
+        "S-DEEP-NESTING",
+        "S-INVALID-UTF8",
+        "S-NON-FINITE",
+        "S-SCHEMA-VALID",
+    },
+    "reply-non-object": {
+        "S-DEEP-NESTING-BARE",
+        "S-FRAME-BLANK",
+        "S-FRAME-NON-JSON-TEXT",
+        "S-NOT-OBJECT",
+    },
+    "bad-json-null-id": {"S-BAD-JSON-ID", "S-LIMIT-OVER-ID"},
+    "crlf-bad-json": {"S-FRAME-CRLF"},
+    "half-close-drop": {"S-HALF-CLOSE"},
+    "deep-close": {"S-DEEP-NESTING"},
+    "no-info": {"S-INFO", "S-STATS"},
+    "mangle-unicode": {"S-UNICODE-NUL", "S-UNICODE-RAW", "S-UNICODE-SURROGATE-PAIRS"},
+    "splitlines": {"S-UNICODE-LINE-SEPARATORS"},
+    "lose-pipelined": {"S-PIPELINE-1000"},
+    "no-limit-reply": {"S-LIMIT-OVER", "S-LIMIT-OVER-ID"},
+    "close-after-error": {
+        "S-BAD-JSON",
+        "S-BAD-JSON-ID",
+        "S-DEEP-NESTING",
+        "S-INVALID-UTF8",
+        "S-LIMIT-OVER",
+        "S-LIMIT-OVER-ID",
+        "S-NON-FINITE",
+        "S-SCHEMA-VALID",
+    },
+    # The 8 MiB limit also shows in /ipcserver/info, below the spec's floor.
+    "limit-8mib": {"S-INFO", "S-LIMIT-OVER", "S-LIMIT-OVER-ID", "S-SIZE-16MIB"},
+    "falsy-id-echo": {"S-ID-FALSY"},
+    "numeric-id-string": {"S-ID-NUMERIC"},
+    "missing-id-omitted": {"S-ID-MISSING"},
+    "no-uri-in-data": {"S-NO-URI", "S-NO-URI-FALSY", "S-SCHEMA-VALID"},
+    "no-handler-top": {"S-NO-HANDLER", "S-SCHEMA-VALID"},
+    "reject-unknown-members": {"S-UNKNOWN-MEMBERS"},
+    "drop-falsy-data": {"S-DATA-EMPTY-ARRAY", "S-DATA-EMPTY-OBJECT", "S-DATA-SCALAR"},
+    "absent-data-object": {"S-DATA-ABSENT"},
+    "delay-ignored": {"S-DELAY", "S-OUT-OF-ORDER"},
+    "delay-zero-waits": {"S-DELAY-INVALID", "S-DELAY-ZERO"},
+    "lax-types": {"S-ID-WRONG-TYPE", "S-URI-WRONG-TYPE"},
+    "max-100-connections": {"S-FANOUT-200"},
+    "disconnect-closes-all": {"S-CLIENT-GONE"},
+    "error-with-data": {
+        "S-BAD-JSON",
+        "S-BAD-JSON-ID",
+        "S-DEEP-NESTING",
+        "S-ID-WRONG-TYPE",
+        "S-INVALID-UTF8",
+        "S-NO-URI",
+        "S-NO-URI-FALSY",
+        "S-NON-FINITE",
+        "S-SCHEMA-VALID",
+        "S-URI-WRONG-TYPE",
+    },
+    "nesting-limit-100": {"S-NESTING-256"},
+    "accept-nan": {"S-NON-FINITE"},
+    "lossy-big-int": {"S-BIG-INT"},
+    "invalid-utf8-close": {"S-INVALID-UTF8"},
+    # Closing after one answer breaks every case that asks twice on one connection.
+    "one-request-per-connection": {
+        "S-BAD-JSON",
+        "S-BAD-JSON-ID",
+        "S-BIG-INT",
+        "S-DATA-ABSENT",
+        "S-DATA-EMPTY-ARRAY",
+        "S-DATA-EMPTY-OBJECT",
+        "S-DATA-SCALAR",
+        "S-DEEP-NESTING",
+        "S-DEEP-NESTING-BARE",
+        "S-DELAY-INVALID",
+        "S-DELAY-ZERO",
+        "S-ECHO",
+        "S-FRAME-BLANK",
+        "S-FRAME-CHUNKED",
+        "S-FRAME-COALESCED",
+        "S-FRAME-CRLF",
+        "S-FRAME-NON-JSON-TEXT",
+        "S-FRAME-SPLIT",
+        "S-HALF-CLOSE",
+        "S-ID-FALSY",
+        "S-ID-MISSING",
+        "S-ID-NUMERIC",
+        "S-ID-WRONG-TYPE",
+        "S-INFO",
+        "S-INVALID-UTF8",
+        "S-NESTING-256",
+        "S-NO-HANDLER",
+        "S-NO-URI",
+        "S-NO-URI-FALSY",
+        "S-NON-FINITE",
+        "S-NOT-OBJECT",
+        "S-OUT-OF-ORDER",
+        "S-PIPELINE-1000",
+        "S-SCHEMA-VALID",
+        "S-STATS",
+        "S-UNICODE-LINE-SEPARATORS",
+        "S-UNICODE-NUL",
+        "S-UNICODE-RAW",
+        "S-UNICODE-SURROGATE-PAIRS",
+        "S-UNKNOWN-MEMBERS",
+        "S-URI-WRONG-TYPE",
+    },
+}
+
+
+#: Cases a defect may or may not make fail, depending on how the kernel groups
+#: two writes into the server's reads (a server that handles only the first
+#: line of each read loses the second write only when both arrive together).
+MAY_ALSO_FAIL: dict[str, set[str]] = {
+    "first-line-only": {
+        "S-DEEP-NESTING-BARE",
+        "S-FRAME-BLANK",
+        "S-FRAME-CRLF",
+        "S-FRAME-NON-JSON-TEXT",
+        "S-FRAME-SPLIT",
+        "S-NOT-OBJECT",
+    },
+}
+
+
+def _cases_for(cases: list[Case], defect: str | None) -> list[Case]:
+    if defect is None:
+        return cases
+    big = {c.id for c in cases if "big" in c.tags}
+    aimed_at_big = bool(EXPECTED[defect] & big)
+    return [c for c in cases if aimed_at_big or c.id not in big]
+
+
+def _run(
+    defect: str | None, cases: list[Case], schemas: SpecSchemas
+) -> list[CaseResult]:
+    command = BROKEN + (f" --defect {defect}" if defect else "")
+    scale = 1.0 if defect is None else SCALE
+    options = RunOptions(schemas=schemas, timeout_scale=scale, max_message_bytes=LIMIT)
+    with started_server(command) as path:
+        return run_server_cases(_cases_for(cases, defect), path, options)
+
+
+@pytest.fixture(scope="module")
+def server_cases() -> list[Case]:
+    return load_cases("server")
+
+
+@pytest.fixture(scope="module")
+def runs(server_cases: list[Case]) -> Iterator[dict[str | None, list[CaseResult]]]:
+    """Every defect's results (and the clean server's), run a few at a time."""
+    schemas = SpecSchemas()
+    # The runs mostly wait on sockets; the ones with most failing cases (each
+    # waits out its time bound) start first so that they do not finish last.
+    defects: list[str | None] = [
+        None,
+        *sorted(DEFECTS, key=lambda d: -len(EXPECTED[d])),
+    ]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = dict(
+            zip(
+                defects,
+                pool.map(lambda d: _run(d, server_cases, schemas), defects),
+                strict=True,
+            )
+        )
+    yield results
+
+
+def _not_passed(results: list[CaseResult]) -> dict[str, CaseResult]:
+    return {r.case_id: r for r in results if r.verdict is not Verdict.PASS}
+
+
+def test_every_defect_has_an_expectation() -> None:
+    assert set(EXPECTED) == set(DEFECTS)
+
+
+def test_broken_server_without_defect_passes_every_case(
+    runs: dict[str | None, list[CaseResult]], server_cases: list[Case]
+) -> None:
+    results = runs[None]
+    assert [r.case_id for r in results] == [c.id for c in server_cases]
+    failures = {
+        cid: f"{r.verdict}: expected {r.expected}; got {r.got} ({r.detail})"
+        for cid, r in _not_passed(results).items()
+    }
+    assert failures == {}
+
+
+@pytest.mark.parametrize("defect", sorted(DEFECTS))
+def test_defect_fails_exactly_its_cases(
+    defect: str, runs: dict[str | None, list[CaseResult]]
+) -> None:
+    results = runs[defect]
+    caught = _not_passed(results)
+    allowed = EXPECTED[defect] | MAY_ALSO_FAIL.get(defect, set())
+    unexpected = {
+        cid: f"{r.verdict}: {r.got} ({r.detail})"
+        for cid, r in caught.items()
+        if cid not in allowed
+    }
+    missed = sorted(EXPECTED[defect] - set(caught))
+    assert unexpected == {}, f"{defect}: cases failed that should pass"
+    assert missed == [], f"{defect}: cases passed that should catch it"
+    for result in caught.values():
+        # A failed SHOULD case is a WARN, a failed MUST case a FAIL; never a SKIP.
+        assert result.verdict is (
+            Verdict.FAIL if result.level == "MUST" else Verdict.WARN
+        ), result
+        assert result.got, result
+
+
+def test_every_server_case_is_caught_by_some_defect(
+    runs: dict[str | None, list[CaseResult]], server_cases: list[Case]
+) -> None:
+    caught = {cid for defect in DEFECTS for cid in _not_passed(runs[defect])}
+    assert sorted(c.id for c in server_cases if c.id not in caught) == []
