@@ -435,3 +435,26 @@ def test_connect_errors_and_misuse(
     run(main())
     with pytest.raises(ConfigError):
         AsyncIPCClient(peer.path, request_timeout=float("nan"))
+
+
+def test_short_timeout_after_a_long_one_still_fires_on_time(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    def answer_first_only(conn: PeerConn) -> None:
+        first = conn.read_request()
+        assert first is not None
+        conn.reply(first, "ok")
+        while conn.read_request(timeout=30) is not None:
+            pass
+
+    peer = peer_factory(answer_first_only)
+
+    async def main() -> None:
+        async with AsyncIPCClient(peer.path) as client:
+            assert await client.send("/a", timeout=20) == "ok"
+            started = time.monotonic()
+            with pytest.raises(RequestTimeout):
+                await client.send("/b", timeout=0.2)
+            assert time.monotonic() - started < 2
+
+    run(main())

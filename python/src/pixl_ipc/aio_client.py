@@ -477,7 +477,11 @@ class AsyncIPCClient:
             entry[1].add_done_callback(lambda _: handle.cancel())
             return
         deadlines.append(entry)
-        if self._timer is None:
+        timer = self._timer
+        # The timer may wait for a finished request that left the queue.
+        if timer is None or deadline < self._timer_at:
+            if timer is not None:
+                timer.cancel()
             self._timer = loop.call_at(deadline, self._expire)
             self._timer_at = deadline
 
