@@ -392,7 +392,7 @@ def pipelined(run: Run) -> dict[str, Any]:
 
 def _warm(server: Server) -> int:
     """One small echo (so lazy imports are done), then the settled RSS in KiB."""
-    client = RawClient(server.path)
+    client = RawClient(server.path, timeout=30)
     try:
         client.send(make_data(1))
     finally:

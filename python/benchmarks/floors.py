@@ -46,7 +46,7 @@ def _listen(path: str) -> socket.socket:
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
-    listener.listen(1024)
+    listener.listen(511)
     return listener
 
 
@@ -98,7 +98,7 @@ async def _serve_asyncio(path: str) -> None:
     if os.path.exists(path):
         os.unlink(path)
     loop = asyncio.get_running_loop()
-    server = await loop.create_unix_server(_EchoProtocol, path, backlog=1024)
+    server = await loop.create_unix_server(_EchoProtocol, path, backlog=511)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     print(f"listening on {path}", file=sys.stderr, flush=True)

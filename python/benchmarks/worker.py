@@ -53,7 +53,7 @@ def _check_echo(got: Any, data: Any, label: str) -> None:
 def _seq_sync(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
     send: Callable[[Any], Any]
     if args.client == "raw":
-        raw = RawClient(args.socket)
+        raw = RawClient(args.socket, timeout=_REQUEST_TIMEOUT)
         send, close = raw.send, raw.close
     else:
         from pixl_ipc.client import IPCClient
@@ -201,6 +201,10 @@ class _PipeProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+
+    def start(self) -> None:
+        """Put the first ``inflight`` requests on the wire."""
+        assert self.transport is not None
         self.transport.write(self.request * self.inflight)
 
     def data_received(self, data: bytes) -> None:
@@ -219,30 +223,53 @@ class _PipeProtocol(asyncio.Protocol):
             self.closed.set_result(None)
 
 
+async def _connect_raw(path: str, factory: Callable[[], _PipeProtocol]) -> _PipeProtocol:
+    # A non-blocking AF_UNIX connect fails with EAGAIN while the server's
+    # accept backlog is full; wait for the server to catch up.
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _, proto = await loop.create_unix_connection(factory, path)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.01)
+        else:
+            return proto
+
+
 async def _pipe_raw(args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     data = make_data(1)
     request = request_line("rq0", data)
     counter = _Counter()
     protocols: list[_PipeProtocol] = []
+    t0 = time.perf_counter()
     for i in range(args.connections):
         first: asyncio.Future[bytes] = loop.create_future()
-        _, proto = await loop.create_unix_connection(
-            lambda first=first: _PipeProtocol(counter, request, args.inflight, first),  # type: ignore[misc]
-            args.socket,
-        )
+        factory = functools.partial(_PipeProtocol, counter, request, args.inflight, first)
+        proto = await _connect_raw(args.socket, factory)
         protocols.append(proto)
         if i == 0:
+            proto.start()
             answer = orjson.loads(await asyncio.wait_for(first, 30))
             _check_echo(answer.get("data"), data, "raw pipelined")
+    # Every connection is open before the load starts, so that the figure
+    # is not how fast a loaded server accepts.
+    for proto in protocols[1:]:
+        proto.start()
+    t1 = time.perf_counter()
     try:
         rates = await _measure_windows(counter, args)
     finally:
+        t2 = time.perf_counter()
         for proto in protocols:
             if proto.transport is not None:
                 proto.transport.close()
         await asyncio.wait([p.closed for p in protocols], timeout=10)
-    return {"client": "raw", "msgs_per_second": rates}
+    phases = {"connect": t1 - t0, "measure": t2 - t1, "close": time.perf_counter() - t2}
+    return {"client": "raw", "msgs_per_second": rates, "phase_seconds": phases}
 
 
 def cmd_pipe(args: argparse.Namespace) -> dict[str, Any]:
@@ -283,7 +310,7 @@ def cmd_big(args: argparse.Namespace) -> dict[str, Any]:
     """Echo one large message on a fresh connection."""
     data = make_data(args.kib)
     line_bytes = len(request_line("rq0", data))
-    client = RawClient(args.socket)
+    client = RawClient(args.socket, timeout=_REQUEST_TIMEOUT)
     try:
         start = time.perf_counter()
         got = client.send(data)

@@ -119,8 +119,10 @@ class RawClient:
     answer, which is the least any blocking client has to do.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, timeout: float | None = None) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A timeout turns a server that never answers into an error, not a hang.
+        self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.reader = LineReader(self.sock)
         self.counter = 0
