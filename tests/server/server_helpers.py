@@ -45,12 +45,22 @@ class RawClient:
         """One line from the server, without its LF; raises EOFError at end of stream."""
         if timeout is not None:
             self.sock.settimeout(timeout)
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise EOFError(f"connection closed; unfinished: {self.buffer[:200]!r}")
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
+        end = self.buffer.find(b"\n")
+        if end < 0:
+            # Chunks are joined once: a long line costs O(size), not O(size^2).
+            chunks = [self.buffer]
+            while True:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    raise EOFError(
+                        f"connection closed; unfinished: {chunks[0][:200]!r}"
+                    )
+                chunks.append(chunk)
+                if b"\n" in chunk:
+                    break
+            self.buffer = b"".join(chunks)
+            end = self.buffer.find(b"\n")
+        line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
         return line
 
     def read_json(self, timeout: float | None = None) -> Any:
