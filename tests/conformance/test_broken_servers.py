@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from pixl_ipc_conformance.brokenpeers.broken_server import DEFECTS
 from pixl_ipc_conformance.model import Case, CaseResult, RunOptions, Verdict, load_cases
 from pixl_ipc_conformance.schemas import SpecSchemas

@@ -149,8 +149,15 @@ class WireConnection:
         self.closed = False
         self.last_send_at = time.monotonic()
         try:
-            self.sock.settimeout(_remaining(deadline))
-            self.sock.connect(path)
+            while True:
+                self.sock.settimeout(_remaining(deadline))
+                try:
+                    self.sock.connect(path)
+                    break
+                except BlockingIOError:
+                    # EAGAIN: the listen backlog is full. A blocking connect
+                    # would wait for the server to accept; so do we, briefly.
+                    time.sleep(min(0.005, _remaining(deadline)))
         except TimeoutError as exc:
             self.sock.close()
             raise WireTimeout(f"connecting to {path} timed out") from exc
