@@ -32,6 +32,7 @@ from ._client_common import (
 from .errors import ConnectError, RequestTimeout, ServerClosed
 from .framing import DEFAULT_MAX_MESSAGE_BYTES
 from .protocol import (
+    ClientEvent,
     ClientProtocol,
     IncomingPush,
     IncomingResponse,
@@ -72,6 +73,9 @@ class _Connection:
         self.sock = sock
         self.proto = proto
         # The kernel's current SO_RCVTIMEO / SO_SNDTIMEO, seconds (0: none set).
+        # Re-arming costs a syscall; a kernel timeout up to 2 % + 1 ms past the
+        # deadline is close enough, and one much shorter than needed only
+        # causes an extra wake-up, so sequential requests rarely re-arm it.
         self.rcvtimeo = 0.0
         self.sndtimeo = 0.0
 
@@ -80,13 +84,6 @@ def _timeval(seconds: float) -> bytes:
     # A zero timeval means "no timeout" to the kernel: never send one.
     micros = max(int(seconds * 1_000_000), 1000)
     return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
-
-
-def _needs_update(current: float, remaining: float) -> bool:
-    # Re-arming costs a syscall; a kernel timeout up to 2 % + 1 ms past the
-    # deadline is close enough, and one much shorter than needed only causes
-    # an extra wake-up, so most sequential requests never re-arm it.
-    return current == 0.0 or current > remaining * 1.02 + 0.001 or current < remaining * 0.5
 
 
 class IPCClient:
@@ -164,6 +161,7 @@ class IPCClient:
         self._conn: _Connection | None = None
         self._pending: dict[Any, _Waiter] = {}
         self._reading = False
+        self._sleepers = 0
         # "new" (never connected), "open", "lost" (dropped), "closed" (close()).
         self._state = "new"
 
@@ -266,21 +264,24 @@ class IPCClient:
         delivered = 0
         arrived = False
         try:
-            while True:
+            while self._conn is conn:
                 remaining = deadline - _monotonic()
-                count = self._read(conn, remaining, nowait=arrived or remaining <= 0)
-                if count is None:
+                events = self._recv(conn, remaining, nowait=arrived or remaining <= 0)
+                if events is None:
                     if arrived or remaining <= 0:
                         break
                     continue
-                if count < 0:
-                    break
-                delivered += count
                 arrived = True  # then only drain what is already there
+                with self._lock:
+                    pushes = self._dispatch_locked(conn, events)
+                if pushes:
+                    delivered += len(pushes)
+                    self._deliver_pushes(pushes)
         finally:
             with self._lock:
                 self._reading = False
-                self._cond.notify_all()
+                if self._sleepers:
+                    self._cond.notify_all()
         return delivered
 
     def close(self) -> None:
@@ -365,8 +366,9 @@ class IPCClient:
     ) -> None:
         with self._write_lock:
             remaining = deadline - _monotonic()
+            current = conn.sndtimeo
             try:
-                if _needs_update(conn.sndtimeo, remaining):
+                if current > remaining * 1.02 + 0.001 or current < remaining * 0.5:
                     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(remaining))
                     conn.sndtimeo = max(remaining, 0.001)
                 conn.sock.sendall(payload)  # FRAME-10: one write, under the write lock
@@ -389,42 +391,55 @@ class IPCClient:
     def _wait(
         self, conn: _Connection, waiter: _Waiter, request_id: Any, uri: str, seconds: float, deadline: float
     ) -> None:
+        # One thread at a time reads (the ``_reading`` flag) and hands every
+        # response to its waiter; the others sleep on the condition. A thread
+        # alone costs three lock round trips here and no notify.
         lock = self._lock
-        while True:
-            with lock:
-                while True:
-                    if waiter.done:
-                        return
-                    remaining = deadline - _monotonic()
-                    if remaining <= 0:
-                        # CORR-5: the id stays unused on this connection, and
-                        # its late answer matches nothing (CORR-3).
-                        self._pending.pop(request_id, None)
-                        raise RequestTimeout(uri, seconds)
-                    if not self._reading:
-                        self._reading = True
-                        break
-                    self._cond.wait(remaining)
-            try:
-                self._read(conn, remaining)
-            finally:
-                with lock:
+        lock.acquire()
+        try:
+            while not waiter.done:
+                remaining = deadline - _monotonic()
+                if remaining <= 0:
+                    # CORR-5: the id stays unused on this connection, and its
+                    # late answer matches nothing (CORR-3).
+                    self._pending.pop(request_id, None)
+                    raise RequestTimeout(uri, seconds)
+                if self._reading:
+                    self._sleepers += 1
+                    try:
+                        self._cond.wait(remaining)
+                    finally:
+                        self._sleepers -= 1
+                    continue
+                self._reading = True
+                lock.release()
+                try:
+                    events = self._recv(conn, remaining)
+                finally:
+                    lock.acquire()
                     self._reading = False
-                    self._cond.notify_all()
+                pushes = self._dispatch_locked(conn, events) if events else None
+                if self._sleepers:
+                    self._cond.notify_all()  # delivered to them, or their turn to read
+                if pushes:
+                    lock.release()
+                    try:
+                        self._deliver_pushes(pushes)
+                    finally:
+                        lock.acquire()
+        finally:
+            lock.release()
 
-    def _read(self, conn: _Connection, remaining: float, *, nowait: bool = False) -> int | None:
-        """One recv and its dispatch.
-
-        Returns the number of pushes delivered, None if nothing arrived in
-        time, -1 if the connection ended.
-        """
+    def _recv(self, conn: _Connection, remaining: float, *, nowait: bool = False) -> list[ClientEvent] | None:
+        """One recv, decoded; None if nothing came in time or the connection ended."""
         sock = conn.sock
         bufsize = _RECV_LARGE if conn.proto.decoder.buffered else _RECV_SMALL
         try:
             if nowait:
                 data = sock.recv(bufsize, socket.MSG_DONTWAIT)
             else:
-                if _needs_update(conn.rcvtimeo, remaining):
+                current = conn.rcvtimeo
+                if current > remaining * 1.02 + 0.001 or current < remaining * 0.5:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(remaining))
                     conn.rcvtimeo = max(remaining, 0.001)
                 data = sock.recv(bufsize)
@@ -433,40 +448,41 @@ class IPCClient:
         except OSError as exc:
             text = f"the connection failed ({exc.strerror or exc})"
             self._drop(conn, lambda: ServerClosed(text))
-            return -1
+            return None
         if not data:
-            self._drop(conn, ServerClosed)
-            return -1
-        events = conn.proto.receive_data(data)
-        if not events:
-            return 0
-        pushes: list[dict[str, Any]] = []
-        oversize: OversizeMessage | None = None
-        with self._lock:
-            if self._conn is not conn:
-                return -1  # closed meanwhile: its waiters have failed already
-            pending = self._pending
-            for event in events:
-                if type(event) is IncomingResponse:
-                    waiter = pending.pop(event.id, None)
-                    if waiter is not None:  # else CORR-3: dropped quietly
-                        waiter.message = event.message
-                        waiter.done = True
-                elif type(event) is IncomingPush:
-                    pushes.append(event.message)  # PUSH-2: never a response
-                else:
-                    assert isinstance(event, OversizeMessage)
-                    oversize = event
-                    break
-            if oversize is not None:
-                for request_id, error in oversize_errors(oversize, list(pending)).items():
+            self._drop(conn, ServerClosed)  # LIFE-3
+            return None
+        return conn.proto.receive_data(data)
+
+    def _dispatch_locked(self, conn: _Connection, events: list[ClientEvent]) -> list[dict[str, Any]] | None:
+        """Hand responses to their waiters; return the pushes to deliver."""
+        if self._conn is not conn:
+            return None  # closed meanwhile: its waiters have failed already
+        pending = self._pending
+        pushes: list[dict[str, Any]] | None = None
+        for event in events:
+            if type(event) is IncomingResponse:
+                waiter = pending.pop(event.id, None)
+                if waiter is not None:  # else CORR-3: dropped quietly
+                    waiter.message = event.message
+                    waiter.done = True
+            elif type(event) is IncomingPush:
+                if pushes is None:
+                    pushes = []
+                pushes.append(event.message)  # PUSH-2: never a response
+            else:
+                assert isinstance(event, OversizeMessage)
+                # LIMIT-3: fail the request it answers, then close the connection.
+                for request_id, error in oversize_errors(event, list(pending)).items():
                     waiter = pending.pop(request_id)
                     waiter.error = error
                     waiter.done = True
-        if oversize is not None:
-            self._drop(conn, ServerClosed)  # LIMIT-3
-        self._deliver_pushes(pushes)
-        return -1 if oversize is not None else len(pushes)
+                self._conn = None
+                self._state = "lost"
+                self._fail_all_locked(ServerClosed)
+                _shut(conn.sock)
+                break
+        return pushes
 
     def _deliver_pushes(self, pushes: list[dict[str, Any]]) -> None:
         on_push = self.options.on_push
