@@ -49,15 +49,19 @@ class WorkerReport:
     largest: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    problem_counts: dict[str, int] = field(default_factory=dict)
 
     def error(self, exc: BaseException) -> None:
         self.failed_with_error += 1
         name = type(exc).__name__
         self.errors[name] = self.errors.get(name, 0) + 1
 
-    def problem(self, text: str) -> None:
-        if len(self.problems) < 50:
-            self.problems.append(text)
+    def problem(self, text: str, kind: str = "other") -> None:
+        """Count a broken promise; keep the first few texts of each kind."""
+        seen = self.problem_counts.get(kind, 0)
+        self.problem_counts[kind] = seen + 1
+        if seen < 10:
+            self.problems.append(f"[{kind}] {text}")
 
 
 def pick_size(rng: random.Random) -> int:
@@ -156,7 +160,8 @@ async def timeout_connection(
                 report.timed_out_on_purpose += 1
             else:
                 report.problem(
-                    f"{name}: a 200 ms delay answered {result!r} within 20 ms"
+                    f"{name}: a 200 ms delay answered {result!r} within 20 ms",
+                    "timeout_not_enforced",
                 )
                 report.answered += 1
             # The late {"delay": 200} arrives while these wait: it must not be taken for theirs.

@@ -105,9 +105,10 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     total: dict[str, Any] = {"errors": {}, "problems": []}
     for report in reports:
         for key, value in report.items():
-            if key == "errors":
+            if key in ("errors", "problem_counts"):
+                bucket = total.setdefault(key, {})
                 for name, count in value.items():
-                    total["errors"][name] = total["errors"].get(name, 0) + count
+                    bucket[name] = bucket.get(name, 0) + count
             elif key == "problems":
                 total["problems"].extend(value)
             elif key == "largest":
@@ -185,6 +186,7 @@ def test_server_survives_mixed_load_with_faults_and_gives_back_its_resources(
             "fds_end": fds_end,
             "seconds": round(elapsed, 1),
             "errors": total["errors"],
+            "problems": total.get("problem_counts", {}),
         }
         write_summary(f"soak-summary-{FORM}", summary)
         assert final == {"ipcReqID": "after", "data": {"still": "here"}}
