@@ -458,3 +458,31 @@ def test_short_timeout_after_a_long_one_still_fires_on_time(
             assert time.monotonic() - started < 2
 
     run(main())
+
+
+def test_sends_wait_while_the_server_does_not_read(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    stop = threading.Event()
+
+    def never_read(conn: PeerConn) -> None:
+        stop.wait(20)
+
+    peer = peer_factory(never_read)
+
+    async def main() -> list[Any]:
+        async with AsyncIPCClient(peer.path, request_timeout=0.5) as client:
+            started = time.monotonic()
+            blob = "w" * (256 * 1024)
+            results = await asyncio.gather(
+                *(client.send("/x", blob) for _ in range(64)), return_exceptions=True
+            )
+            assert time.monotonic() - started < 3
+            assert client._pending == {}
+            return results
+
+    try:
+        results = run(main())
+    finally:
+        stop.set()
+    assert all(isinstance(r, RequestTimeout) for r in results), results

@@ -527,3 +527,22 @@ def test_misuse_raises_clear_errors(peer_factory: PeerFactory) -> None:
             IPCClient(peer.path, **bad)
     with pytest.raises(ConfigError):
         IPCClient(peer.path, on_push="not callable")  # type: ignore[arg-type]
+
+
+def test_write_that_cannot_finish_times_out_and_drops_the_connection(
+    peer_factory: PeerFactory,
+) -> None:
+    stop = threading.Event()
+
+    def never_read(conn: PeerConn) -> None:
+        stop.wait(20)
+
+    peer = peer_factory(never_read)
+    with IPCClient(peer.path) as client:
+        started = time.monotonic()
+        with pytest.raises(RequestTimeout):
+            client.send("/x", {"blob": "w" * (32 * 1024 * 1024)}, timeout=0.5)
+        assert time.monotonic() - started < 3
+        # Part of the line may be out: that connection cannot carry another one.
+        assert not client.connected
+    stop.set()

@@ -317,8 +317,9 @@ class AsyncIPCClient:
             self._ready.set()  # wakes sends waiting for a reconnect
         conn, self._conn = self._conn, None
         if conn is not None and conn.transport is not None:
-            conn._flush()
-            conn.transport.close()
+            # abort(), not close(): every request has failed already, and
+            # close() would wait for a server that stopped reading.
+            conn.transport.abort()
             # connection_lost is where the event loop releases the socket.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(5):
