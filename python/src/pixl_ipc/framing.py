@@ -126,8 +126,12 @@ class LineDecoder:
             data = data[end + 1 :]
         parts = data.split(_LF)
         rest = parts.pop()
+        limit = self.max_line_bytes
         for line in parts:
-            self._emit(line, out)
+            if len(line) <= limit and not line.endswith(b"\r"):
+                out.append(line)  # the common case, without a call
+            else:
+                self._emit(line, out)
         if rest:
             self._add_partial(rest, out)
         return out
