@@ -61,6 +61,7 @@ class Plan:
     seq_min_count: int
     seq_warmup: float
     pipe_configs: list[tuple[int, int]]
+    pipe_rounds: int
     pipe_reps: int
     pipe_window: float
     pipe_warmup: float
@@ -79,9 +80,10 @@ FULL = Plan(
     seq_warmup=0.15,
     # (connections, in flight on each)
     pipe_configs=[(1, 1), (1, 64), (1, 512), (16, 64), (256, 64)],
-    pipe_reps=5,
+    pipe_rounds=5,
+    pipe_reps=1,
     pipe_window=0.5,
-    pipe_warmup=0.5,
+    pipe_warmup=0.3,
     idle_counts=[1000, 10_000],
     memory_reps=3,
     big_kib=64 * 1024,
@@ -90,16 +92,17 @@ FULL = Plan(
 QUICK = Plan(
     mode="quick",
     sizes_kib=[1, 5, 10, 20, 100, 1000],
-    seq_reps=3,
+    seq_reps=2,
     seq_min_time=0.02,
     seq_min_count=2,
     seq_warmup=0.01,
     pipe_configs=FULL.pipe_configs,
-    pipe_reps=3,
+    pipe_rounds=1,
+    pipe_reps=2,
     pipe_window=0.1,
-    pipe_warmup=0.1,
+    pipe_warmup=0.05,
     idle_counts=[1000],
-    memory_reps=2,
+    memory_reps=1,
     big_kib=4 * 1024,
 )
 
@@ -133,7 +136,6 @@ class Run:
     def part(self, name: str) -> Iterator[None]:
         """Run one measurement; a failure is recorded and the run goes on."""
         start = time.monotonic()
-        log(f"{name} ...")
         try:
             yield
         except Exception as exc:  # any failure is reported, the other parts still run
@@ -229,7 +231,7 @@ def _seq_args(plan: Plan, client: str, path: str) -> list[str]:
         "--sizes",
         ",".join(str(s) for s in plan.sizes_kib),
         "--reps",
-        str(plan.seq_reps),
+        "1",
         "--min-time",
         str(plan.seq_min_time),
         "--min-count",
@@ -247,7 +249,7 @@ def _php_seq(plan: Plan, path: str) -> dict[str, Any]:
         str(PHP_BENCH),
         path,
         ",".join(str(s) for s in plan.sizes_kib),
-        str(plan.seq_reps),
+        "1",
         str(plan.seq_min_time),
         str(plan.seq_min_count),
         str(plan.seq_warmup),
@@ -260,10 +262,6 @@ def _php_seq(plan: Plan, path: str) -> dict[str, Any]:
     return result
 
 
-def _summarize_rtts(raw: dict[str, list[float]]) -> dict[str, Any]:
-    return {kib: stats(samples).as_dict() for kib, samples in raw.items()}
-
-
 def _available(module: str) -> bool:
     try:
         __import__(module)
@@ -272,56 +270,80 @@ def _available(module: str) -> bool:
     return True
 
 
+@contextmanager
+def _servers(run: Run, wanted: Sequence[str]) -> Iterator[dict[str, Server]]:
+    """Start the servers named in ``wanted`` (reference, floor_a, floor_b); stop them after."""
+    started: dict[str, Server] = {}
+    try:
+        for key in wanted:
+            with run.part(f"start {key}"):
+                if key == "reference":
+                    started[key] = run.reference_server()
+                else:
+                    started[key] = run.floor_server("blocking" if key == "floor_a" else "asyncio")
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
 def sequential(run: Run) -> dict[str, Any]:
-    """The sequential section: every series over every size."""
+    """The sequential section: every series over every size.
+
+    The repetitions are interleaved: each round runs every series once, so a
+    burst of load from elsewhere on the machine hits all series alike instead
+    of skewing one of them.
+    """
     plan = run.plan
     section: dict[str, Any] = {"sizes_kib": plan.sizes_kib, "series": {}, "skipped": {}}
-    timeout = 900.0 if plan.mode == "full" else 120.0
-
-    def record(key: str, label: str, client: str, server: str, raw: dict[str, Any]) -> None:
+    timeout = 600.0 if plan.mode == "full" else 60.0
+    wanted: list[tuple[str, str, str, str]] = []
+    for key, label, client, server in SEQ_SERIES:
+        why = None
+        if server == "reference" and not _available("pixl_ipc.server"):
+            why = "pixl_ipc.server is not available"
+        elif client == "blocking" and not _available("pixl_ipc.client"):
+            why = "pixl_ipc.client is not available"
+        elif client == "asyncio" and not _available("pixl_ipc.aio_client"):
+            why = "pixl_ipc.aio_client is not available"
+        elif client == "php" and shutil.which("php") is None:
+            why = "php is not installed"
+        elif client == "php" and not PHP_CLIENT.exists():
+            why = f"{PHP_CLIENT.relative_to(REPO)} does not exist"
+        if why is None:
+            wanted.append((key, label, client, server))
+        else:
+            section["skipped"][key] = why
+    needed = sorted({server_key for *_, server_key in wanted})
+    samples: dict[str, dict[str, list[float]]] = {key: {} for key, *_ in wanted}
+    loops: dict[str, Any] = {}
+    with _servers(run, needed) as servers:
+        for round_no in range(plan.seq_reps):
+            for key, _label, client, server_key in wanted:
+                target = servers.get(server_key)
+                if target is None:
+                    continue
+                with run.part(f"sequential round {round_no + 1}/{plan.seq_reps}: {key}"):
+                    if client == "php":
+                        raw = _php_seq(plan, target.path)
+                    else:
+                        args = _seq_args(plan, client, target.path)
+                        raw = orjson.loads(run_json_worker(args, timeout=timeout))
+                    loops[key] = raw.get("loop")
+                    for kib, values in raw["rtt_seconds"].items():
+                        samples[key].setdefault(kib, []).extend(values)
+    for key, label, client, server_key in wanted:
+        if not samples[key]:
+            continue
         section["series"][key] = {
             "key": key,
             "label": label,
             "client": client,
-            "server": server,
+            "server": server_key,
             "floor": key == "floor_a",
-            "loop": raw.get("loop"),
-            "rtt_seconds": _summarize_rtts(raw["rtt_seconds"]),
+            "loop": loops.get(key),
+            "rtt_seconds": {kib: stats(values).as_dict() for kib, values in samples[key].items()},
         }
-
-    labels = {key: (label, client, server) for key, label, client, server in SEQ_SERIES}
-
-    with run.part("sequential: floor (a)"), run.floor_server("blocking") as floor_a:
-        raw = orjson.loads(run_json_worker(_seq_args(plan, "raw", floor_a.path), timeout=timeout))
-        record("floor_a", *labels["floor_a"], raw)
-
-    if _available("pixl_ipc.client"):
-        with run.part("sequential: blocking client -> floor (b)"), run.floor_server("asyncio") as floor_b:
-            raw = orjson.loads(run_json_worker(_seq_args(plan, "blocking", floor_b.path), timeout=timeout))
-            record("blocking_floor_b", *labels["blocking_floor_b"], raw)
-    else:
-        section["skipped"]["blocking_floor_b"] = "pixl_ipc.client is not available"
-
-    if not _available("pixl_ipc.server"):
-        for key in ("blocking_ref", "asyncio_ref", "php_ref"):
-            section["skipped"][key] = "pixl_ipc.server is not available"
-        return section
-    with run.part("sequential: reference server"), run.reference_server() as ref:
-        for key, module in (("blocking_ref", "pixl_ipc.client"), ("asyncio_ref", "pixl_ipc.aio_client")):
-            if not _available(module):
-                section["skipped"][key] = f"{module} is not available"
-                continue
-            with run.part(f"sequential: {key}"):
-                client = labels[key][1]
-                raw = orjson.loads(run_json_worker(_seq_args(plan, client, ref.path), timeout=timeout))
-                record(key, *labels[key], raw)
-        if shutil.which("php") is None:
-            section["skipped"]["php_ref"] = "php is not installed"
-        elif not PHP_CLIENT.exists():
-            section["skipped"]["php_ref"] = f"{PHP_CLIENT.relative_to(REPO)} does not exist"
-        else:
-            with run.part("sequential: PHP client"):
-                record("php_ref", *labels["php_ref"], _php_seq(plan, ref.path))
     for key, why in section["skipped"].items():
         run.notes.append(f"sequential {key} skipped: {why}")
     return section
@@ -330,17 +352,15 @@ def sequential(run: Run) -> dict[str, Any]:
 # --- pipelined throughput ----------------------------------------------------------
 
 
-def _pipe_args(plan: Plan, client: str, path: str, connections: int, inflight: int) -> list[str]:
+def _pipe_args(plan: Plan, client: str, path: str) -> list[str]:
     return [
         "pipe",
         "--client",
         client,
         "--socket",
         path,
-        "--connections",
-        str(connections),
-        "--inflight",
-        str(inflight),
+        "--configs",
+        ",".join(f"{c}x{d}" for c, d in plan.pipe_configs),
         "--reps",
         str(plan.pipe_reps),
         "--window",
@@ -351,12 +371,16 @@ def _pipe_args(plan: Plan, client: str, path: str, connections: int, inflight: i
 
 
 def pipelined(run: Run) -> dict[str, Any]:
-    """The pipelined section: msg/s for each client, server and configuration."""
+    """The pipelined section: msg/s for each client, server and configuration.
+
+    Interleaved like the sequential section: each round measures every
+    combination once, one load process per client and server.
+    """
     plan = run.plan
     section: dict[str, Any] = {"message_kib": 1, "runs": [], "skipped": {}}
-    servers: list[tuple[str, Callable[[], Server]]] = [("floor_b", lambda: run.floor_server("asyncio"))]
+    server_keys = ["floor_b"]
     if _available("pixl_ipc.server"):
-        servers.insert(0, ("reference", run.reference_server))
+        server_keys.insert(0, "reference")
     else:
         section["skipped"]["reference"] = "pixl_ipc.server is not available"
     clients = ["raw"]
@@ -364,24 +388,34 @@ def pipelined(run: Run) -> dict[str, Any]:
         clients.insert(0, "asyncio")
     else:
         section["skipped"]["asyncio"] = "pixl_ipc.aio_client is not available"
-    for server_key, start in servers:
-        with run.part(f"pipelined: {server_key}"), start() as server:
+    samples: dict[tuple[str, str, int, int], list[float]] = {}
+    loops: dict[str, Any] = {}
+    with _servers(run, server_keys) as servers:
+        for round_no in range(plan.pipe_rounds):
             for client in clients:
-                for connections, inflight in plan.pipe_configs:
-                    name = f"pipelined: {client} -> {server_key}, {connections} conn x {inflight}"
+                for server_key in server_keys:
+                    target = servers.get(server_key)
+                    if target is None:
+                        continue
+                    name = f"pipelined round {round_no + 1}/{plan.pipe_rounds}: {client} -> {server_key}"
                     with run.part(name):
-                        args = _pipe_args(plan, client, server.path, connections, inflight)
-                        raw = orjson.loads(run_json_worker(args, timeout=300))
-                        section["runs"].append(
-                            {
-                                "client": client,
-                                "server": server_key,
-                                "connections": connections,
-                                "inflight": inflight,
-                                "loop": raw.get("loop"),
-                                "msgs_per_second": stats(raw["msgs_per_second"]).as_dict(),
-                            }
-                        )
+                        args = _pipe_args(plan, client, target.path)
+                        raw = orjson.loads(run_json_worker(args, timeout=600))
+                        loops[client] = raw.get("loop")
+                        for one in raw["runs"]:
+                            combo = (client, server_key, one["connections"], one["inflight"])
+                            samples.setdefault(combo, []).extend(one["msgs_per_second"])
+    for (client, server_key, connections, inflight), values in samples.items():
+        section["runs"].append(
+            {
+                "client": client,
+                "server": server_key,
+                "connections": connections,
+                "inflight": inflight,
+                "loop": loops.get(client),
+                "msgs_per_second": stats(values).as_dict(),
+            }
+        )
     for key, why in section["skipped"].items():
         run.notes.append(f"pipelined {key} skipped: {why}")
     return section

@@ -4,7 +4,7 @@ The orchestrator (``bench.py``) starts this script once per measurement so
 that the load generator never shares a process (or its GIL) with the server::
 
     worker.py seq  --client raw|blocking|asyncio --socket P --sizes 1,5 ...
-    worker.py pipe --client asyncio|raw --socket P --connections C --inflight D ...
+    worker.py pipe --client asyncio|raw --socket P --configs 1x1,1x64,16x64 ...
     worker.py idle --socket P --count N
     worker.py big  --socket P --kib K
 
@@ -272,13 +272,30 @@ async def _pipe_raw(args: argparse.Namespace) -> dict[str, Any]:
     return {"client": "raw", "msgs_per_second": rates, "phase_seconds": phases}
 
 
+def _configs(text: str) -> list[tuple[int, int]]:
+    pairs = []
+    for item in text.split(","):
+        connections, _, inflight = item.partition("x")
+        pairs.append((int(connections), int(inflight)))
+    return pairs
+
+
+async def _pipe_all(args: argparse.Namespace, configs: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    runs = []
+    for connections, inflight in configs:
+        one = argparse.Namespace(**vars(args), connections=connections, inflight=inflight)
+        result = await (_pipe_asyncio(one) if args.client == "asyncio" else _pipe_raw(one))
+        result.update(connections=connections, inflight=inflight)
+        runs.append(result)
+    return runs
+
+
 def cmd_pipe(args: argparse.Namespace) -> dict[str, Any]:
-    """Pipelined 1 KiB echoes on ``connections`` connections, ``inflight`` each."""
-    raise_nofile(args.connections + 64)
-    main = _pipe_asyncio(args) if args.client == "asyncio" else _pipe_raw(args)
-    result, loop = _run(main)
-    result.update(loop=loop, connections=args.connections, inflight=args.inflight)
-    return dict(result)
+    """Pipelined 1 KiB echoes for each ``CONNECTIONSxINFLIGHT`` configuration, in turn."""
+    configs = _configs(args.configs)
+    raise_nofile(max(c for c, _ in configs) + 64)
+    runs, loop = _run(_pipe_all(args, configs))
+    return {"client": args.client, "loop": loop, "runs": runs}
 
 
 # --- memory -------------------------------------------------------------------
@@ -336,8 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipe = sub.add_parser("pipe")
     pipe.add_argument("--client", choices=["raw", "asyncio"], required=True)
     pipe.add_argument("--socket", required=True)
-    pipe.add_argument("--connections", type=int, default=1)
-    pipe.add_argument("--inflight", type=int, default=64)
+    pipe.add_argument("--configs", default="1x64", help="CONNECTIONSxINFLIGHT, comma-separated")
     pipe.add_argument("--reps", type=int, default=5)
     pipe.add_argument("--window", type=float, default=0.5)
     pipe.add_argument("--warmup", type=float, default=0.3)
