@@ -268,9 +268,10 @@ class AsyncIPCClient:
             RemoteError: the server answered with an error (ERR-4).
             MessageTooLarge: the response passed ``max_message_bytes`` (LIMIT-3).
         """
-        check_uri(uri)
+        if type(uri) is not str:
+            check_uri(uri)
         opts = self.options
-        seconds = opts.timeout_for(timeout)
+        seconds = opts.request_timeout if timeout is None else opts.timeout_for(timeout)
         loop = self._loop or asyncio.get_running_loop()
         deadline = loop.time() + seconds
         conn = self._conn

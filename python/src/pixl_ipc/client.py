@@ -216,9 +216,10 @@ class IPCClient:
             RemoteError: the server answered with an error (ERR-4).
             MessageTooLarge: the response passed ``max_message_bytes`` (LIMIT-3).
         """
-        check_uri(uri)
+        if type(uri) is not str:
+            check_uri(uri)
         opts = self.options
-        seconds = opts.timeout_for(timeout)
+        seconds = opts.request_timeout if timeout is None else opts.timeout_for(timeout)
         deadline = _monotonic() + seconds
         waiter = _Waiter()
         with self._lock:
