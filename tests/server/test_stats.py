@@ -155,3 +155,26 @@ def test_run_uses_uvloop_when_it_is_installed(
         assert client.request({"ipcReqID": "rq0", "uri": "/loop"})["data"].startswith(
             "uvloop"
         )
+
+
+class _RecordingLoop:
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def call_later(self, delay: float, callback: Any) -> None:
+        self.delays.append(delay)
+
+
+def test_a_timer_that_fires_early_does_not_roll_over_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = IPCServer("/tmp/unused.sock", log_stats_interval="minute")
+    loop = _RecordingLoop()
+    server._loop = loop  # type: ignore[assignment]
+    monkeypatch.setattr("pixl_ipc.server.time.time", lambda: 6000.5)
+    server._schedule_stats()
+    assert loop.delays[-1] == pytest.approx(59.5)  # to the next minute boundary, 6060
+    # The timer fires 1 ms before 6060: the next roll-over is at 6120, not at once.
+    monkeypatch.setattr("pixl_ipc.server.time.time", lambda: 6059.999)
+    server._schedule_stats()
+    assert loop.delays[-1] == pytest.approx(60.001)

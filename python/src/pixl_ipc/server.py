@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import re
 import signal
 import time
@@ -192,6 +193,7 @@ class IPCServer:
         self._listener: Listener | None = None
         self._aio_server: asyncio.AbstractServer | None = None
         self._stats_timer: asyncio.TimerHandle | None = None
+        self._next_roll: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._closed: asyncio.Event | None = None
@@ -296,21 +298,31 @@ class IPCServer:
         return stats
 
     def _roll_stats(self) -> None:
+        """End the current stats interval: its counters become the reported ones."""
         current = self._stats
         for key in _TOTAL_KEYS:
             setattr(self._totals, key, getattr(self._totals, key) + getattr(current, key))
         self._last = current
         self._stats = _Counters(len(self._connections))
         logger.info("stats: %s", self.get_stats())
+
+    def _on_stats_timer(self) -> None:
+        self._roll_stats()
         self._schedule_stats()
 
     def _schedule_stats(self) -> None:
         if self._loop is None or self._closing:
             return
-        # Roll over on wall-clock boundaries (each minute, hour...) as the original.
+        # Roll over on wall-clock boundaries (each minute, hour...) as the
+        # original. A timer may fire a little early: never roll over twice
+        # for one boundary.
         period = STATS_INTERVALS[self.log_stats_interval]
-        delay = period - (time.time() % period)
-        self._stats_timer = self._loop.call_later(delay, self._roll_stats)
+        now = time.time()
+        boundary = float((math.floor(now / period) + 1) * period)
+        if self._next_roll is not None and boundary <= self._next_roll:
+            boundary = self._next_roll + period
+        self._next_roll = boundary
+        self._stats_timer = self._loop.call_later(boundary - now, self._on_stats_timer)
 
     # --- connections -------------------------------------------------------------
 
