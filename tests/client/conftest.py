@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -68,3 +69,27 @@ def settles(check: Callable[[], bool], timeout: float = 3.0) -> bool:
 def thread_count() -> int:
     """Live threads of this process."""
     return threading.active_count()
+
+
+class FullBacklog:
+    """A listener that never accepts, with its listen backlog filled up."""
+
+    def __init__(self, path: str) -> None:
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(path)
+        self.listener.listen(0)
+        self.held: list[socket.socket] = []
+        while True:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.setblocking(False)
+            try:
+                sock.connect(path)
+            except BlockingIOError:
+                sock.close()
+                break
+            self.held.append(sock)
+
+    def close(self) -> None:
+        for sock in self.held:
+            sock.close()
+        self.listener.close()

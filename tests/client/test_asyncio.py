@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 import uvloop
-from conftest import open_sockets, socket_name
+from conftest import FullBacklog, open_sockets, socket_name
 from peer import PeerConn, ScriptedPeer
 from pixl_ipc import (
     AsyncIPCClient,
@@ -486,3 +486,23 @@ def test_sends_wait_while_the_server_does_not_read(
     finally:
         stop.set()
     assert all(isinstance(r, RequestTimeout) for r in results), results
+
+
+def test_connect_waits_for_a_full_backlog_then_times_out(
+    short_tmp: Path, run: Any
+) -> None:
+    path = str(short_tmp / "busy.sock")
+    backlog = FullBacklog(path)
+
+    async def main() -> float:
+        started = time.monotonic()
+        with pytest.raises(ConnectError) as info:
+            await AsyncIPCClient(path, connect_timeout=0.3).connect()
+        assert info.value.reason == "timeout"
+        return time.monotonic() - started
+
+    try:
+        elapsed = run(main())
+    finally:
+        backlog.close()
+    assert 0.2 < elapsed < 2

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import open_sockets, settles, socket_name, thread_count
+from conftest import FullBacklog, open_sockets, settles, socket_name, thread_count
 from peer import PeerConn, ScriptedPeer
 from pixl_ipc import (
     ConfigError,
@@ -546,3 +546,16 @@ def test_write_that_cannot_finish_times_out_and_drops_the_connection(
         # Part of the line may be out: that connection cannot carry another one.
         assert not client.connected
     stop.set()
+
+
+def test_connect_waits_for_a_full_backlog_then_times_out(short_tmp: Path) -> None:
+    backlog = FullBacklog(str(short_tmp / "busy.sock"))
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConnectError) as info:
+            IPCClient(str(short_tmp / "busy.sock"), connect_timeout=0.3).connect()
+        elapsed = time.monotonic() - started
+    finally:
+        backlog.close()
+    assert info.value.reason == "timeout"
+    assert 0.2 < elapsed < 2  # it waited for the server, within connect_timeout

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import logging
 import os
+import socket
 from types import TracebackType
 from typing import Any, cast
 
@@ -375,16 +376,29 @@ class AsyncIPCClient:
 
     async def _dial(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         opts = self.options
+        path = opts.socket_path
+        deadline = loop.time() + opts.connect_timeout
         proto = ClientProtocol(opts.max_message_bytes, user_agent=opts.user_agent)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
         try:
-            async with asyncio.timeout(opts.connect_timeout):
-                _, conn = await loop.create_unix_connection(
-                    lambda: _Connection(self, proto, loop), opts.socket_path
-                )
-        except TimeoutError:
-            raise ConnectError(opts.socket_path, "timeout") from None
-        except OSError as exc:
-            raise connect_error(opts.socket_path, exc) from None
+            delay = 0.005
+            while True:
+                try:
+                    sock.connect(path)  # AF_UNIX connects at once, or not at all
+                    break
+                except (BlockingIOError, InterruptedError):
+                    # The server's listen backlog is full; it may drain soon.
+                    if loop.time() + delay > deadline:
+                        raise ConnectError(path, "timeout") from None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+                except OSError as exc:
+                    raise connect_error(path, exc) from None
+            _, conn = await loop.create_unix_connection(lambda: _Connection(self, proto, loop), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         return conn
 
     async def _usable_connection(self, deadline: float, seconds: float) -> _Connection:

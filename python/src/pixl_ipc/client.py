@@ -29,7 +29,7 @@ from ._client_common import (
     make_options,
     oversize_errors,
 )
-from .errors import ConnectError, RequestTimeout, ServerClosed
+from .errors import RequestTimeout, ServerClosed
 from .framing import DEFAULT_MAX_MESSAGE_BYTES
 from .protocol import (
     ClientEvent,
@@ -318,15 +318,13 @@ class IPCClient:
     def _open_locked(self) -> _Connection:
         opts = self.options
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # The socket stays blocking: deadlines go to the kernel (SO_RCVTIMEO,
+        # SO_SNDTIMEO), which spares a poll() before every recv and send. A
+        # blocking AF_UNIX connect waits up to SO_SNDTIMEO while the server's
+        # listen backlog is full, then fails with EAGAIN.
         try:
-            sock.settimeout(opts.connect_timeout)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(opts.connect_timeout))
             sock.connect(opts.socket_path)
-            # Blocking from here on: deadlines go to the kernel (SO_RCVTIMEO,
-            # SO_SNDTIMEO), which spares a poll() before every recv and send.
-            sock.settimeout(None)
-        except TimeoutError:
-            sock.close()
-            raise ConnectError(opts.socket_path, "timeout") from None
         except OSError as exc:
             sock.close()
             raise connect_error(opts.socket_path, exc) from None
