@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from pixl_ipc import StartupError
+from pixl_ipc._socket import activated_socket
 from pixl_ipc.server import IPCServer
 from server_helpers import RawClient, ServeProcess, ServerThread, echo, wait_for
 
@@ -52,9 +53,8 @@ def test_refuses_to_start_where_a_server_answers_and_leaves_it_serving(
 
 def test_refuses_a_regular_file_and_leaves_it_untouched(sock_path: str) -> None:
     Path(sock_path).write_text("precious")
-    result = run_serve("--socket", sock_path)
-    assert result.returncode == 1
-    assert "regular file" in result.stderr
+    with pytest.raises(StartupError, match="regular file"):
+        IPCServer(sock_path).run()
     assert Path(sock_path).read_text() == "precious"
 
 
@@ -89,14 +89,11 @@ def test_refuses_a_symlink_to_a_stale_socket(short_tmp: Path) -> None:
     assert link.is_symlink() and stale.exists()
 
 
-def test_replaces_a_stale_socket(
-    server_factory: Callable[..., Any], sock_path: str
-) -> None:
+def test_replaces_a_stale_socket(sock_path: str) -> None:
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(sock_path)  # bound, never listening: connecting is refused
     sock.close()
-    server = server_factory(path=sock_path)
-    with RawClient(server.path) as client:
+    with ServerThread(IPCServer(sock_path)), RawClient(sock_path) as client:
         assert echo(client, 1)["data"] == 1
 
 
@@ -104,14 +101,18 @@ def test_replaces_a_stale_socket(
 
 
 @pytest.mark.parametrize(
-    ("args", "mode"),
-    [((), 0o777), (("--chmod", "600"), 0o600), (("--chmod", "660"), 0o660)],
+    ("chmod", "mode"), [(None, 0o777), ("600", 0o600), ("660", 0o660)]
 )
 def test_socket_mode_is_applied_before_ready(
-    server_factory: Callable[..., Any], args: tuple[str, ...], mode: int
+    sock_path: str, chmod: str | None, mode: int
 ) -> None:
-    server = server_factory(*args)
-    assert stat.S_IMODE(os.lstat(server.path).st_mode) == mode
+    server = (
+        IPCServer(sock_path)
+        if chmod is None
+        else IPCServer(sock_path, socket_chmod=chmod)
+    )
+    with ServerThread(server):
+        assert stat.S_IMODE(os.lstat(sock_path).st_mode) == mode
 
 
 def test_empty_chmod_keeps_the_umask_mode(sock_path: str) -> None:
@@ -267,22 +268,8 @@ def test_socket_activation_serves_the_inherited_socket_and_never_unlinks_it(
             proc.stderr.close()
 
 
-def test_listen_pid_of_another_process_is_ignored(short_tmp: Path) -> None:
-    path = str(short_tmp / "own.sock")
-    env = {**os.environ, "LISTEN_FDS": "1", "LISTEN_PID": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path],
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        assert proc.stderr is not None
-        assert proc.stderr.readline().decode() == f"listening on {path}\n"
-        with RawClient(path) as client:
-            assert echo(client, 1)["data"] == 1
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(10) == 0
-        if proc.stderr is not None:
-            proc.stderr.close()
+def test_listen_variables_of_another_process_are_ignored() -> None:
+    assert activated_socket({"LISTEN_FDS": "1", "LISTEN_PID": "1"}) is None
+    assert activated_socket({"LISTEN_FDS": "0", "LISTEN_PID": str(os.getpid())}) is None
+    assert activated_socket({"LISTEN_FDS": "x", "LISTEN_PID": "y"}) is None
+    assert activated_socket({}) is None
