@@ -152,6 +152,13 @@ def mismatch(
         return f"top-level code is {clip(message.get('code'))}, not {clip(matcher['code'])}"
     if "message" in matcher and message.get("message") != matcher["message"]:
         return f"top-level message is {clip(message.get('message'))}, not {clip(matcher['message'])}"
+    if "message_not_pattern" in matcher:
+        text = message.get("message")
+        if not isinstance(text, str):
+            return f"top-level message is {clip(text)}, not a string"
+        found = re.search(matcher["message_not_pattern"], text)
+        if found:
+            return f"top-level message {clip(text)} holds {found.group(0)!r}"
     for name, expected in _resolve(matcher.get("members", {}), variables).items():
         if name not in message:
             return f"member {name} is missing"
@@ -190,6 +197,8 @@ def describe(matcher: dict[str, Any]) -> str:
         parts.append("without " + ", ".join(matcher["absent"]))
     if "data_schema" in matcher:
         parts.append("data of the expected shape")
+    if "message_not_pattern" in matcher:
+        parts.append(f"a message without /{matcher['message_not_pattern']}/")
     if "kind" in matcher:
         parts.append(f"a valid {matcher['kind']}")
     return "a message with " + ", ".join(parts) if parts else "a message"

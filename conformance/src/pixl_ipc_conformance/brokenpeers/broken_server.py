@@ -63,6 +63,9 @@ DEFECTS: dict[str, str] = {
     "accept-nan": "NaN and Infinity are accepted and sent back as such (FRAME-6, FRAME-9)",
     "lossy-big-int": "integers are carried as doubles, losing precision past 2^53 (FRAME-9)",
     "one-request-per-connection": "the connection is closed after the first response (TRANS-2)",
+    "cross-connection": "answers go to the connection that last used the id, not to the asker (RESP-6)",
+    "unanchored-routes": "routes match anywhere in the uri, not the whole uri (ROUTE-1)",
+    "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
 }
 
@@ -153,6 +156,7 @@ class BrokenServer:
         self.defect = defect
         self.limit = 8 * MIB if defect == "limit-8mib" else max_message_bytes
         self.conns: set[_Conn] = set()
+        self.last_by_id: dict[str, _Conn] = {}
         self.stats = {"requests": 0, "clientOpen": 0, "clientClose": 0, "maxConnections": 0}
 
     async def serve(self, ready: asyncio.Event | None = None) -> None:
@@ -308,7 +312,10 @@ class BrokenServer:
         if self.defect == "silent-bad-json":
             return
         request_id = None if self.defect == "bad-json-null-id" else _recover_id(line)
-        conn.write({"ipcReqID": request_id, "code": "bad_json", "message": "the line is not valid JSON"})
+        text = "the line is not valid JSON"
+        if self.defect == "leaky-errors":
+            text = f'Traceback (most recent call last): File "{__file__}", in _line: JSONDecodeError'
+        conn.write({"ipcReqID": request_id, "code": "bad_json", "message": text})
         if self.defect == "close-after-error":
             await conn.writer.drain()
             conn.close()
@@ -327,6 +334,8 @@ class BrokenServer:
 
     async def _handle(self, conn: _Conn, request: dict[str, Any]) -> None:
         self.stats["requests"] += 1
+        if isinstance(request.get("ipcReqID"), str):
+            self.last_by_id[request["ipcReqID"]] = conn
         has_id, request_id = self._response_id(request)
         base: dict[str, Any] = {"ipcReqID": request_id} if has_id else {}
         raw_id = request.get("ipcReqID")
@@ -362,6 +371,8 @@ class BrokenServer:
         if self.defect == "absent-data-object" and "data" not in request:
             data = {}
         result: Any
+        if self.defect == "unanchored-routes":
+            uri = next((u for u in (ECHO, DELAY, INFO, STATS) if u in uri), uri)
         if uri == ECHO:
             result = data
         elif uri == DELAY:
@@ -391,6 +402,8 @@ class BrokenServer:
         if self.defect == "drop-falsy-data" and not result and result is not None:
             conn.write(base)
             return
+        if self.defect == "cross-connection" and isinstance(raw_id, str):
+            conn = self.last_by_id.get(raw_id, conn)
         conn.write({**base, "data": result})
         with contextlib.suppress(ConnectionError):
             # LIFE-5: a client gone with requests in progress costs only its answers.
