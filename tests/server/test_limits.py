@@ -242,3 +242,33 @@ def test_many_idle_connections_are_cheap(server: Any) -> None:
             for client in clients:
                 client.close()
     assert per_connection < 10 * 1024, per_connection
+
+
+def test_shutdown_answers_requests_still_waiting_for_an_in_flight_slot(
+    short_tmp: Path,
+) -> None:
+    # LIFE-7 with LIMIT-5: requests already read are answered, even those that
+    # had to wait for a slot when shutdown began.
+    path = str(short_tmp / "w.sock")
+    server = IPCServer(path, max_inflight_per_connection=2)
+
+    async def slow(request: Request) -> Any:
+        await asyncio.sleep(0.1)
+        return request.data
+
+    server.add_uri_handler("/slow", "slow", slow)
+    running = ServerThread(server).start()
+    try:
+        with RawClient(path) as client:
+            client.send(
+                b"".join(
+                    b'{"ipcReqID":"rq%d","uri":"/slow","data":%d}\n' % (i, i)
+                    for i in range(6)
+                )
+            )
+            assert wait_for(lambda: running.call(server.get_stats)["inflight"] == 2)
+            running.stop()
+            lines = client.read_until_eof().splitlines()
+            assert sorted(json.loads(line)["data"] for line in lines) == list(range(6))
+    finally:
+        running.stop()

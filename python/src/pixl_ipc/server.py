@@ -23,7 +23,7 @@ import math
 import re
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from ._socket import Listener, activated_socket, bind_unix, unlink_if_ours
@@ -201,7 +201,7 @@ class IPCServer:
         register_builtins(self)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> IPCServer:
+    def from_config(cls, config: Mapping[str, Any]) -> IPCServer:
         """Build a server from the original's ``IPCServer`` config block.
 
         Args:
@@ -477,8 +477,14 @@ class IPCServer:
             len(self._connections),
             len(self._pending),
         )
-        if self._pending:
-            await asyncio.wait(set(self._pending), timeout=max(0.0, deadline - loop.time()))
+        # Requests waiting for an in-flight slot start as others finish: wait
+        # until none is left, not only for those in progress now.
+        while self._pending and loop.time() < deadline:
+            await asyncio.wait(
+                set(self._pending),
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         # Replies are flushed by a graceful close; a peer that does not read is cut off.
         self.close_connections()
         while self._connections and loop.time() < deadline:
