@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -129,7 +130,7 @@ async def normal_connection(
                 report.largest = max(report.largest, size)
         except IPCError as exc:
             report.error(exc)
-            report.problem(f"{token}: {exc!r}")
+            report.problem(f"{token}: {exc!r}", f"error:{type(exc).__name__}")
             return
         report.answered += 1
 
@@ -177,7 +178,7 @@ async def timeout_connection(
                 await asyncio.sleep(0.07)
     except IPCError as exc:
         report.error(exc)
-        report.problem(f"{name}: {exc!r}")
+        report.problem(f"{name}: {exc!r}", f"error:{type(exc).__name__}")
     finally:
         await client.close()
 
@@ -221,7 +222,7 @@ async def blocking_connection(
     except IPCError as exc:
         report.requests += count
         report.error(exc)
-        report.problem(f"{name}: {exc!r}")
+        report.problem(f"{name}: {exc!r}", f"error:{type(exc).__name__}")
         return
     report.requests += sent
     report.answered += answered
@@ -230,7 +231,39 @@ async def blocking_connection(
             report.misdelivered += 1
         else:
             report.failed_with_error += 1
-        report.problem(text)
+        report.problem(
+            text, "blocking:" + ("misdelivered" if "misdelivered" in text else "error")
+        )
+
+
+async def open_unix(
+    path: str, timeout: float = 30.0
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect like a blocking connect would: wait while the listen backlog is full.
+
+    Linux answers a non-blocking AF_UNIX connect with EAGAIN when the backlog
+    is full, and asyncio then hands back a socket that never connected. The
+    test's own raw peers must not fail for that reason.
+    """
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            break
+        except BlockingIOError:
+            if loop.time() > deadline:
+                sock.close()
+                raise TimeoutError(
+                    f"the backlog of {path} stayed full for {timeout} s"
+                ) from None
+            await asyncio.sleep(0.01)
+        except OSError:
+            sock.close()
+            raise
+    return await asyncio.open_unix_connection(sock=sock, limit=16 * MIB)
 
 
 class RawPeer:
@@ -245,7 +278,7 @@ class RawPeer:
 
     @classmethod
     async def open(cls, path: str) -> RawPeer:
-        reader, writer = await asyncio.open_unix_connection(path, limit=16 * MIB)
+        reader, writer = await open_unix(path)
         return cls(reader, writer)
 
     def send_request(self, request_id: str, uri: str, data: Any) -> None:
@@ -343,7 +376,9 @@ async def garbage_connection(
                 report.problem(f"{request_id}: answered {len(answers)} times")
     except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
         report.error(exc)
-        report.problem(f"{name}: garbage connection failed: {exc!r}")
+        report.problem(
+            f"{name}: garbage connection failed: {exc!r}", f"error:{type(exc).__name__}"
+        )
     finally:
         await peer.close()
 
@@ -355,6 +390,7 @@ async def slow_reader_connection(
     peer = await RawPeer.open(path)
     tokens = [f"{name}-s{i}" for i in range(count)]
     size = 256 * KIB
+    drained: asyncio.Future[None] | None = None
     try:
         for token in tokens:
             report.requests += 1
@@ -385,8 +421,15 @@ async def slow_reader_connection(
         await drained
     except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
         report.error(exc)
-        report.problem(f"{name}: slow reader failed: {exc!r}")
+        report.problem(
+            f"{name}: slow reader failed: {exc!r}", f"error:{type(exc).__name__}"
+        )
     finally:
+        if drained is not None:
+            if drained.done() and not drained.cancelled():
+                drained.exception()  # already reported above if it failed
+            else:
+                drained.cancel()
         await peer.close()
 
 
