@@ -315,25 +315,46 @@ def test_server_close_fails_every_pending_request_of_every_thread(
     assert all(isinstance(o, ServerClosed) for o in outcomes), outcomes
 
 
-def test_next_send_reconnects_after_the_connection_dropped(
+def answer_once_then_hang_up(closed: threading.Event) -> Callable[[PeerConn], None]:
+    def script(conn: PeerConn) -> None:
+        request = conn.read_request()
+        if request is not None:
+            conn.reply(request, "answered")
+        conn.close()
+        closed.set()
+
+    return script
+
+
+def test_next_send_reconnects_after_the_server_hung_up_between_requests(
     peer_factory: PeerFactory,
 ) -> None:
-    def one_answer_then_close(conn: PeerConn) -> None:
-        request = conn.read_request()
-        assert request is not None
-        conn.reply(request, "answered")
-        conn.close()
-
-    peer = peer_factory(one_answer_then_close)
+    closed = threading.Event()
+    peer = peer_factory(answer_once_then_hang_up(closed))
     with IPCClient(peer.path) as client:
         assert client.send("/a") == "answered"
-        with pytest.raises(ServerClosed):
-            client.send("/b")  # sent into a connection the peer closed
-        assert client.send("/c") == "answered"  # LIFE-4: a fresh connection
+        assert closed.wait(5)
+        # The request finds the connection gone before the server saw it, and
+        # goes out again on a new connection (LIFE-4).
+        assert client.send("/b") == "answered"
     assert peer.connections == 2
-    assert [r["ipcReqID"] for r in peer.requests][
-        -1
-    ] == "rq0"  # ids restart per connection
+    assert [r["uri"] for r in peer.requests] == ["/a", "/b"]  # nothing sent twice
+    assert peer.requests[-1]["ipcReqID"] == "rq0"  # ids restart per connection
+
+
+def test_auto_reconnect_zero_does_not_reconnect_between_requests(
+    peer_factory: PeerFactory,
+) -> None:
+    closed = threading.Event()
+    peer = peer_factory(answer_once_then_hang_up(closed))
+    with IPCClient(peer.path, auto_reconnect=0) as client:
+        assert client.send("/a") == "answered"
+        assert closed.wait(5)
+        with pytest.raises(ServerClosed, match="auto_reconnect"):
+            client.send("/b")
+        client.connect()  # the application decides to reconnect
+        assert client.send("/c") == "answered"
+    assert [r["uri"] for r in peer.requests] == ["/a", "/c"]
 
 
 def test_auto_reconnect_zero_raises_server_closed(peer_factory: PeerFactory) -> None:

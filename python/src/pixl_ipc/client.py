@@ -194,7 +194,11 @@ class IPCClient:
         """Send one request and wait for its response.
 
         Connects first when the client has not connected yet, and reconnects
-        when the connection dropped and ``auto_reconnect`` is on.
+        when the connection dropped and ``auto_reconnect`` is on, including
+        when this request finds that the server closed the connection since
+        the last one (the request did not reach the server, so it is written
+        again on the new connection; a request the server may have read is
+        never sent twice).
 
         Args:
             uri: the request's ``uri`` (REQ-2).
@@ -228,7 +232,15 @@ class IPCClient:
                 conn = self._reopen_locked()
             request_id, payload = conn.proto.encode_request(uri, data)
             self._pending[request_id] = waiter
-        self._write(conn, payload, request_id, uri, seconds, deadline)
+        if not self._write(conn, payload, request_id, uri, seconds, deadline):
+            # The server closed the connection before this request, which it
+            # therefore never saw: send it once on a new connection (LIFE-4).
+            with self._lock:
+                conn = self._conn or self._reopen_locked()
+                request_id, payload = conn.proto.encode_request(uri, data)
+                self._pending[request_id] = waiter
+            if not self._write(conn, payload, request_id, uri, seconds, deadline):
+                raise ServerClosed("the server closed the connection")
         self._wait(conn, waiter, request_id, uri, seconds, deadline)
         if waiter.error is not None:
             raise waiter.error
@@ -362,7 +374,15 @@ class IPCClient:
 
     def _write(
         self, conn: _Connection, payload: bytes, request_id: Any, uri: str, seconds: float, deadline: float
-    ) -> None:
+    ) -> bool:
+        """Write one request whole (FRAME-10).
+
+        Returns False when the server had closed the connection: the request
+        did not reach it whole, so it cannot have been served.
+
+        Raises:
+            RequestTimeout: the server stopped reading.
+        """
         with self._write_lock:
             remaining = deadline - _monotonic()
             current = conn.sndtimeo
@@ -370,20 +390,22 @@ class IPCClient:
                 if current > remaining * 1.02 + 0.001 or current < remaining * 0.5:
                     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(remaining))
                     conn.sndtimeo = max(remaining, 0.001)
-                conn.sock.sendall(payload)  # FRAME-10: one write, under the write lock
-                return
+                conn.sock.sendall(payload)
+                return True
             except BlockingIOError:
                 # The server stopped reading; part of the line may be out, so
                 # the connection cannot carry another message.
-                error: Exception = RequestTimeout(uri, seconds)
-                reason = "a request could not be written in time"
+                timed_out = True
+                text = "connection closed: a request could not be written in time"
             except OSError as exc:
-                error = ServerClosed(f"the server closed the connection ({exc.strerror or exc})")
-                reason = "the connection failed while writing"
+                timed_out = False
+                text = f"the server closed the connection ({exc.strerror or exc})"
         with self._lock:
             self._pending.pop(request_id, None)
-        self._drop(conn, lambda: ServerClosed(f"connection closed: {reason}"))
-        raise error
+        self._drop(conn, lambda: ServerClosed(text))
+        if timed_out:
+            raise RequestTimeout(uri, seconds)
+        return False
 
     # --- reading ---------------------------------------------------------------
 
