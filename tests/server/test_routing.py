@@ -102,3 +102,17 @@ def test_invalid_regex_string_is_refused_with_its_text() -> None:
 def test_handler_that_is_not_callable_is_refused() -> None:
     with pytest.raises(TypeError):
         Router().add("/a", "a", "not callable")  # type: ignore[arg-type]
+
+
+def test_cached_lookup_agrees_with_match_and_forgets_on_change() -> None:
+    router = Router()
+    missing = object()
+    router.add("/a", "a", handler)
+    assert router.cached("/a", missing) is missing
+    route = router.match("/a")
+    assert router.cached("/a", missing) is route
+    assert router.match("/b") is None
+    assert router.cached("/b", missing) is None
+    router.add("/b", "b", handler)
+    assert router.cached("/b", missing) is missing
+    assert router.match("/b") is not None

@@ -58,6 +58,8 @@ _PEERCRED = struct.Struct("3i")
 # Results that are certainly not awaitable: no inspect call for them.
 _PLAIN_TYPES = frozenset({dict, list, str, int, float, bool, type(None)})
 _APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
+_dumps = orjson.dumps
+_UNSEEN: Any = object()
 _HANDLER_FAILED = "the handler failed; the server log has the details"
 _NOT_ENCODABLE = "the handler's result cannot be encoded as JSON"
 
@@ -235,8 +237,10 @@ class Connection(asyncio.Protocol):
     def _handle(self, events: list[ServerEvent]) -> None:
         server = self._server
         stats = server._stats
+        cached = server._router.cached
         match = server._router.match
         limit = server.max_inflight_per_connection
+        slow = server.slow_threshold
         out: list[bytes] = []
         pending = iter(events)
         del events
@@ -245,7 +249,9 @@ class Connection(asyncio.Protocol):
                 assert type(event) is ProtocolReply
                 out.append(server._protocol_reply(event.message, event.reason))
                 continue
-            route = match(event.uri)
+            route = cached(event.uri, _UNSEEN)
+            if route is _UNSEEN:
+                route = match(event.uri)
             if route is None or route.threaded:
                 reply = self._dispatch(event, route)
                 if reply is not None:
@@ -272,10 +278,10 @@ class Connection(asyncio.Protocol):
                 continue
             elapsed = perf_counter() - start
             stats.duration += elapsed
-            if elapsed > server.slow_threshold:
+            if elapsed > slow:
                 stats.slowResponses += 1
             try:
-                out.append(orjson.dumps({"ipcReqID": request_id, "data": result}, option=_APPEND_NEWLINE))
+                out.append(_dumps({"ipcReqID": request_id, "data": result}, option=_APPEND_NEWLINE))
             except orjson.JSONEncodeError:
                 out.append(self._encode_reply(request_id, event.uri, result))
         transport = self._transport

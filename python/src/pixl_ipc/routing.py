@@ -78,11 +78,15 @@ class Route:
 class Router:
     """An ordered table of routes; the first registered match wins (ROUTE-1)."""
 
-    __slots__ = ("_cache", "_routes")
+    __slots__ = ("_cache", "_routes", "cached")
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
         self._cache: dict[str, Route | None] = {}
+        #: ``cached(uri, default)``: the route memoised for ``uri`` (a Route or
+        #: None), or ``default`` if :meth:`match` has not seen it since the
+        #: table last changed. A plain dict lookup, for the server's hot path.
+        self.cached = self._cache.get
 
     def add(
         self,
