@@ -238,6 +238,10 @@ class AdapterDriver:
         if pending.future in done:
             return pending.future.result()
         if self._eof.is_set():
+            if self.proc is not None:
+                # Its stdout ended: it is most likely exiting; say with what status.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), 1.0)
             raise AdapterError(
                 self._death_note(f"the adapter ended its stdout before answering command {pending.id}")
             )

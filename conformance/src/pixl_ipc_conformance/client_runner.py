@@ -634,7 +634,7 @@ async def _run_case(case: Case, command: str, options: RunOptions) -> CaseResult
             driver, start_result = await _start_adapter(command, options)
         except AdapterError as exc:
             return _result(
-                case, started, Verdict.FAIL, f"adapter start failed: {exc}", "a working adapter", ""
+                case, started, Verdict.FAIL, f"adapter start failed: {exc}", "a working adapter", str(exc)
             )
         capabilities = set(start_result.get("capabilities") or [])
         missing = [n for n in case.needs if n not in capabilities]
@@ -736,12 +736,27 @@ async def run_client_cases_async(
         reporter.start(len(cases))
     # Capabilities do not change between runs of one adapter: one start tells
     # them for every case, and spares starting it just to skip a case.
-    capabilities = await _probe_capabilities(adapter_command, options)
+    try:
+        capabilities: set[str] | None = await _probe_capabilities(adapter_command, options)
+        broken = ""
+    except AdapterError as exc:
+        # An adapter that cannot even start would cost every case its start
+        # timeout for the same answer: fail them all with the reason at once.
+        capabilities, broken = None, str(exc)
     for case in cases:
         if reporter is not None:
             reporter.case_started(case)
         missing = [n for n in case.needs if capabilities is not None and n not in capabilities]
-        if missing:
+        if broken:
+            result = _result(
+                case,
+                time.monotonic(),
+                Verdict.FAIL,
+                f"adapter start failed: {broken}",
+                "a working adapter",
+                broken,
+            )
+        elif missing:
             result = skipped(case, "the adapter lacks " + ", ".join(missing))
         else:
             result = await _run_case(case, adapter_command, options)
@@ -752,10 +767,7 @@ async def run_client_cases_async(
 
 
 async def _probe_capabilities(command: str, options: RunOptions) -> set[str] | None:
-    try:
-        driver, start_result = await _start_adapter(command, options)
-    except AdapterError:
-        return None  # every case will then report the failure itself
+    driver, start_result = await _start_adapter(command, options)
     await driver.stop(3.0)
     capabilities = start_result.get("capabilities")
     return {c for c in capabilities if isinstance(c, str)} if isinstance(capabilities, list) else None

@@ -33,6 +33,7 @@ DEFECTS: dict[str, str] = {
     "match_by_order": "responses go to the oldest pending request, whatever their id (CORR-2)",
     "first_line_only": "only the first complete line of each read is handled (FRAME-3)",
     "push_as_response": "a message without an id answers the oldest pending request (PUSH-2)",
+    "drop_pushes": "pushes are dropped, never handed to the application (PUSH-2)",
     "strict_lines": "a line that does not start with '{' is a fatal protocol error (FRAME-5)",
     "no_crlf": "a line ending in CR is taken as malformed (FRAME-2)",
     "choke_malformed": "a malformed '{' line fails the pending requests (FRAME-7)",
@@ -365,7 +366,8 @@ class Client:
                     waiter = self.pending.pop(next(iter(self.pending)))
                     waiter.resolve(message.get("data"))
                     return
-                self.pushes.append(message.get("data"))  # PUSH-2
+                if "drop_pushes" not in self.defects:
+                    self.pushes.append(message.get("data"))  # PUSH-2
                 return
             if "match_by_order" in self.defects and self.pending:
                 waiter = self.pending.pop(next(iter(self.pending)))
