@@ -287,6 +287,15 @@ def _servers(run: Run, wanted: Sequence[str]) -> Iterator[dict[str, Server]]:
             server.stop()
 
 
+#: Names of the measures in results.json: the round trip (or 1 / rate) and the
+#: CPU time the server process and the client process spent per message.
+_MEASURES = {
+    "wall": "rtt_seconds",
+    "server_cpu": "server_cpu_seconds",
+    "client_cpu": "client_cpu_seconds",
+}
+
+
 def sequential(run: Run) -> dict[str, Any]:
     """The sequential section: every series over every size.
 
@@ -315,7 +324,8 @@ def sequential(run: Run) -> dict[str, Any]:
         else:
             section["skipped"][key] = why
     needed = sorted({server_key for *_, server_key in wanted})
-    samples: dict[str, dict[str, list[float]]] = {key: {} for key, *_ in wanted}
+    # samples[series][measure][kib]: measure is wall, server_cpu or client_cpu.
+    samples: dict[str, dict[str, dict[str, list[float]]]] = {key: {} for key, *_ in wanted}
     loops: dict[str, Any] = {}
     with _servers(run, needed) as servers:
         for round_no in range(plan.seq_reps):
@@ -326,24 +336,30 @@ def sequential(run: Run) -> dict[str, Any]:
                 with run.part(f"sequential round {round_no + 1}/{plan.seq_reps}: {key}"):
                     if client == "php":
                         raw = _php_seq(plan, target.path)
+                        timings = {kib: {"wall": wall} for kib, wall in raw["rtt_seconds"].items()}
                     else:
-                        args = _seq_args(plan, client, target.path)
+                        args = [*_seq_args(plan, client, target.path), "--server-pid", str(target.pid)]
                         raw = orjson.loads(run_json_worker(args, timeout=timeout))
+                        timings = raw["timings"]
                     loops[key] = raw.get("loop")
-                    for kib, values in raw["rtt_seconds"].items():
-                        samples[key].setdefault(kib, []).extend(values)
+                    for kib, measures in timings.items():
+                        for measure, values in measures.items():
+                            samples[key].setdefault(measure, {}).setdefault(kib, []).extend(values)
     for key, label, client, server_key in wanted:
-        if not samples[key]:
+        if not samples[key].get("wall"):
             continue
-        section["series"][key] = {
+        entry = {
             "key": key,
             "label": label,
             "client": client,
             "server": server_key,
             "floor": key == "floor_a",
             "loop": loops.get(key),
-            "rtt_seconds": {kib: stats(values).as_dict() for kib, values in samples[key].items()},
         }
+        for measure, name in _MEASURES.items():
+            if measure in samples[key]:
+                entry[name] = {kib: stats(values).as_dict() for kib, values in samples[key][measure].items()}
+        section["series"][key] = entry
     for key, why in section["skipped"].items():
         run.notes.append(f"sequential {key} skipped: {why}")
     return section
@@ -388,7 +404,7 @@ def pipelined(run: Run) -> dict[str, Any]:
         clients.insert(0, "asyncio")
     else:
         section["skipped"]["asyncio"] = "pixl_ipc.aio_client is not available"
-    samples: dict[tuple[str, str, int, int], list[float]] = {}
+    samples: dict[tuple[str, str, int, int], dict[str, list[float]]] = {}
     loops: dict[str, Any] = {}
     with _servers(run, server_keys) as servers:
         for round_no in range(plan.pipe_rounds):
@@ -399,13 +415,15 @@ def pipelined(run: Run) -> dict[str, Any]:
                         continue
                     name = f"pipelined round {round_no + 1}/{plan.pipe_rounds}: {client} -> {server_key}"
                     with run.part(name):
-                        args = _pipe_args(plan, client, target.path)
+                        args = [*_pipe_args(plan, client, target.path), "--server-pid", str(target.pid)]
                         raw = orjson.loads(run_json_worker(args, timeout=600))
                         loops[client] = raw.get("loop")
                         for one in raw["runs"]:
                             combo = (client, server_key, one["connections"], one["inflight"])
-                            samples.setdefault(combo, []).extend(one["msgs_per_second"])
-    for (client, server_key, connections, inflight), values in samples.items():
+                            into = samples.setdefault(combo, {})
+                            for measure, values in one["timings"].items():
+                                into.setdefault(measure, []).extend(values)
+    for (client, server_key, connections, inflight), measures in samples.items():
         section["runs"].append(
             {
                 "client": client,
@@ -413,7 +431,9 @@ def pipelined(run: Run) -> dict[str, Any]:
                 "connections": connections,
                 "inflight": inflight,
                 "loop": loops.get(client),
-                "msgs_per_second": stats(values).as_dict(),
+                "msgs_per_second": stats([1 / wall for wall in measures["wall"]]).as_dict(),
+                "server_cpu_seconds": stats(measures["server_cpu"]).as_dict(),
+                "client_cpu_seconds": stats(measures["client_cpu"]).as_dict(),
             }
         )
     for key, why in section["skipped"].items():
@@ -570,6 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.notes.append(plot_note)
     results["rows"] = report.rows(results)
     results["targets"] = report.targets(results["rows"])
+    results["cpu_rows"] = report.cpu_rows(results)
     results["notes"] = run.notes
     results["errors"] = run.errors
     (args.out / "results.json").write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["TARGETS", "markdown", "rows", "targets"]
+__all__ = ["TARGETS", "cpu_rows", "markdown", "rows", "targets"]
 
 #: The targets the figures are held to, as (short name, text), for the README.
 TARGETS = {
@@ -250,6 +250,47 @@ def rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+_CPU_SIZES = (1, 100, 1000)
+_CPU_CONFIGS = ((1, 64), (16, 64))
+
+
+def cpu_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """CPU time per message of the server and the client process, medians.
+
+    Unlike wall times these barely move when other processes load the
+    machine, so they show which side limits a figure.
+    """
+    out: list[dict[str, Any]] = []
+    series = results.get("sequential", {}).get("series", {})
+    for kib in _CPU_SIZES:
+        for key in SERIES_ORDER:
+            entry = series.get(key)
+            if entry is None or str(kib) not in entry.get("server_cpu_seconds", {}):
+                continue
+            out.append(
+                {
+                    "figure": f"sequential {_size(kib)}: {entry['label']}",
+                    "server_cpu_seconds": entry["server_cpu_seconds"][str(kib)]["median"],
+                    "client_cpu_seconds": entry["client_cpu_seconds"][str(kib)]["median"],
+                    "wall_seconds": entry["rtt_seconds"][str(kib)]["median"],
+                }
+            )
+    for run in results.get("pipelined", {}).get("runs", []):
+        if (run["connections"], run["inflight"]) not in _CPU_CONFIGS or "server_cpu_seconds" not in run:
+            continue
+        config = f"{run['connections']} conn x {run['inflight']} in flight"
+        out.append(
+            {
+                "figure": f"pipelined 1 KiB, {config}: "
+                f"{_CLIENT_LABELS[run['client']]} -> {_SERVER_LABELS[run['server']]}",
+                "server_cpu_seconds": run["server_cpu_seconds"]["median"],
+                "client_cpu_seconds": run["client_cpu_seconds"]["median"],
+                "wall_seconds": 1 / run["msgs_per_second"]["median"],
+            }
+        )
+    return out
+
+
 def targets(all_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows held to a target, with whether each was met."""
     return [
@@ -301,6 +342,20 @@ def markdown(results: dict[str, Any]) -> str:
     for row in results["rows"]:
         vs = "" if row["ratio"] is None else f"{row['ratio']:.2f}x {row['floor']}"
         lines.append(f"| {row['figure']} | {row['text']} | {row['range_text']} | {vs} | {_status(row)} |")
+    if results.get("cpu_rows"):
+        lines += [
+            "",
+            "CPU time per message (medians; the server process, the load process), against wall time",
+            "per message. On a machine shared with other work these move far less than wall times.",
+            "",
+            "| figure | server CPU | client CPU | wall |",
+            "|---|---:|---:|---:|",
+        ]
+        for row in results["cpu_rows"]:
+            lines.append(
+                f"| {row['figure']} | {_time(row['server_cpu_seconds'])} | "
+                f"{_time(row['client_cpu_seconds'])} | {_time(row['wall_seconds'])} |"
+            )
     met = [t for t in results["targets"] if t["met"]]
     lines += ["", f"Targets met: {len(met)} of {len(results['targets'])}."]
     for target in results["targets"]:

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import orjson
 from procs import raise_nofile
-from workload import ECHO_URI, RawClient, make_data, request_line, time_round_trips
+from workload import ECHO_URI, Meter, RawClient, Timings, make_data, request_line, time_round_trips
 
 # A 16 MiB echo through a loaded machine takes well under a second; the
 # timeout only stops a broken run.
@@ -65,39 +65,47 @@ def _seq_sync(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
             return client.send(ECHO_URI, data)
 
         close = client.close
-    results: dict[str, list[float]] = {}
+    results: dict[str, dict[str, list[float]]] = {}
     try:
         for kib in sizes:
             data = make_data(kib)
             _check_echo(send(data), data, f"{args.client} {kib} KiB")
-            time_round_trips(functools.partial(send, data), reps=1, min_time=args.warmup, min_count=2)
-            results[str(kib)] = time_round_trips(
-                functools.partial(send, data),
+            call = functools.partial(send, data)
+            time_round_trips(call, reps=1, min_time=args.warmup, min_count=2)
+            timings = time_round_trips(
+                call,
                 reps=args.reps,
                 min_time=args.min_time,
                 min_count=args.min_count,
+                server_pid=args.server_pid,
             )
+            results[str(kib)] = timings.as_dict()
     finally:
         close()
-    return {"client": args.client, "loop": None, "rtt_seconds": results}
+    return {"client": args.client, "loop": None, "timings": results}
 
 
 async def _time_async(
-    call: Callable[[], Awaitable[object]], *, reps: int, min_time: float, min_count: int
-) -> list[float]:
+    call: Callable[[], Awaitable[object]],
+    *,
+    reps: int,
+    min_time: float,
+    min_count: int,
+    server_pid: int | None = None,
+) -> Timings:
     clock = time.perf_counter
-    results: list[float] = []
+    meter = Meter(server_pid)
     for _ in range(reps):
         count = 0
+        meter.start()
         start = clock()
         while True:
             await call()
             count += 1
-            elapsed = clock() - start
-            if count >= min_count and elapsed >= min_time:
+            if count >= min_count and clock() - start >= min_time:
                 break
-        results.append(elapsed / count)
-    return results
+        meter.stop(count)
+    return meter.timings
 
 
 async def _seq_async(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
@@ -105,7 +113,7 @@ async def _seq_async(args: argparse.Namespace, sizes: list[int]) -> dict[str, An
 
     client = AsyncIPCClient(args.socket, request_timeout=_REQUEST_TIMEOUT)
     await client.connect()
-    results: dict[str, list[float]] = {}
+    results: dict[str, dict[str, list[float]]] = {}
     try:
         for kib in sizes:
             data = make_data(kib)
@@ -115,12 +123,17 @@ async def _seq_async(args: argparse.Namespace, sizes: list[int]) -> dict[str, An
 
             _check_echo(await send(), data, f"asyncio {kib} KiB")
             await _time_async(send, reps=1, min_time=args.warmup, min_count=2)
-            results[str(kib)] = await _time_async(
-                send, reps=args.reps, min_time=args.min_time, min_count=args.min_count
+            timings = await _time_async(
+                send,
+                reps=args.reps,
+                min_time=args.min_time,
+                min_count=args.min_count,
+                server_pid=args.server_pid,
             )
+            results[str(kib)] = timings.as_dict()
     finally:
         await client.close()
-    return {"client": "asyncio", "rtt_seconds": results}
+    return {"client": "asyncio", "timings": results}
 
 
 def cmd_seq(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,15 +157,17 @@ class _Counter:
         self.stop = False
 
 
-async def _measure_windows(counter: _Counter, args: argparse.Namespace) -> list[float]:
+async def _measure_windows(counter: _Counter, args: argparse.Namespace) -> Timings:
+    """Per-message wall time (1 / rate), server CPU and client CPU of each window."""
     await asyncio.sleep(args.warmup)
-    rates: list[float] = []
+    meter = Meter(args.server_pid)
     for _ in range(args.reps):
-        start_count, start = counter.done, time.perf_counter()
+        start_count = counter.done
+        meter.start()
         await asyncio.sleep(args.window)
-        rates.append((counter.done - start_count) / (time.perf_counter() - start))
+        meter.stop(max(counter.done - start_count, 1))
     counter.stop = True
-    return rates
+    return meter.timings
 
 
 async def _pipe_asyncio(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,14 +189,14 @@ async def _pipe_asyncio(args: argparse.Namespace) -> dict[str, Any]:
 
     tasks = [asyncio.create_task(keep_sending(c)) for c in clients for _ in range(args.inflight)]
     try:
-        rates = await _measure_windows(counter, args)
+        timings = await _measure_windows(counter, args)
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
     finally:
         for task in tasks:
             task.cancel()
         for client in clients:
             await client.close()
-    return {"client": "asyncio", "msgs_per_second": rates}
+    return {"client": "asyncio", "timings": timings.as_dict()}
 
 
 class _PipeProtocol(asyncio.Protocol):
@@ -261,7 +276,7 @@ async def _pipe_raw(args: argparse.Namespace) -> dict[str, Any]:
         proto.start()
     t1 = time.perf_counter()
     try:
-        rates = await _measure_windows(counter, args)
+        timings = await _measure_windows(counter, args)
     finally:
         t2 = time.perf_counter()
         for proto in protocols:
@@ -269,7 +284,7 @@ async def _pipe_raw(args: argparse.Namespace) -> dict[str, Any]:
                 proto.transport.close()
         await asyncio.wait([p.closed for p in protocols], timeout=10)
     phases = {"connect": t1 - t0, "measure": t2 - t1, "close": time.perf_counter() - t2}
-    return {"client": "raw", "msgs_per_second": rates, "phase_seconds": phases}
+    return {"client": "raw", "timings": timings.as_dict(), "phase_seconds": phases}
 
 
 def _configs(text: str) -> list[tuple[int, int]]:
@@ -350,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seq.add_argument("--min-time", type=float, default=0.2)
     seq.add_argument("--min-count", type=int, default=3)
     seq.add_argument("--warmup", type=float, default=0.1)
+    seq.add_argument("--server-pid", type=int, help="also measure this process's CPU time")
     pipe = sub.add_parser("pipe")
     pipe.add_argument("--client", choices=["raw", "asyncio"], required=True)
     pipe.add_argument("--socket", required=True)
@@ -357,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipe.add_argument("--reps", type=int, default=5)
     pipe.add_argument("--window", type=float, default=0.5)
     pipe.add_argument("--warmup", type=float, default=0.3)
+    pipe.add_argument("--server-pid", type=int, help="also measure this process's CPU time")
     idle = sub.add_parser("idle")
     idle.add_argument("--socket", required=True)
     idle.add_argument("--count", type=int, required=True)

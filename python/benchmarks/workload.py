@@ -26,6 +26,9 @@ __all__ = [
     "make_data",
     "request_line",
     "stats",
+    "Meter",
+    "Timings",
+    "cpu_seconds",
     "time_round_trips",
 ]
 
@@ -166,31 +169,92 @@ def stats(samples: list[float]) -> Stats:
     return Stats(statistics.median(samples), min(samples), max(samples), list(samples))
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time used so far by every thread of process ``pid``, in seconds (0.0 if None).
+
+    Read from ``/proc/PID/task/*/schedstat`` (nanoseconds), far finer than
+    the 10 ms ticks of ``/proc/PID/stat``.
+    """
+    if pid is None:
+        return 0.0
+    total = 0
+    base = f"/proc/{pid}/task"
+    for task in os.listdir(base):
+        try:
+            with open(f"{base}/{task}/schedstat", encoding="ascii") as schedstat:
+                total += int(schedstat.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+@dataclass
+class Timings:
+    """Per-call means of each repetition: wall time, and CPU time of server and client.
+
+    CPU time per call barely depends on what else runs on the machine, so it
+    shows where the time goes even when wall times are noisy.
+    """
+
+    wall: list[float]
+    server_cpu: list[float]
+    client_cpu: list[float]
+
+    def as_dict(self) -> dict[str, list[float]]:
+        """A JSON-ready view."""
+        return {"wall": self.wall, "server_cpu": self.server_cpu, "client_cpu": self.client_cpu}
+
+
+class Meter:
+    """Wall, server CPU and own CPU between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, server_pid: int | None) -> None:
+        self.server_pid = server_pid
+        self.timings = Timings([], [], [])
+        self._start = (0.0, 0.0, 0.0)
+
+    def start(self) -> None:
+        """Mark the beginning of a repetition."""
+        self._start = (time.perf_counter(), cpu_seconds(self.server_pid), time.process_time())
+
+    def stop(self, calls: int) -> None:
+        """Record a repetition of ``calls`` calls as per-call means."""
+        wall0, server0, client0 = self._start
+        wall = time.perf_counter() - wall0
+        server = cpu_seconds(self.server_pid) - server0
+        client = time.process_time() - client0
+        self.timings.wall.append(wall / calls)
+        self.timings.server_cpu.append(server / calls)
+        self.timings.client_cpu.append(client / calls)
+
+
 def time_round_trips(
     call: Callable[[], object],
     *,
     reps: int,
     min_time: float,
     min_count: int,
-) -> list[float]:
+    server_pid: int | None = None,
+) -> Timings:
     """Time repetitions of sequential round trips.
 
     Each repetition calls ``call`` at least ``min_count`` times and for at
-    least ``min_time`` seconds, and yields the mean seconds per call.
+    least ``min_time`` seconds.
 
     Returns:
-        One mean round-trip time per repetition.
+        For each repetition, the mean wall time per call and the server's and
+        this process's CPU time per call.
     """
     clock = time.perf_counter
-    results: list[float] = []
+    meter = Meter(server_pid)
     for _ in range(reps):
         count = 0
+        meter.start()
         start = clock()
         while True:
             call()
             count += 1
-            elapsed = clock() - start
-            if count >= min_count and elapsed >= min_time:
+            if count >= min_count and clock() - start >= min_time:
                 break
-        results.append(elapsed / count)
-    return results
+        meter.stop(count)
+    return meter.timings
