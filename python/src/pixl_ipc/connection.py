@@ -178,6 +178,9 @@ class Connection(asyncio.Protocol):
     def push(self, data: Any) -> bool:
         """Send ``data`` to this client as a push, a message without an id (PUSH-1).
 
+        Call it on the event loop's thread (from a threaded handler, go
+        through ``loop.call_soon_threadsafe``): transports are not thread-safe.
+
         Returns:
             True if it was handed to the transport, False if the connection is closed.
 

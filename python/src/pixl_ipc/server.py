@@ -337,7 +337,7 @@ class IPCServer:
             conn.close()
 
     def push(self, connection: Connection, data: Any) -> bool:
-        """Send ``data`` to one client as a push (PUSH-1).
+        """Send ``data`` to one client as a push (PUSH-1), on the event loop's thread.
 
         Returns:
             True if sent, False if that connection is closed.
@@ -349,6 +349,8 @@ class IPCServer:
 
     def broadcast(self, data: Any) -> int:
         """Send ``data`` as a push to every connected client (PUSH-1).
+
+        Like :meth:`push`, call it on the event loop's thread.
 
         Returns:
             How many connections it was written to.
