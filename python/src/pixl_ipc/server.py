@@ -443,7 +443,9 @@ class IPCServer:
             raise
         self._started_at = time.monotonic()
         self._schedule_stats()
-        logger.info("listening on %s%s", self.address, " (socket activation)" if inherited else "")
+        logger.info(
+            "accepting connections on %s%s", self.address, " (socket activation)" if inherited else ""
+        )
 
     async def serve_forever(self) -> None:
         """Start if needed, then wait until :meth:`shutdown` has completed."""
