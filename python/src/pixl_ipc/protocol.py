@@ -248,7 +248,13 @@ class ServerProtocol:
                     pass
                 else:
                     if type(message) is dict and not _has_long_digit_run(item):
-                        events.append(_check_request(message))
+                        request_id = message.get("ipcReqID")
+                        uri = message.get("uri")
+                        if type(request_id) is str and type(uri) is str and uri:
+                            # _check_request's first case, without the call.
+                            events.append(IncomingRequest(message, uri, request_id or None))
+                        else:
+                            events.append(_check_request(message))
                         continue
             event = parse_request_line(item)
             if event is not None:
