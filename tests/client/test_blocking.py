@@ -580,3 +580,64 @@ def test_connect_waits_for_a_full_backlog_then_times_out(short_tmp: Path) -> Non
         backlog.close()
     assert info.value.reason == "timeout"
     assert 0.2 < elapsed < 2  # it waited for the server, within connect_timeout
+
+
+def test_many_threads_many_requests_each_get_their_own_answers(
+    peer_factory: PeerFactory,
+) -> None:
+    peer = peer_factory()
+    wrong: list[tuple[int, int, Any]] = []
+    with IPCClient(peer.path) as client:
+
+        def call(t: int) -> None:
+            for i in range(150):
+                answer = client.send("/x", [t, i], timeout=20)
+                if answer != [t, i]:
+                    wrong.append((t, i, answer))
+
+        threads = [threading.Thread(target=call, args=(t,)) for t in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not any(thread.is_alive() for thread in threads)
+        assert client._pending == {}
+        assert not client._reading
+    assert wrong == []
+    assert len(peer.requests) == 900
+
+
+def test_threads_with_timeouts_never_get_someone_elses_answer(
+    peer_factory: PeerFactory,
+) -> None:
+    def slow_every_third(conn: PeerConn) -> None:
+        count = 0
+        while (request := conn.read_request(timeout=30)) is not None:
+            count += 1
+            if count % 3 == 0:
+                time.sleep(0.03)  # later than some callers wait (CORR-3)
+            conn.reply(request, request["data"])
+
+    peer = peer_factory(slow_every_third)
+    wrong: list[Any] = []
+    timeouts = [0]
+    with IPCClient(peer.path) as client:
+
+        def call(t: int) -> None:
+            for i in range(40):
+                try:
+                    answer = client.send("/x", [t, i], timeout=0.02 if i % 2 else 5)
+                except RequestTimeout:
+                    timeouts[0] += 1
+                    continue
+                if answer != [t, i]:
+                    wrong.append((t, i, answer))
+
+        threads = [threading.Thread(target=call, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert client.send("/last", "ok") == "ok"
+    assert wrong == []
+    assert timeouts[0] > 0  # the case under test happened

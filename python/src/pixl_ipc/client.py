@@ -232,7 +232,20 @@ class IPCClient:
                 conn = self._reopen_locked()
             request_id, payload = conn.proto.encode_request(uri, data)
             self._pending[request_id] = waiter
-        if not self._write(conn, payload, request_id, uri, seconds, deadline):
+            # Nobody reads: take the role now, which spares a lock round trip.
+            reading = not self._reading
+            if reading:
+                self._reading = True
+        try:
+            written = self._write(conn, payload, request_id, uri, seconds, deadline)
+        except BaseException:
+            if reading:
+                self._give_up_reading()
+            raise
+        if not written:
+            if reading:
+                self._give_up_reading()
+                reading = False
             # The server closed the connection before this request, which it
             # therefore never saw: send it once on a new connection (LIFE-4).
             with self._lock:
@@ -241,7 +254,7 @@ class IPCClient:
                 self._pending[request_id] = waiter
             if not self._write(conn, payload, request_id, uri, seconds, deadline):
                 raise ServerClosed("the server closed the connection")
-        self._wait(conn, waiter, request_id, uri, seconds, deadline)
+        self._wait(conn, waiter, request_id, uri, seconds, deadline, reading)
         if waiter.error is not None:
             raise waiter.error
         assert waiter.message is not None
@@ -409,16 +422,48 @@ class IPCClient:
 
     # --- reading ---------------------------------------------------------------
 
+    def _give_up_reading(self) -> None:
+        with self._lock:
+            self._reading = False
+            if self._sleepers:
+                self._cond.notify_all()
+
     def _wait(
-        self, conn: _Connection, waiter: _Waiter, request_id: Any, uri: str, seconds: float, deadline: float
+        self,
+        conn: _Connection,
+        waiter: _Waiter,
+        request_id: Any,
+        uri: str,
+        seconds: float,
+        deadline: float,
+        reading: bool,
     ) -> None:
-        # One thread at a time reads (the ``_reading`` flag) and hands every
-        # response to its waiter; the others sleep on the condition. A thread
-        # alone costs three lock round trips here and no notify.
+        # One thread at a time reads (the ``_reading`` flag; ``reading`` says
+        # this thread has it) and hands every response to its waiter; the
+        # others sleep on the condition. The lock is held at the top of the
+        # loop unless this thread is reading.
         lock = self._lock
-        lock.acquire()
+        if not reading:
+            lock.acquire()
         try:
-            while not waiter.done:
+            while True:
+                if reading:
+                    try:
+                        events = self._recv(conn, deadline - _monotonic())
+                    finally:
+                        lock.acquire()
+                        self._reading = reading = False
+                    pushes = self._dispatch_locked(conn, events) if events else None
+                    if self._sleepers:
+                        self._cond.notify_all()  # delivered to them, or their turn to read
+                    if pushes:
+                        lock.release()
+                        try:
+                            self._deliver_pushes(pushes)
+                        finally:
+                            lock.acquire()
+                if waiter.done:
+                    return
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
                     # CORR-5: the id stays unused on this connection, and its
@@ -432,22 +477,8 @@ class IPCClient:
                     finally:
                         self._sleepers -= 1
                     continue
-                self._reading = True
+                self._reading = reading = True
                 lock.release()
-                try:
-                    events = self._recv(conn, remaining)
-                finally:
-                    lock.acquire()
-                    self._reading = False
-                pushes = self._dispatch_locked(conn, events) if events else None
-                if self._sleepers:
-                    self._cond.notify_all()  # delivered to them, or their turn to read
-                if pushes:
-                    lock.release()
-                    try:
-                        self._deliver_pushes(pushes)
-                    finally:
-                        lock.acquire()
         finally:
             lock.release()
 
