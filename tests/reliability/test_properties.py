@@ -335,3 +335,24 @@ def test_server_answers_a_good_request_after_any_garbage(
         if "code" in message:
             assert message["code"] in {"bad_json", "bad_request", "no_uri"}, message
     assert live_server.proc.poll() is None, live_server.log()
+
+
+@pytest.fixture(scope="module")
+def blocking_client(live_server: Server) -> Iterator[Any]:
+    from pixl_ipc.client import IPCClient
+
+    client = IPCClient(live_server.path, request_timeout=20.0)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@settings(max_examples=60)
+@given(DATA)
+def test_any_json_value_comes_back_unchanged_through_a_live_server(
+    blocking_client: Any, data: Any
+) -> None:
+    # BUILTIN-1 end to end: client encoder, server decoder and encoder, client
+    # decoder; astral, U+2028, 256-deep nesting and big integers (FRAME-8, FRAME-9, LIMIT-4).
+    assert same(blocking_client.send("/ipcserver/test/echo", data), data)
