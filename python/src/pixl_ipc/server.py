@@ -43,9 +43,9 @@ from .connection import Connection, PeerCredentials, Request
 from .errors import ErrorCode
 from .framing import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES, encode_line
 from .protocol import error_reply, push_message
-from .routing import Handler, Router
+from .routing import Router
 
-__all__ = ["Connection", "IPCServer", "PeerCredentials", "Request"]
+__all__ = ["Connection", "IPCServer", "PeerCredentials", "Request", "RequestHandler"]
 
 logger = logging.getLogger("pixl_ipc.server")
 
@@ -53,6 +53,9 @@ logger = logging.getLogger("pixl_ipc.server")
 _DENIED_LINGER = 2.0
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: A request handler: takes the :class:`Request`, returns the response data or
+#: an awaitable of it.
+RequestHandler = Callable[[Request], Any]
 
 
 class _Counters:
@@ -182,7 +185,7 @@ class IPCServer:
         self.log_stats_interval = check_interval("log_stats_interval", log_stats_interval)
 
         self._router = Router()
-        self._default_handler: Handler | None = None
+        self._default_handler: RequestHandler | None = None
         self._connections: set[Connection] = set()
         self._pending: set[asyncio.Future[Any]] = set()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -226,7 +229,7 @@ class IPCServer:
         self,
         pattern: str | re.Pattern[str],
         name: str,
-        handler: Handler,
+        handler: RequestHandler,
         *,
         threaded: bool = False,
     ) -> None:
@@ -261,7 +264,7 @@ class IPCServer:
 
         return register
 
-    def set_default_handler(self, handler: Handler | None) -> None:
+    def set_default_handler(self, handler: RequestHandler | None) -> None:
         """Answer requests that match no pattern with ``handler`` instead of ``no_handler_found``."""
         if handler is not None and not callable(handler):
             raise TypeError("the default handler is not callable")
