@@ -25,6 +25,7 @@ from typing import Any
 from pixl_ipc.aio_client import AsyncIPCClient
 from pixl_ipc.client import IPCClient
 from pixl_ipc.errors import IPCError, RequestTimeout
+from soak_handlers import SECRET
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -43,6 +44,7 @@ class WorkerReport:
     failed_with_error: int = 0
     abandoned: int = 0  # requests whose own client hung up on purpose
     timed_out_on_purpose: int = 0  # requests given a timeout shorter than their delay
+    pushes: int = 0
     misdelivered: int = 0
     duplicates: int = 0
     bad_json_answers: int = 0
@@ -80,11 +82,25 @@ def pick_size(rng: random.Random) -> int:
 
 
 async def normal_connection(
-    path: str, name: str, count: int, rng: random.Random, report: WorkerReport
+    path: str,
+    name: str,
+    count: int,
+    rng: random.Random,
+    report: WorkerReport,
+    handlers: bool = False,
 ) -> None:
-    """A well-behaved client: ``count`` requests, up to 4 in flight, echo and delay mixed."""
+    """A well-behaved client: ``count`` requests, up to 4 in flight.
+
+    Echoes and delays; with ``handlers`` (the server loaded ``soak_handlers``)
+    also threaded, async, failing and pushing handlers.
+    """
+    pushes: list[Any] = []
     client = AsyncIPCClient(
-        path, request_timeout=60.0, connect_timeout=20.0, auto_reconnect=0
+        path,
+        request_timeout=60.0,
+        connect_timeout=20.0,
+        auto_reconnect=0,
+        on_push=lambda message: pushes.append(message.get("data")),
     )
     try:
         await client.connect()
@@ -92,20 +108,54 @@ async def normal_connection(
         report.requests += count
         for _ in range(count):
             report.error(exc)
-        report.problem(f"{name}: cannot connect: {exc!r}")
+        report.problem(
+            f"{name}: cannot connect: {exc!r}", f"error:{type(exc).__name__}"
+        )
         return
+    pushed: list[str] = []
+
+    def wrong(token: str, what: str, result: Any) -> None:
+        report.misdelivered += 1
+        if isinstance(result, dict) and "pad" in result:
+            result = {k: (v if k != "pad" else len(v)) for k, v in result.items()}
+        report.problem(f"{token}: {what} answered {str(result)[:200]}", "misdelivered")
 
     async def one(index: int) -> None:
         token = f"{name}-r{index}"
         report.requests += 1
+        roll = rng.random()
         try:
-            if rng.random() < 0.15:
+            if roll < 0.15:
                 delay = rng.choice([0, 5, 20, 50, 150])
                 result = await client.send(DELAY, {"delay": delay, "token": token})
                 if result != {"delay": delay}:
-                    report.misdelivered += 1
+                    return wrong(token, f"delay {delay}", result)
+            elif handlers and roll < 0.35:
+                uri, via = rng.choice(
+                    [
+                        ("/soak/threaded", "thread"),
+                        ("/soak/async", "async"),
+                        ("/soak/push", "push"),
+                    ]
+                )
+                sleep = rng.choice([0, 0, 0.005, 0.02])
+                result = await client.send(uri, {"token": token, "sleep": sleep})
+                if result != {"token": token, "via": via}:
+                    return wrong(token, uri, result)
+                if via == "push":
+                    pushed.append(token)
+            elif handlers and roll < 0.40:
+                # ERR-5: handler_error in data, without the exception's text.
+                result = await client.send("/soak/fail", {"token": token})
+                if (
+                    not isinstance(result, dict)
+                    or result.get("code") != "handler_error"
+                ):
+                    return wrong(token, "/soak/fail", result)
+                if SECRET in json.dumps(result):
                     report.problem(
-                        f"{token}: delay {delay} answered {str(result)[:200]}"
+                        f"{token}: the handler's exception text reached the wire: {result}",
+                        "err5_leak",
                     )
                     return
             else:
@@ -116,16 +166,7 @@ async def normal_connection(
                     or result.get("token") != token
                     or len(result.get("pad", "")) != size
                 ):
-                    report.misdelivered += 1
-                    shown = (
-                        {k: (v if k != "pad" else len(v)) for k, v in result.items()}
-                        if isinstance(result, dict)
-                        else result
-                    )
-                    report.problem(
-                        f"{token}: echo of {size} answered {str(shown)[:200]}"
-                    )
-                    return
+                    return wrong(token, f"echo of {size}", result)
                 report.bytes_echoed += size
                 report.largest = max(report.largest, size)
         except IPCError as exc:
@@ -140,6 +181,17 @@ async def normal_connection(
             batch = min(rng.randint(1, 4), count - index)
             await asyncio.gather(*(one(index + k) for k in range(batch)))
             index += batch
+        # PUSH-1, PUSH-2: each push came once, to its own connection, and was
+        # never taken for a response. A push is written before its response,
+        # so all have arrived by now.
+        report.pushes += len(pushes)
+        if sorted(
+            str(p.get("push") if isinstance(p, dict) else p) for p in pushes
+        ) != sorted(pushed):
+            report.problem(
+                f"{name}: pushes {pushes[:5]} do not match the push requests {pushed[:5]}",
+                "push",
+            )
     finally:
         await client.close()
 
@@ -448,6 +500,7 @@ class WorkerPlan:
     slow_pause: float = 1.5
     timeouts: int = 2
     blocking: int = 3
+    handlers: bool = True
     seed: int = 0
 
 
@@ -474,6 +527,7 @@ async def run_worker(plan: WorkerPlan) -> WorkerReport:
                 plan.requests_per_connection,
                 sub,
                 report,
+                plan.handlers,
             )
         )
     for index in range(plan.disconnecting):

@@ -36,6 +36,7 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
+HANDLERS = Path(__file__).resolve().parent / "soak_handlers.py"
 LONG = os.environ.get("PIXL_SOAK", "short") == "long"
 FORM = "long" if LONG else "short"
 WORKERS = 4
@@ -130,7 +131,7 @@ def test_server_survives_mixed_load_with_faults_and_gives_back_its_resources(
 ) -> None:
     """RESP-1, CORR-2, LIFE-5, LIMIT-5, LIMIT-6 under 200 concurrent connections per round."""
     path = str(short_tmp / "soak.sock")
-    server = start_server(path, env=SERVER_ENV)
+    server = start_server(path, "--handlers", str(HANDLERS), env=SERVER_ENV)
     try:
         warm_up(path)
         time.sleep(0.5)
@@ -182,6 +183,7 @@ def test_server_survives_mixed_load_with_faults_and_gives_back_its_resources(
             "misdelivered": total["misdelivered"],
             "duplicates": total["duplicates"],
             "bad_json_answers": total["bad_json_answers"],
+            "pushes": total["pushes"],
             "echoed_mib": round(total["bytes_echoed"] / MIB, 1),
             "largest_kib": total["largest"] // 1024,
             "rss_start_mib": round(rss_start / MIB, 1),
@@ -278,6 +280,7 @@ def test_sigterm_under_load_answers_every_request_received_then_exits_cleanly(
                 slow_readers=0,
                 timeouts=0,
                 blocking=0,
+                handlers=False,
                 seed=99,
             )
             for w in range(2)
