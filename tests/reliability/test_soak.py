@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -426,3 +427,44 @@ def test_sigkill_mid_request_fails_clients_promptly_and_they_recover_on_a_new_se
         replacement = outcome.get("replacement")
         if isinstance(replacement, Server):
             replacement.stop(signal.SIGTERM)
+
+
+def test_sigterm_exits_within_exit_timeout_even_with_a_handler_stuck_in_a_thread(
+    short_tmp: Path,
+) -> None:
+    """LIFE-7: the exit timeout bounds shutdown; a stuck handler must not keep the process alive.
+
+    Its request cannot be answered; the connection closes at the exit timeout
+    and the process exits with status 0 soon after, socket file removed.
+    """
+    path = str(short_tmp / "stuck.sock")
+    exit_timeout = 2.0
+    server = start_server(path, "--handlers", str(HANDLERS))
+    try:
+        with RawConn(path, timeout=30) as conn:
+            conn.request(
+                "stuck-thread", "/soak/threaded", {"token": "stuck-thread", "sleep": 30}
+            )
+            conn.request(
+                "stuck-async", "/soak/async", {"token": "stuck-async", "sleep": 30}
+            )
+            conn.request("mark", "/ipcserver/test/echo", "received")
+            assert conn.read_message(10) == {"ipcReqID": "mark", "data": "received"}
+            sent_at = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            with pytest.raises(EOFError):
+                conn.read_line(exit_timeout + 10)
+            closed_after = time.monotonic() - sent_at
+        try:
+            status = server.proc.wait(exit_timeout + 3)
+        except subprocess.TimeoutExpired:
+            status = None
+        exited_after = time.monotonic() - sent_at
+        assert closed_after < exit_timeout + 2, closed_after
+        assert status == 0, (
+            f"still running {exited_after:.1f} s after SIGTERM (exit_timeout {exit_timeout} s): "
+            f"a worker thread of a stuck threaded handler keeps the process alive\n{server.log()}"
+        )
+        assert not os.path.lexists(path)
+    finally:
+        server.stop(signal.SIGKILL)
