@@ -42,13 +42,19 @@ def client_cases() -> list[Case]:
 
 
 def _rule_ids() -> set[str]:
-    return set(re.findall(r"\*\*([A-Z]+-\d+)\*\*", PROTOCOL.read_text(encoding="utf-8")))
+    return set(
+        re.findall(r"\*\*([A-Z]+-\d+)\*\*", PROTOCOL.read_text(encoding="utf-8"))
+    )
 
 
 def _appendix_client_rules() -> set[str]:
     text = PROTOCOL.read_text(encoding="utf-8")
     appendix = text[text.index("## Appendix A") :]
-    appendix = appendix[: appendix.index("\n## ", 10)] if "\n## " in appendix[10:] else appendix
+    appendix = (
+        appendix[: appendix.index("\n## ", 10)]
+        if "\n## " in appendix[10:]
+        else appendix
+    )
     rules = set()
     for row in re.finditer(r"^\| `([A-Z]+-\d+)` \| (.*) \|$", appendix, re.MULTILINE):
         if "client case" in row.group(2).lower():
@@ -67,18 +73,24 @@ def test_there_are_at_least_thirty_client_cases(client_cases: list[Case]) -> Non
 def test_every_client_case_cites_rules_of_the_spec(client_cases: list[Case]) -> None:
     known = _rule_ids()
     assert len(known) > 50
-    unknown = {c.id: sorted(set(c.rules) - known) for c in client_cases if set(c.rules) - known}
+    unknown = {
+        c.id: sorted(set(c.rules) - known) for c in client_cases if set(c.rules) - known
+    }
     assert unknown == {}
 
 
-def test_every_client_rule_of_appendix_a_is_cited_by_a_client_case(client_cases: list[Case]) -> None:
+def test_every_client_rule_of_appendix_a_is_cited_by_a_client_case(
+    client_cases: list[Case],
+) -> None:
     wanted = _appendix_client_rules()
     assert {"LIFE-3", "CORR-3", "FRAME-7"} <= wanted
     cited = {rule for case in client_cases for rule in case.rules}
     assert sorted(wanted - cited) == []
 
 
-def test_case_steps_use_the_runner_vocabulary_and_known_capabilities(client_cases: list[Case]) -> None:
+def test_case_steps_use_the_runner_vocabulary_and_known_capabilities(
+    client_cases: list[Case],
+) -> None:
     for case in client_cases:
         assert set(case.needs) <= set(KNOWN_CAPABILITIES), case.id
         for step in case.steps:
@@ -96,8 +108,13 @@ def _labels_problems(case: Case) -> list[str]:
             sends.add(step["as"])
         elif op == "request":
             requests.add(step["as"])
-            if "same_connection_as" in step and step["same_connection_as"] not in requests:
-                problems.append(f"step {index}: unknown request {step['same_connection_as']}")
+            if (
+                "same_connection_as" in step
+                and step["same_connection_as"] not in requests
+            ):
+                problems.append(
+                    f"step {index}: unknown request {step['same_connection_as']}"
+                )
         elif op in ("answer", "silent") and step["send"] not in sends:
             problems.append(f"step {index}: unknown send {step['send']}")
         elif op == "write":
@@ -106,16 +123,24 @@ def _labels_problems(case: Case) -> list[str]:
                     if key in part and part[key] not in requests:
                         problems.append(f"step {index}: unknown request {part[key]}")
         expect = step.get("expect", {})
-        if isinstance(expect, dict) and "data_written" in expect and expect["data_written"] not in requests:
+        if (
+            isinstance(expect, dict)
+            and "data_written" in expect
+            and expect["data_written"] not in requests
+        ):
             problems.append(f"step {index}: unknown request {expect['data_written']}")
     return problems
 
 
 def test_case_labels_are_defined_before_use(client_cases: list[Case]) -> None:
-    assert {c.id: _labels_problems(c) for c in client_cases if _labels_problems(c)} == {}
+    assert {
+        c.id: _labels_problems(c) for c in client_cases if _labels_problems(c)
+    } == {}
 
 
-def test_cases_without_concurrent_never_have_two_commands_in_flight(client_cases: list[Case]) -> None:
+def test_cases_without_concurrent_never_have_two_commands_in_flight(
+    client_cases: list[Case],
+) -> None:
     # ADAPTER.md: without the capability the runner waits for each answer.
     offenders = []
     for case in client_cases:
@@ -126,7 +151,9 @@ def test_cases_without_concurrent_never_have_two_commands_in_flight(client_cases
             if step.get("if") == "concurrent":
                 continue
             if step["op"] in SUBMITTING_OPS and in_flight:
-                offenders.append(f"{case.id} step {index}: {step['op']} while {sorted(in_flight)} in flight")
+                offenders.append(
+                    f"{case.id} step {index}: {step['op']} while {sorted(in_flight)} in flight"
+                )
             if step["op"] == "send":
                 in_flight.add(step["as"])
             elif step["op"] == "answer":
@@ -134,10 +161,14 @@ def test_cases_without_concurrent_never_have_two_commands_in_flight(client_cases
     assert offenders == []
 
 
-def test_cases_bound_their_waits_within_their_own_timeout(client_cases: list[Case]) -> None:
+def test_cases_bound_their_waits_within_their_own_timeout(
+    client_cases: list[Case],
+) -> None:
     for case in client_cases:
         waits = sum(
-            float(step.get("within_s", 0)) + float(step.get("for_s", 0)) + float(step.get("s", 0))
+            float(step.get("within_s", 0))
+            + float(step.get("for_s", 0))
+            + float(step.get("s", 0))
             for step in case.steps
         )
         assert case.timeout_s >= min(waits, 20), case.id
@@ -165,7 +196,14 @@ def test_json_equal_compares_types_too(a: Any, b: Any, equal: bool) -> None:
 
 
 def test_padded_string_has_the_length_asked() -> None:
-    assert [len(padded_string(n)) for n in (0, 1, 63, 64, 65, 1000)] == [0, 1, 63, 64, 65, 1000]
+    assert [len(padded_string(n)) for n in (0, 1, 63, 64, 65, 1000)] == [
+        0,
+        1,
+        63,
+        64,
+        65,
+        1000,
+    ]
 
 
 # -- the scripted server's checks of what a client writes ---------------------------------
@@ -196,16 +234,28 @@ async def _violations_for(path: str, lines: list[bytes]) -> list[str]:
 
 
 def _request(request_id: Any, data: Any = None, **extra: Any) -> bytes:
-    message = {"ipcReqID": request_id, "uri": "/x", "data": data, "pid": 1, "userAgent": "t", **extra}
+    message = {
+        "ipcReqID": request_id,
+        "uri": "/x",
+        "data": data,
+        "pid": 1,
+        "userAgent": "t",
+        **extra,
+    }
     return json.dumps(message).encode() + b"\n"
 
 
 def test_scripted_server_accepts_well_formed_requests(sock_path: str) -> None:
-    assert asyncio.run(_violations_for(sock_path, [_request("rq0"), _request("rq1")])) == []
+    assert (
+        asyncio.run(_violations_for(sock_path, [_request("rq0"), _request("rq1")]))
+        == []
+    )
 
 
 def test_scripted_server_flags_an_id_reused_while_pending(sock_path: str) -> None:
-    assert asyncio.run(_violations_for(sock_path, [_request("rq0"), _request("rq0")])) == ["CORR-1 MUST"]
+    assert asyncio.run(
+        _violations_for(sock_path, [_request("rq0"), _request("rq0")])
+    ) == ["CORR-1 MUST"]
 
 
 def test_scripted_server_flags_an_answered_id_reused_as_should(sock_path: str) -> None:
@@ -214,14 +264,21 @@ def test_scripted_server_flags_an_answered_id_reused_as_should(sock_path: str) -
 
 
 def test_scripted_server_flags_broken_lines(sock_path: str) -> None:
-    lines = [b"hello\n", b'{"ipcReqID": "rq0", "uri": "/x", "data": NaN}\n', b'{"uri": "/x"}\n']
+    lines = [
+        b"hello\n",
+        b'{"ipcReqID": "rq0", "uri": "/x", "data": NaN}\n',
+        b'{"uri": "/x"}\n',
+    ]
     found = asyncio.run(_violations_for(sock_path, lines))
     assert found.count("FRAME-1 MUST") == 2
     assert "CORR-1 MUST" in found  # the request without an id
 
 
 def test_scripted_server_flags_crlf_and_wrong_member_types(sock_path: str) -> None:
-    lines = [_request("rq0", pid="12").replace(b"\n", b"\r\n"), _request(5, userAgent=7)]
+    lines = [
+        _request("rq0", pid="12").replace(b"\n", b"\r\n"),
+        _request(5, userAgent=7),
+    ]
     found = set(asyncio.run(_violations_for(sock_path, lines)))
     assert found == {"FRAME-2 SHOULD", "REQ-5 SHOULD", "REQ-6 SHOULD", "REQ-3 SHOULD"}
 
@@ -268,39 +325,64 @@ _FAKE_ADAPTERS = {
         "    print(json.dumps({'id': cmd['id'], 'ok': True, 'result': result}), flush=True)\n"
     ),
 }
+#: Adapters that answer C-CONNECT-MISSING correctly but end badly at the end of their input.
+_CONNECT_ERROR = (
+    "import json, sys, time\n"
+    "for line in sys.stdin:\n"
+    "    cmd = json.loads(line)\n"
+    "    if cmd['cmd'] == 'start':\n"
+    "        result = {'name': 'x', 'language': 'python', 'version': '1', 'capabilities': []}\n"
+    "        print(json.dumps({'id': cmd['id'], 'ok': True, 'result': result}), flush=True)\n"
+    "    else:\n"
+    "        error = {'kind': 'connect', 'message': 'no such file'}\n"
+    "        print(json.dumps({'id': cmd['id'], 'ok': False, 'error': error}), flush=True)\n"
+)
+_FAKE_ADAPTERS["lingers"] = _CONNECT_ERROR + "time.sleep(30)\n"
+_FAKE_ADAPTERS["exits_5"] = _CONNECT_ERROR + "sys.exit(5)\n"
+_FAKE_ADAPTERS["well_behaved"] = _CONNECT_ERROR
 
 
-def _run_fake(kind: str, directory: Path, scale: float = 0.1) -> tuple[Any, float]:
+def _run_fake(
+    kind: str, directory: Path, scale: float = 0.1, case_id: str = "C-ECHO"
+) -> tuple[Any, float]:
     script = directory / f"{kind}.py"
     script.write_text(_FAKE_ADAPTERS[kind], encoding="utf-8")
-    case = next(c for c in load_cases("client", "C-ECHO"))
+    case = next(c for c in load_cases("client", case_id))
     options = RunOptions(schemas=SpecSchemas(), timeout_scale=scale)
     started = time.monotonic()
     [result] = run_client_cases([case], f"{sys.executable} {script}", options)
     return result, time.monotonic() - started
 
 
-def test_an_adapter_that_never_answers_start_fails_within_bounds(short_tmp: Path) -> None:
+def test_an_adapter_that_never_answers_start_fails_within_bounds(
+    short_tmp: Path,
+) -> None:
     result, elapsed = _run_fake("silent", short_tmp)
     assert result.verdict is Verdict.FAIL
     assert "start" in result.detail
     assert elapsed < 20
 
 
-def test_an_adapter_that_hangs_on_send_fails_the_case_within_bounds(short_tmp: Path) -> None:
+def test_an_adapter_that_hangs_on_send_fails_the_case_within_bounds(
+    short_tmp: Path,
+) -> None:
     result, elapsed = _run_fake("hangs_on_send", short_tmp)
     assert result.verdict is Verdict.FAIL
     assert "within" in result.expected
     assert elapsed < 20
 
 
-def test_an_adapter_writing_other_output_on_stdout_breaks_the_contract(short_tmp: Path) -> None:
+def test_an_adapter_writing_other_output_on_stdout_breaks_the_contract(
+    short_tmp: Path,
+) -> None:
     result, _ = _run_fake("garbage", short_tmp)
     assert result.verdict is Verdict.FAIL
     assert "not JSON" in result.detail
 
 
-def test_an_adapter_that_dies_fails_with_its_stderr_in_the_report(short_tmp: Path) -> None:
+def test_an_adapter_that_dies_fails_with_its_stderr_in_the_report(
+    short_tmp: Path,
+) -> None:
     result, elapsed = _run_fake("dies", short_tmp)
     assert result.verdict is Verdict.FAIL
     assert "status 3" in result.detail
@@ -308,7 +390,24 @@ def test_an_adapter_that_dies_fails_with_its_stderr_in_the_report(short_tmp: Pat
     assert elapsed < 20
 
 
-def test_a_missing_adapter_command_fails_every_case_without_hanging(short_tmp: Path) -> None:
+def test_an_adapter_ending_well_passes_and_one_that_lingers_or_exits_nonzero_fails(
+    short_tmp: Path,
+) -> None:
+    # ADAPTER.md: at the end of its input the adapter exits with status 0.
+    result, _ = _run_fake("well_behaved", short_tmp, case_id="C-CONNECT-MISSING")
+    assert result.verdict is Verdict.PASS, result
+    result, elapsed = _run_fake("lingers", short_tmp, case_id="C-CONNECT-MISSING")
+    assert result.verdict is Verdict.FAIL
+    assert "did not exit" in result.detail
+    assert elapsed < 20
+    result, _ = _run_fake("exits_5", short_tmp, case_id="C-CONNECT-MISSING")
+    assert result.verdict is Verdict.FAIL
+    assert "status 5" in result.detail
+
+
+def test_a_missing_adapter_command_fails_every_case_without_hanging(
+    short_tmp: Path,
+) -> None:
     cases = load_cases("client", "C-ECHO,C-CONNECT-MISSING")
     options = RunOptions(schemas=SpecSchemas())
     results = run_client_cases(cases, str(short_tmp / "no-such-adapter"), options)

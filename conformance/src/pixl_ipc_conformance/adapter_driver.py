@@ -107,6 +107,7 @@ class AdapterDriver:
         self._tasks: list[asyncio.Task[None]] = []
         self._eof = asyncio.Event()
         self._write_lock = asyncio.Lock()
+        self._stopped = False
 
     # -- life ---------------------------------------------------------------
 
@@ -154,6 +155,9 @@ class AdapterDriver:
         proc = self.proc
         if proc is None:
             return None
+        if self._stopped:
+            return self.exit_status
+        self._stopped = True
         if proc.stdin is not None and not proc.stdin.is_closing():
             with contextlib.suppress(ConnectionError, OSError):
                 proc.stdin.close()

@@ -87,6 +87,8 @@ START_TIMEOUT_S = 15.0
 DEFAULT_REQUEST_WITHIN_S = 5.0
 DEFAULT_ANSWER_GRACE_S = 5.0
 DEFAULT_COMMAND_WITHIN_S = 5.0
+#: How long an adapter may take to exit once its stdin is closed.
+STOP_TIMEOUT_S = 3.0
 _POLL_S = 0.1
 #: Capabilities ADAPTER.md defines; others an adapter lists are ignored.
 KNOWN_CAPABILITIES = ("concurrent", "push", "auto_reconnect", "reconnect", "max_message_bytes")
@@ -581,7 +583,6 @@ def _server_view(ctx: _Context) -> str:
 class _Outcome:
     closers: list[Callable[[], None]] = field(default_factory=list)
     failure: StepFailed | None = None
-    notes: list[str] = field(default_factory=list)
     script_error: str = ""
 
 
@@ -657,14 +658,16 @@ async def _run_case(case: Case, command: str, options: RunOptions) -> CaseResult
             return skipped(case, str(exc))
         # Let a request the client wrote at the very end reach the checks.
         await asyncio.sleep(0)
+        # ADAPTER.md: at the end of its input the adapter closes and exits 0.
+        status = await driver.stop(STOP_TIMEOUT_S)
+        if status is not None and status != 0 and outcome.failure is None:
+            driver.problems.append(f"the adapter exited with status {status} at the end of its input, not 0")
         return _judge(case, started, outcome, server, driver)
     finally:
         for close in outcome.closers:
             close()
         if driver is not None:
-            await driver.stop(3.0)
-            if driver.problems and not outcome.script_error:
-                outcome.notes.extend(driver.problems)
+            await driver.stop(STOP_TIMEOUT_S)
         await server.aclose()
         shutil.rmtree(directory, ignore_errors=True)
 

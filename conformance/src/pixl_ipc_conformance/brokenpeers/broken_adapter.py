@@ -134,7 +134,7 @@ class Client:
             self._open()
         if "requires_info" in self.defects:
             try:
-                info = self.send("/ipcserver/info", None, 2.0)
+                info = self.send("/ipcserver/info", None, 10.0)
             except ClientError as exc:
                 self.close()
                 raise ClientError("connect", f"/ipcserver/info failed: {exc.message}") from exc
