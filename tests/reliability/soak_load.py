@@ -18,6 +18,7 @@ import asyncio
 import json
 import random
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -263,6 +264,73 @@ def _blocking_session(
     return count, answered, problems
 
 
+def _shared_blocking_session(
+    path: str, name: str, threads: int, count: int, seed: float
+) -> tuple[int, int, list[str]]:
+    """One IPCClient shared by several threads (its documented use), each checking its own tokens."""
+    answered = 0
+    problems: list[str] = []
+    lock = threading.Lock()
+
+    def run(thread_no: int, client: IPCClient) -> None:
+        nonlocal answered
+        rng = random.Random(seed + thread_no)
+        for index in range(count):
+            token = f"{name}-th{thread_no}-{index}"
+            size = rng.choice([KIB, KIB, 16 * KIB, 256 * KIB])
+            try:
+                if rng.random() < 0.2:
+                    delay = rng.choice([1, 10, 40])
+                    result: Any = client.send(DELAY, {"delay": delay})
+                    good = result == {"delay": delay}
+                else:
+                    result = client.send(ECHO, {"token": token, "pad": "h" * size})
+                    good = (
+                        isinstance(result, dict)
+                        and result.get("token") == token
+                        and len(result.get("pad", "")) == size
+                    )
+            except IPCError as exc:
+                with lock:
+                    problems.append(f"{token}: {exc!r}")
+                continue
+            with lock:
+                if good:
+                    answered += 1
+                else:
+                    problems.append(f"{token}: misdelivered {str(result)[:100]}")
+
+    with IPCClient(
+        path, request_timeout=60.0, connect_timeout=20.0, auto_reconnect=0
+    ) as client:
+        workers = [
+            threading.Thread(target=run, args=(n, client)) for n in range(threads)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(120)
+    return threads * count, answered, problems
+
+
+async def shared_blocking_connection(
+    path: str, name: str, count: int, rng: random.Random, report: WorkerReport
+) -> None:
+    """Four threads share one blocking client (FRAME-10, CORR-2)."""
+    sent, answered, problems = await asyncio.to_thread(
+        _shared_blocking_session, path, name, 4, count, rng.random()
+    )
+    report.requests += sent
+    report.answered += answered
+    for text in problems:
+        if "misdelivered" in text:
+            report.misdelivered += 1
+            report.problem(text, "shared-blocking:misdelivered")
+        else:
+            report.failed_with_error += 1
+            report.problem(text, "shared-blocking:error")
+
+
 async def blocking_connection(
     path: str, name: str, count: int, rng: random.Random, report: WorkerReport
 ) -> None:
@@ -500,6 +568,7 @@ class WorkerPlan:
     slow_pause: float = 1.5
     timeouts: int = 2
     blocking: int = 3
+    shared_blocking: int = 1
     handlers: bool = True
     seed: int = 0
 
@@ -556,6 +625,17 @@ async def run_worker(plan: WorkerPlan) -> WorkerReport:
             blocking_connection(
                 plan.path,
                 f"{prefix}b{index}",
+                plan.requests_per_connection,
+                sub,
+                report,
+            )
+        )
+    for index in range(plan.shared_blocking):
+        sub = random.Random(rng.random())
+        tasks.append(
+            shared_blocking_connection(
+                plan.path,
+                f"{prefix}h{index}",
                 plan.requests_per_connection,
                 sub,
                 report,

@@ -281,6 +281,7 @@ def test_sigterm_under_load_answers_every_request_received_then_exits_cleanly(
                 slow_readers=0,
                 timeouts=0,
                 blocking=0,
+                shared_blocking=0,
                 handlers=False,
                 seed=99,
             )
