@@ -33,6 +33,18 @@ def register(server: Any) -> None:
         request.connection.push({"push": request.data["token"]})
         return {"token": request.data["token"], "via": "push"}
 
+    marks: list[Any] = []
+
+    def mark(request: Any) -> int:
+        # Lets a test prove that a request was (or was not) handled.
+        marks.append(request.data)
+        return len(marks)
+
+    def count(request: Any) -> list[Any]:
+        return marks
+
+    server.add_uri_handler("/soak/mark", "soak-mark", mark)
+    server.add_uri_handler("/soak/marks", "soak-marks", count)
     server.add_uri_handler("/soak/threaded", "soak-threaded", threaded, threaded=True)
     server.add_uri_handler("/soak/async", "soak-async", coroutine)
     server.add_uri_handler("/soak/fail", "soak-fail", fail)

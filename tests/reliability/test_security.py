@@ -34,6 +34,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 MIB = 1024 * 1024
+HANDLERS = Path(__file__).resolve().parent / "soak_handlers.py"
 LIMIT = (
     16 * MIB
 )  # the smallest limit a server may use (LIMIT-1); keeps the big lines affordable
@@ -111,10 +112,12 @@ try:
 except OSError as exc:
     print(json.dumps({"connect_error": exc.strerror}))
     sys.exit(0)
-# Claims to be root (SEC-3: a claim must not matter).
+# Claims to be root (SEC-3: a claim must not matter). The mark request leaves
+# a trace in the server if it is handled (soak_handlers.py).
 req = {"ipcReqID": "nobody1", "uri": "/ipcserver/test/echo", "data": {"who": "nobody"}, "pid": 1, "userAgent": "root"}
+mark = {"ipcReqID": "nobody0", "uri": "/soak/mark", "data": "nobody", "pid": 1, "userAgent": "root"}
 try:
-    s.sendall(json.dumps(req).encode() + b"\n")
+    s.sendall(json.dumps(mark).encode() + b"\n" + json.dumps(req).encode() + b"\n")
 except OSError as exc:
     print(json.dumps({"send_error": exc.strerror}))
 buf = b""
@@ -193,10 +196,26 @@ def test_server_enforces_allowed_uids_and_gids_on_a_second_user(
         short_tmp, 0o755
     )  # let nobody reach the socket: only the credential check may refuse
     path = str(short_tmp / "c.sock")
-    serve(servers, path, "--config", config_file(short_tmp, block), "--chmod", "777")
+    serve(
+        servers,
+        path,
+        "--config",
+        config_file(short_tmp, block),
+        "--chmod",
+        "777",
+        "--handlers",
+        str(HANDLERS),
+    )
     seen = run_as_nobody(path)
+    with RawConn(path, timeout=10) as conn:  # root is listed in every block
+        conn.request("marks", "/soak/marks")
+        marks = conn.read_message(10)["data"]
     if nobody_allowed:
-        assert seen == [{"line": {"ipcReqID": "nobody1", "data": {"who": "nobody"}}}]
+        assert seen == [
+            {"line": {"ipcReqID": "nobody0", "data": 1}},
+            {"line": {"ipcReqID": "nobody1", "data": {"who": "nobody"}}},
+        ]
+        assert marks == ["nobody"]
     else:
         lines = [item["line"] for item in seen if "line" in item]
         assert len(lines) == 1, seen
@@ -225,6 +244,8 @@ def test_server_refuses_root_when_only_nobody_is_allowed(
         config_file(short_tmp, {"allowed_uids": [NOBODY]}),
         "--chmod",
         "777",
+        "--handlers",
+        str(HANDLERS),
     )
     with RawConn(path, timeout=10) as conn:
         conn.request("root1", ECHO, {"x": 1})
@@ -233,7 +254,8 @@ def test_server_refuses_root_when_only_nobody_is_allowed(
         with pytest.raises((EOFError, ConnectionResetError)):
             conn.read_line(10)
     assert run_as_nobody(path) == [
-        {"line": {"ipcReqID": "nobody1", "data": {"who": "nobody"}}}
+        {"line": {"ipcReqID": "nobody0", "data": 1}},
+        {"line": {"ipcReqID": "nobody1", "data": {"who": "nobody"}}},
     ]
 
 
