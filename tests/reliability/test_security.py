@@ -700,3 +700,47 @@ def test_connections_past_a_full_listen_backlog_are_served_by_both_clients(
     assert async_results == Counter({"ok": 400}) and blocking == Counter({"ok": 200}), (
         f"AsyncIPCClient: {dict(async_results)}; IPCClient: {dict(blocking)}"
     )
+
+
+def test_requests_in_progress_on_one_connection_never_pass_the_advertised_maximum(
+    short_tmp: Path, servers: list[Server]
+) -> None:
+    # LIMIT-5: past max_inflight_per_connection (BUILTIN-4) the server stops
+    # reading, and CORR-4: it still answers every request. With 500 ms delays,
+    # any answer before t0 + 1 s belongs to the first wave, so at most the
+    # maximum can arrive by then, however slow the machine.
+    path = str(short_tmp / "inflight.sock")
+    serve(servers, path)
+    with RawConn(path, timeout=30) as conn:
+        conn.request("info", "/ipcserver/info")
+        limit = conn.read_message(10)["data"]["limits"]["max_inflight_per_connection"]
+        assert isinstance(limit, int) and limit > 0
+        count = 3 * limit
+        payload = b"".join(
+            json.dumps(
+                {
+                    "ipcReqID": f"w{i}",
+                    "uri": "/ipcserver/test/delay",
+                    "data": {"delay": 500},
+                }
+            ).encode()
+            + b"\n"
+            for i in range(count)
+        )
+        started = time.monotonic()
+        sender = threading.Thread(target=conn.send, args=(payload,), daemon=True)
+        sender.start()
+        early = 0
+        seen: set[str] = set()
+        while len(seen) < count:
+            message = conn.read_message(30)
+            assert message["data"] == {"delay": 500}
+            assert message["ipcReqID"] not in seen
+            seen.add(message["ipcReqID"])
+            if time.monotonic() < started + 1.0:
+                early += 1
+        sender.join(10)
+    print(
+        f"\ninflight: limit={limit} requests={count} answered={len(seen)} first_wave={early}"
+    )
+    assert early <= limit
