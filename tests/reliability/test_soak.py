@@ -127,6 +127,8 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
+# The long form runs 4 to 5 minutes: past pytest.ini's 300 s default timeout.
+@pytest.mark.timeout(1800 if LONG else 300)
 def test_server_survives_mixed_load_with_faults_and_gives_back_its_resources(
     short_tmp: Path,
 ) -> None:
