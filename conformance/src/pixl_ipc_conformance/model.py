@@ -14,7 +14,8 @@ Case files
     ``description``  what the case does
     ``expect``       the expectation in words (shown for a FAIL)
     ``needs``        capability names the peer must have, else SKIP
-    ``tags``         free labels (``"big"`` marks cases that move many MiB)
+    ``tags``         free labels (``"big"``: moves many MiB; ``"heavy"``:
+                     hundreds of messages or connections)
     ``timeout_s``    the case's time bound: past it the case FAILs
     ``steps``        the step objects, each with an ``op``; server steps are
                      executed by :mod:`.server_runner`, client steps by

@@ -21,6 +21,8 @@ Server steps (``conformance/cases/case.schema.json``, ``$defs/server_step``):
 ``sleep``          wait ``s`` seconds
 ``fanout``         ``count`` connections at once, one echo each
 ``probe``          a fresh connection gets an echo answered (the server is alive)
+``flood``          write big echo requests without reading until the server stops
+                   reading (LIMIT-5), check another connection, then read them all
 
 Every message received is checked against the spec's schemas (``message`` and
 its own kind) besides the case's matchers. A message without an ``ipcReqID``
@@ -448,11 +450,17 @@ class _CaseRun:
 
     def op_expect_none(self, step: dict[str, Any]) -> None:
         conn = self.conn(step)
-        deadline = min(self.deadline, time.monotonic() + step["for_s"] * self.scale)
+        window_end = time.monotonic() + step["for_s"] * self.scale
+        deadline = min(self.deadline, window_end)
         while True:
             try:
                 received = conn.wire.read_message(deadline)
-            except WireTimeout:
+            except WireTimeout as exc:
+                if window_end > self.deadline:
+                    # Cut short: the quiet window was not watched in full.
+                    raise StepFailed(
+                        f"no reply for {step['for_s'] * self.scale:g} s", "the case's time bound passed first"
+                    ) from exc
                 return
             except WireError as exc:
                 raise StepFailed("no message and the connection open", str(exc)) from exc
@@ -519,6 +527,104 @@ class _CaseRun:
                 return
         finally:
             wire.close()
+
+    def op_flood(self, step: dict[str, Any]) -> None:
+        count: int = step["count"]
+        size: int = step["bytes"]
+        stall_s = step.get("stall_s", 1.0)
+        deadline = self.bound(step.get("within_s"))
+        wire = self.connect()
+        selector = selectors.DefaultSelector()
+        pattern = _padded_echo("x", size + 64)[1]
+        lines = (
+            _echo_line(f"fl{n}", pattern[: size - len(_echo_line(f"fl{n}", ""))]) + b"\n"
+            for n in range(count)
+        )
+        try:
+            wire.sock.setblocking(False)
+            selector.register(wire.sock, selectors.EVENT_WRITE)
+            pending = b""
+            written = 0
+            # Phase 1: write without reading until a write waits stall_s (LIMIT-5).
+            while True:
+                if not pending:
+                    pending = next(lines, b"")
+                    written += 1
+                    if not pending:
+                        raise StepFailed(
+                            "the server to stop reading while its answers are not read (LIMIT-5)",
+                            f"it read all {count} requests ({count * size >> 20} MiB), no answer read",
+                        )
+                try:
+                    pending = pending[wire.sock.send(pending) :]
+                    continue
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise StepFailed("the server to keep the connection", str(exc)) from exc
+                if not selector.select(min(stall_s * self.scale, max(0.0, deadline - time.monotonic()))):
+                    break
+                if time.monotonic() > deadline:
+                    raise StepFailed("the flood written", "the time bound passed")
+            # Phase 2: the server must serve others meanwhile (LIMIT-6).
+            self.op_probe({"within_s": step.get("probe_within_s", 2.0)})
+            # Phase 3: read every answer while writing the rest.
+            expected = {f"fl{n}" for n in range(count)}
+            selector.modify(wire.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            writing = True
+            while expected:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StepFailed(
+                        f"answers to all {count} requests",
+                        f"{len(expected)} unanswered within the time bound (first {min(expected)})",
+                    )
+                for _, events in selector.select(left):
+                    if events & selectors.EVENT_WRITE and writing:
+                        if not pending:
+                            pending = next(lines, b"")
+                            if not pending:
+                                writing = False
+                                selector.modify(wire.sock, selectors.EVENT_READ)
+                                continue
+                        try:
+                            pending = pending[wire.sock.send(pending) :]
+                        except BlockingIOError:
+                            pass
+                        except OSError as exc:
+                            raise StepFailed("the server to keep the connection", str(exc)) from exc
+                    if events & selectors.EVENT_READ:
+                        try:
+                            data = wire.sock.recv(1 << 20)
+                        except BlockingIOError:
+                            continue
+                        except OSError as exc:
+                            raise StepFailed(f"answers to all {count} requests", str(exc)) from exc
+                        if not data:
+                            raise StepFailed(
+                                f"answers to all {count} requests", "the server closed the connection"
+                            )
+                        wire.feed(data)
+                        while (received := wire.poll_message()) is not None:
+                            self._check_flood_answer(received, expected, pattern, size)
+        finally:
+            selector.close()
+            wire.close()
+
+    def _check_flood_answer(self, received: Received, expected: set[str], pattern: str, size: int) -> None:
+        self.check_schema(received)
+        message = received.value
+        if isinstance(message, dict) and "ipcReqID" not in message:
+            return
+        request_id = message.get("ipcReqID") if isinstance(message, dict) else None
+        if request_id not in expected:
+            raise StepFailed(
+                "each request answered exactly once (RESP-1)", f"an answer to {clip(request_id)}"
+            )
+        expected.discard(request_id)
+        data = pattern[: size - len(_echo_line(str(request_id), ""))]
+        if message.get("data") != data:
+            raise StepFailed(f"the echo of {request_id} with its data unchanged", clip(message))
 
     def op_fanout(self, step: dict[str, Any]) -> None:
         count = step["count"]

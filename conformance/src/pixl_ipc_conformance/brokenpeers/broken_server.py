@@ -65,6 +65,7 @@ DEFECTS: dict[str, str] = {
     "one-request-per-connection": "the connection is closed after the first response (TRANS-2)",
     "cross-connection": "answers go to the connection that last used the id, not to the asker (RESP-6)",
     "unanchored-routes": "routes match anywhere in the uri, not the whole uri (ROUTE-1)",
+    "unbounded-buffering": "the server reads on while its answers pile up unwritten (LIMIT-5)",
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
 }
@@ -78,6 +79,8 @@ NO_URI_MESSAGE = "Missing required uri parameter from request"
 # CORR-6: the id is recovered from the head of a line that could not be read.
 _ID_IN_HEAD = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
 _WS = b" \t\r"
+#: Unwritten answers past this many bytes stop reading (LIMIT-5).
+_HIGH_WATER = 1 * MIB
 
 
 def _falsy(value: Any) -> bool:
@@ -116,7 +119,7 @@ class _Conn:
         self.count = 0
         self.closing = False
         # LIMIT-5: at most this many requests in progress before reading stops.
-        self.slots = asyncio.Semaphore(1024)
+        self.slots = asyncio.Semaphore(1 << 30 if server.defect == "unbounded-buffering" else 1024)
 
     def write(self, message: dict[str, Any]) -> None:
         if self.closing or self.writer.is_closing():
@@ -300,6 +303,13 @@ class BrokenServer:
         conn.count += 1
         if self.defect == "lose-pipelined" and conn.count > 100:
             return
+        if self.defect != "unbounded-buffering":
+            # LIMIT-5: no more reading while the unwritten answers pass the mark.
+            transport = conn.writer.transport
+            if transport.get_write_buffer_size() > _HIGH_WATER:
+                with contextlib.suppress(ConnectionError):
+                    await conn.writer.drain()
+
         if self.defect == "in-order":
             await self._handle(conn, request)
             return
