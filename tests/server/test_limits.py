@@ -272,3 +272,28 @@ def test_shutdown_answers_requests_still_waiting_for_an_in_flight_slot(
             assert sorted(json.loads(line)["data"] for line in lines) == list(range(6))
     finally:
         running.stop()
+
+
+def _status_bytes(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(key)
+
+
+def test_a_64_mib_echo_peaks_under_four_times_its_size(server: Any) -> None:
+    # LIMIT-1 at the default limit, without copies that multiply the cost:
+    # the line, the parsed value and the encoded reply may coexist, little more.
+    head = b'{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":"'
+    size = 64 * MIB - len(head) - 2
+    with RawClient(server.path, timeout=60) as client:
+        echo(client, 0)
+        baseline = _status_bytes(server.proc.pid, "VmRSS:")
+        client.send(head + b"e" * size + b'"}\n')
+        reply = client.read_line()
+        assert (
+            reply.startswith(b'{"ipcReqID":"rq1","data":"eee')
+            and len(reply) == size + 28
+        )
+        peak = _status_bytes(server.proc.pid, "VmHWM:")
+    assert peak - baseline <= 4 * 64 * MIB, (peak - baseline) / MIB
