@@ -162,7 +162,7 @@ def test_send_timeout_exit_2(
         ]
     )
     assert status == 2
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 5  # not after the 10 s delay
     assert (
         "no response to /ipcserver/test/delay within 0.3 s" in capsys.readouterr().err
     )

@@ -208,7 +208,7 @@ def test_timeout_and_late_answer_dropped(peer_factory: PeerFactory, run: Any) ->
             started = time.monotonic()
             with pytest.raises(RequestTimeout):
                 await client.send("/slow", timeout=0.3)
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 5
             assert await client.send("/next") == "second"  # CORR-3
             assert await client.send("/again", 3) == 3
 
@@ -233,7 +233,7 @@ def test_default_timeout_applies_to_concurrent_requests(
                 client.send("/c"),
                 return_exceptions=True,
             )
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 5
             assert client._pending == {}
             return results
 
@@ -259,7 +259,7 @@ def test_server_close_fails_all_pending_at_once(
             results = await asyncio.gather(
                 *(client.send("/x") for _ in range(3)), return_exceptions=True
             )
-            assert time.monotonic() - started < 2  # LIFE-3
+            assert time.monotonic() - started < 5  # LIFE-3
             with pytest.raises(ServerClosed, match="auto_reconnect"):
                 await client.send("/y")
             return results
@@ -312,7 +312,7 @@ def test_send_gives_up_when_reconnect_does_not_succeed_in_time(
         started = time.monotonic()
         with pytest.raises(ServerClosed, match="could not be reopened"):
             await client.send("/x", timeout=0.5)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5
         await client.close()
         assert client._reconnect_task is None
 
@@ -375,7 +375,7 @@ def test_close_fails_pending_and_leaves_no_fd_or_task(
         await client.close()
         with pytest.raises(ServerClosed, match="closed"):
             await pending
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5
         assert ours not in open_sockets()  # released by the time close() returns
         assert len(asyncio.all_tasks()) == tasks_before
         with pytest.raises(ServerClosed, match="closed"):
@@ -455,7 +455,7 @@ def test_short_timeout_after_a_long_one_still_fires_on_time(
             started = time.monotonic()
             with pytest.raises(RequestTimeout):
                 await client.send("/b", timeout=0.2)
-            assert time.monotonic() - started < 2
+            assert time.monotonic() - started < 5
 
     run(main())
 
@@ -477,7 +477,7 @@ def test_sends_wait_while_the_server_does_not_read(
             results = await asyncio.gather(
                 *(client.send("/x", blob) for _ in range(64)), return_exceptions=True
             )
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < 5
             assert client._pending == {}
             return results
 
@@ -505,4 +505,4 @@ def test_connect_waits_for_a_full_backlog_then_times_out(
         elapsed = run(main())
     finally:
         backlog.close()
-    assert 0.2 < elapsed < 2
+    assert 0.2 < elapsed < 5

@@ -257,7 +257,7 @@ def test_timeout_then_late_answer_is_dropped_not_delivered(
         started = time.monotonic()
         with pytest.raises(RequestTimeout) as info:
             client.send("/slow", timeout=0.3)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5
         assert info.value.uri == "/slow"
         # CORR-3: the late answer arrives first and must not become this one's.
         assert client.send("/next", timeout=5) == "second answer"
@@ -276,7 +276,7 @@ def test_server_close_fails_pending_request_at_once(peer_factory: PeerFactory) -
         started = time.monotonic()
         with pytest.raises(ServerClosed):
             client.send("/x")
-        assert time.monotonic() - started < 2  # LIFE-3: not after the 10 s timeout
+        assert time.monotonic() - started < 5  # LIFE-3: not after the 10 s timeout
 
 
 def test_server_close_fails_every_pending_request_of_every_thread(
@@ -310,7 +310,7 @@ def test_server_close_fails_every_pending_request_of_every_thread(
         gate.set()
         for t in threads:
             t.join(5)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 5
     assert len(outcomes) == 4
     assert all(isinstance(o, ServerClosed) for o in outcomes), outcomes
 
@@ -451,7 +451,7 @@ def test_close_fails_pending_and_leaks_no_fd_or_thread(
     started = time.monotonic()
     client.close()
     waiter.join(5)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5
     assert len(errors) == 1 and isinstance(errors[0], ServerClosed)
     assert "closed" in str(errors[0])
     assert ours not in open_sockets()
@@ -563,7 +563,7 @@ def test_write_that_cannot_finish_times_out_and_drops_the_connection(
         started = time.monotonic()
         with pytest.raises(RequestTimeout):
             client.send("/x", {"blob": "w" * (32 * 1024 * 1024)}, timeout=0.5)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 5
         # Part of the line may be out: that connection cannot carry another one.
         assert not client.connected
     stop.set()
@@ -579,7 +579,7 @@ def test_connect_waits_for_a_full_backlog_then_times_out(short_tmp: Path) -> Non
     finally:
         backlog.close()
     assert info.value.reason == "timeout"
-    assert 0.2 < elapsed < 2  # it waited for the server, within connect_timeout
+    assert 0.2 < elapsed < 5  # it waited for the server, within connect_timeout
 
 
 def test_many_threads_many_requests_each_get_their_own_answers(

@@ -278,8 +278,11 @@ class AsyncIPCClient:
         conn = self._conn
         if conn is None or not conn.open:
             conn = await self._usable_connection(deadline, seconds)
-        if conn._writable is not None and not await conn.writable(deadline):
-            raise RequestTimeout(uri, seconds)
+        if conn._writable is not None:
+            if not await conn.writable(deadline):
+                raise RequestTimeout(uri, seconds)
+            if not conn.open:  # lost while waiting to write
+                raise ServerClosed("the server closed the connection")
         request_id, payload = conn.proto.encode_request(uri, data)
         future: _Future = loop.create_future()
         self._pending[request_id] = future
@@ -449,6 +452,8 @@ class AsyncIPCClient:
                     return
                 except ConnectError as exc:
                     logger.info("reconnect to %s failed: %s", self.options.socket_path, exc)
+                except ServerClosed:
+                    return  # closed meanwhile
         finally:
             if self._reconnect_task is asyncio.current_task():
                 self._reconnect_task = None
@@ -461,7 +466,7 @@ class AsyncIPCClient:
             if not future.done():
                 future.set_exception(error)
         if conn.transport is not None:
-            conn.transport.close()
+            conn.transport.abort()  # every pending request has failed already
 
     def _fail_pending(self, make_error: Any) -> None:
         pending, self._pending = self._pending, {}
