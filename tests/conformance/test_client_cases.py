@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pixl_ipc_conformance.client_runner import (
+from pixl_ipc_conformance.client_runner import run_client_cases
+from pixl_ipc_conformance.client_steps import (
     KNOWN_CAPABILITIES,
     STEP_OPS,
     json_equal,
     padded_string,
-    run_client_cases,
 )
 from pixl_ipc_conformance.model import REPO_ROOT, Case, RunOptions, Verdict, load_cases
 from pixl_ipc_conformance.schemas import SpecSchemas
