@@ -43,7 +43,7 @@ FORM = "long" if LONG else "short"
 WORKERS = 4
 CONNECTIONS_PER_WORKER = 50
 # Short: one round of 200 connections. Long: the same mix, round after round.
-ROUNDS = int(os.environ.get("PIXL_SOAK_ROUNDS", "30" if LONG else "2"))
+ROUNDS = int(os.environ.get("PIXL_SOAK_ROUNDS", "60" if LONG else "2"))
 REQUESTS_PER_CONNECTION = 8
 # glibc raises its mmap threshold after the first multi-MiB buffer is freed,
 # after which such buffers stay in the heap and RSS stays 50-140 MiB above the
@@ -127,7 +127,7 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return total
 
 
-# The long form runs 4 to 5 minutes: past pytest.ini's 300 s default timeout.
+# The long form runs 3 to 10 minutes: past the 300 s default timeout of pytest.ini.
 @pytest.mark.timeout(1800 if LONG else 300)
 def test_server_survives_mixed_load_with_faults_and_gives_back_its_resources(
     short_tmp: Path,
