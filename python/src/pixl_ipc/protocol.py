@@ -265,7 +265,8 @@ class ServerProtocol:
 # --- client side -------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, like IncomingRequest: one is made per response.
+@dataclass(slots=True)
 class IncomingResponse:
     """A message from the server that carries a truthy ``ipcReqID``."""
 
@@ -273,7 +274,7 @@ class IncomingResponse:
     message: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IncomingPush:
     """A message from the server without an id (PUSH-1)."""
 
@@ -367,7 +368,9 @@ class ClientProtocol:
                 self.malformed += 1
                 continue
             request_id = message.get("ipcReqID")
-            if is_falsy_id(request_id) or isinstance(request_id, (dict, list)):
+            if type(request_id) is str and request_id:
+                events.append(IncomingResponse(request_id, message))  # the common case
+            elif is_falsy_id(request_id) or isinstance(request_id, (dict, list)):
                 events.append(IncomingPush(message))
             else:
                 events.append(IncomingResponse(request_id, message))
