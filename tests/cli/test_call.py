@@ -303,3 +303,55 @@ def test_python_m_pixl_ipc_send_in_a_subprocess(server_path: str) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"n": 42}
     assert proc.stderr == ""
+
+
+def test_ping_reconnects_when_the_server_hangs_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import socket
+    import threading
+
+    directory = tempfile.mkdtemp(prefix="pxl-")
+    path = os.path.join(directory, "flaky.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(4)
+    connections = []
+
+    def serve() -> None:
+        # Each connection answers one echo, then the server hangs up on it.
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(conn)
+            with conn:
+                line = conn.makefile("rb").readline()
+                if line:
+                    request = json.loads(line)
+                    conn.sendall(
+                        json.dumps(
+                            {"ipcReqID": request["ipcReqID"], "data": request["data"]}
+                        ).encode()
+                        + b"\n"
+                    )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        status = main(
+            ["ping", "--socket", path, "-c", "3", "-i", "0.3", "--timeout", "5"]
+        )
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept; close() alone does not
+        listener.close()
+        thread.join(5)
+        shutil.rmtree(directory)
+    assert not thread.is_alive()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].startswith("64 bytes from flaky.sock: seq=2 time="), (
+        lines
+    )  # reconnected
+    assert len(connections) >= 2
+    assert status in (0, 1)

@@ -92,7 +92,7 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
     return status
 
 
-def _client(args: argparse.Namespace) -> IPCClient:
+def _client(args: argparse.Namespace, *, reconnect: bool = False) -> IPCClient:
     if not args.timeout > 0 or not math.isfinite(args.timeout):
         raise ConfigError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     return IPCClient(
@@ -100,7 +100,7 @@ def _client(args: argparse.Namespace) -> IPCClient:
         request_timeout=args.timeout,
         connect_timeout=min(args.timeout, 5.0),
         user_agent=_USER_AGENT,
-        auto_reconnect=0,
+        auto_reconnect=1.0 if reconnect else 0,
     )
 
 
@@ -189,7 +189,7 @@ def run_ping(args: argparse.Namespace) -> int:
     sent = 0
     print(f"PING {args.socket}: {size} data bytes")
     try:
-        client = _client(args)
+        client = _client(args, reconnect=True)  # a server restart shows as lost pings
         client.connect()
     except (ConnectError, ConfigError) as exc:
         return _fail(str(exc))
