@@ -43,7 +43,7 @@ LIMIT = 16 * 1024 * 1024
 #: The machine is shared: when it is loaded, the time bounds stretch (up to 3x)
 #: so that a slow but working server is not taken for a hung one.
 LOAD_SCALE = min(3.0, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
-REFERENCE = "{python} -m pixl_ipc serve --socket {socket} --max-message-bytes 16777216"
+REFERENCE = "{python} -m pixl_ipc serve --socket {socket} --max-message-bytes 16777216 --chmod {chmod}"
 BROKEN = "{python} -m pixl_ipc_conformance.brokenpeers.broken_server --socket {socket}"
 SERVER_CASES = load_cases("server")
 
@@ -55,7 +55,10 @@ def schemas() -> SpecSchemas:
 
 def _run_reference(cases: list[Case], schemas: SpecSchemas) -> list[CaseResult]:
     options = RunOptions(
-        schemas=schemas, timeout_scale=LOAD_SCALE, max_message_bytes=LIMIT
+        schemas=schemas,
+        timeout_scale=LOAD_SCALE,
+        max_message_bytes=LIMIT,
+        start_command=REFERENCE,
     )
     with started_server(REFERENCE) as path:
         return run_server_cases(cases, path, options)
@@ -221,6 +224,16 @@ def test_a_case_needing_the_limit_is_skipped_without_it(
     )
     assert result.verdict is Verdict.SKIP
     assert "max-message-bytes" in result.detail
+
+
+def test_a_lifecycle_case_is_skipped_without_a_start_command(
+    sock_path: str, schemas: SpecSchemas
+) -> None:
+    result = run_server_case(
+        _case("S-LIFE-SHUTDOWN"), sock_path, RunOptions(schemas=schemas)
+    )
+    assert result.verdict is Verdict.SKIP
+    assert "--start" in result.detail
 
 
 def test_a_push_is_set_aside(

@@ -186,6 +186,7 @@ def _run_server(args: argparse.Namespace) -> int:
         timeout_scale=args.timeout_scale,
         max_message_bytes=args.max_message_bytes,
         cwd=REPO_ROOT,
+        start_command=args.start,
     )
     meta: dict[str, Any] = {"kind": "server", "socket": args.socket, "start": args.start}
     if args.start is not None:
@@ -263,6 +264,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
             timeout_scale=args.timeout_scale,
             max_message_bytes=entry.get("max_message_bytes"),
             cwd=REPO_ROOT,
+            start_command=entry["command"] if kind == "server" else None,
         )
         results: list[CaseResult]
         if kind == "server":

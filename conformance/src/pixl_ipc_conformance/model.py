@@ -15,7 +15,8 @@ Case files
     ``expect``       the expectation in words (shown for a FAIL)
     ``needs``        capability names the peer must have, else SKIP
     ``tags``         free labels (``"big"``: moves many MiB; ``"heavy"``:
-                     hundreds of messages or connections)
+                     hundreds of messages or connections; ``"lifecycle"``:
+                     starts servers of its own)
     ``timeout_s``    the case's time bound: past it the case FAILs
     ``steps``        the step objects, each with an ``op``; server steps are
                      executed by :mod:`.server_runner`, client steps by
@@ -195,6 +196,10 @@ class RunOptions:
         max_message_bytes: the server's message limit, when known; cases that
             need it (``needs: ["max_message_bytes"]``) are skipped otherwise.
         cwd: working directory of the commands the runner starts.
+        start_command: the command that starts the server under test
+            (``{socket}`` substituted), when the runner started it; cases
+            that start more servers (``needs: ["start_command"]``) are
+            skipped otherwise.
     """
 
     schemas: SpecSchemas
@@ -202,6 +207,7 @@ class RunOptions:
     timeout_scale: float = 1.0
     max_message_bytes: int | None = None
     cwd: Path | None = None
+    start_command: str | None = None
 
 
 def result_for(

@@ -21,6 +21,14 @@ Server steps (``conformance/cases/case.schema.json``, ``$defs/server_step``):
 ``sleep``          wait ``s`` seconds
 ``fanout``         ``count`` connections at once, one echo each
 ``probe``          a fresh connection gets an echo answered (the server is alive)
+``spawn``          start another server (``start_command``) at a path prepared
+                   as ``none``/``regular_file``/``directory``/``symlink``/
+                   ``stale_socket``/``same_as`` another; it ``serves`` or ``refuses``
+                   (leaving the path as it was: LIFE-6)
+``signal``         send a signal to a spawned server
+``expect_mode``    a spawned server's socket file has the mode it was given
+                   (``spawn`` with ``chmod``; SEC-1)
+``expect_exit``    a spawned server exits and removes its socket path (LIFE-7)
 ``flood``          write big echo requests without reading until the server stops
                    reading (LIMIT-5), check another connection, then read them all
 
@@ -40,6 +48,7 @@ import selectors
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -71,7 +80,14 @@ __all__ = [
 ECHO_URI = "/ipcserver/test/echo"
 DEFAULT_CONN = "main"
 #: What a server case may list in ``needs``.
-SERVER_NEEDS = {"max_message_bytes": "the server's --max-message-bytes is not known to the runner"}
+#: The mode ``{chmod}`` stands for in a start command when a case sets none:
+#: the original's default (SEC-1).
+DEFAULT_CHMOD = "777"
+SERVER_NEEDS = {
+    "max_message_bytes": "the server's --max-message-bytes is not known to the runner",
+    "start_command": "the runner did not start the server (--start), so it cannot start more",
+    "chmod": "the start command has no {chmod} placeholder for the socket's mode",
+}
 _CLIP = 240
 #: Up to this depth a nested request's echo is expected by ``expect generated``;
 #: deeper, the server may refuse it (LIMIT-4) and the case says what it accepts.
@@ -249,6 +265,8 @@ class _CaseRun:
         self.conns: dict[str, _Conn] = {}
         self.variables: dict[str, Any] = {"max_message_bytes": options.max_message_bytes}
         self.probes = 0
+        self.spawned: dict[str, _Spawned] = {}
+        self.scratch: str | None = None
 
     # -- plumbing --------------------------------------------------------
 
@@ -263,15 +281,19 @@ class _CaseRun:
             self.conns[name] = _Conn(self.connect())
         return self.conns[name]
 
-    def connect(self) -> WireConnection:
+    def connect(self, path: str | None = None) -> WireConnection:
         try:
-            return WireConnection(self.path, self.bound(5.0))
+            return WireConnection(path or self.path, self.bound(5.0))
         except WireError as exc:
             raise StepFailed("a connection to the server", str(exc)) from exc
 
     def close_all(self) -> None:
         for conn in self.conns.values():
             conn.wire.close()
+        for spawned in self.spawned.values():
+            spawned.stop()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def check_schema(self, received: Received) -> None:
         if received.error is not None:
@@ -314,7 +336,8 @@ class _CaseRun:
         name = step.get("conn", DEFAULT_CONN)
         if name in self.conns:
             self.conns[name].wire.close()
-        self.conns[name] = _Conn(self.connect())
+        path = self.spawned[step["server"]].path if "server" in step else None
+        self.conns[name] = _Conn(self.connect(path))
 
     def op_send(self, step: dict[str, Any]) -> None:
         conn = self.conn(step)
@@ -504,8 +527,9 @@ class _CaseRun:
     def op_probe(self, step: dict[str, Any]) -> None:
         self.probes += 1
         request_id = f"probe{self.probes}"
+        path = self.spawned[step["server"]].path if "server" in step else self.path
         try:
-            wire = WireConnection(self.path, self.bound(step.get("within_s", 5.0)))
+            wire = WireConnection(path, self.bound(step.get("within_s", 5.0)))
         except WireError as exc:
             raise StepFailed("the server alive (a new connection)", str(exc)) from exc
         conn = _Conn(wire)
@@ -626,6 +650,91 @@ class _CaseRun:
         if message.get("data") != data:
             raise StepFailed(f"the echo of {request_id} with its data unchanged", clip(message))
 
+    # -- lifecycle (LIFE-6, LIFE-7): servers the case starts itself ------
+
+    def _prepare(self, step: dict[str, Any]) -> tuple[str, Any]:
+        """Make the socket path a spawn step asks for; return it and a fingerprint."""
+        if self.scratch is None:
+            self.scratch = tempfile.mkdtemp(prefix="pxl-")
+        prepare = step.get("prepare", "none")
+        if prepare == "same_as":
+            path = self.spawned[step["same_as"]].path
+        else:
+            path = os.path.join(self.scratch, f"{step['name']}.sock")
+        if prepare == "regular_file":
+            Path(path).write_text("a file that is not a socket\n")
+        elif prepare == "directory":
+            os.mkdir(path)
+        elif prepare == "symlink":
+            target = os.path.join(self.scratch, f"{step['name']}.target")
+            Path(target).write_text("the symbolic link's target\n")
+            os.symlink(target, path)
+        elif prepare == "stale_socket":
+            stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            stale.bind(path)
+            stale.close()  # bound, never listening: connecting is refused
+        return path, _fingerprint(path)
+
+    def op_spawn(self, step: dict[str, Any]) -> None:
+        command = self.options.start_command
+        if command is None:
+            raise StepFailed("a start command", "none given (--start)")
+        path, before = self._prepare(step)
+        spawned = _Spawned(step["name"], path, command, self.options.cwd, step.get("chmod", DEFAULT_CHMOD))
+        self.spawned[step["name"]] = spawned
+        deadline = self.bound(step.get("within_s", 5.0))
+        if step["expect"] == "serves":
+            while not (_accepts(path)):
+                if spawned.proc.poll() is not None:
+                    raise StepFailed(
+                        f"the server to start at a path prepared as {step.get('prepare', 'none')}",
+                        f"it exited with status {spawned.proc.returncode}: {_tail(spawned.log)}",
+                    )
+                if time.monotonic() > deadline:
+                    raise StepFailed("the server to accept connections", "it did not within the time bound")
+                time.sleep(0.02)
+            return
+        # Refuses: it must leave what is at the path alone (LIFE-6), whether it
+        # exits (the expected way) or keeps running.
+        while spawned.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        after = _fingerprint(path)
+        if after != before:
+            raise StepFailed(
+                f"{_PREPARED.get(step.get('prepare', 'none'), 'what was')} at the socket path left as it was",
+                f"{_describe_fingerprint(before)} became {_describe_fingerprint(after)}",
+            )
+        if spawned.proc.poll() is None:
+            spawned.stop()
+
+    def op_expect_mode(self, step: dict[str, Any]) -> None:
+        path = self.spawned[step["server"]].path
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError as exc:
+            raise StepFailed(f"a socket file of mode {step['mode']}", str(exc)) from exc
+        if mode != int(step["mode"], 8):
+            raise StepFailed(f"the socket file's mode {step['mode']} (SEC-1)", f"mode {mode:03o}")
+
+    def op_signal(self, step: dict[str, Any]) -> None:
+        spawned = self.spawned[step["server"]]
+        if spawned.proc.poll() is not None:
+            raise StepFailed("the server running", f"it had exited with status {spawned.proc.returncode}")
+        spawned.proc.send_signal(getattr(signal, step.get("signal", "SIGTERM")))
+
+    def op_expect_exit(self, step: dict[str, Any]) -> None:
+        spawned = self.spawned[step["server"]]
+        deadline = self.bound(step.get("within_s"))
+        while spawned.proc.poll() is None:
+            if time.monotonic() > deadline:
+                raise StepFailed("the server to exit", "it was still running at the time bound")
+            time.sleep(0.02)
+        if step.get("path_removed", True) and _fingerprint(spawned.path) is not None:
+            raise StepFailed(
+                "the socket path removed at shutdown (LIFE-7)",
+                f"{_describe_fingerprint(_fingerprint(spawned.path))} left at the path",
+            )
+
     def op_fanout(self, step: dict[str, Any]) -> None:
         count = step["count"]
         deadline = self.bound(step.get("within_s"))
@@ -686,6 +795,66 @@ class _CaseRun:
                 wire.close()
 
 
+class _Spawned:
+    """A server process a lifecycle case starts itself, with its output kept."""
+
+    def __init__(self, name: str, path: str, command: str, cwd: Path | None, chmod: str) -> None:
+        from .cli import expand_command
+
+        self.name = name
+        self.path = path
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        self.proc = subprocess.Popen(
+            expand_command(command, socket=path, chmod=chmod),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=self.log,
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(3.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+_PREPARED = {
+    "regular_file": "the regular file",
+    "directory": "the directory",
+    "symlink": "the symbolic link",
+    "stale_socket": "the stale socket",
+    "same_as": "the live server's socket",
+}
+
+
+def _fingerprint(path: str) -> Any:
+    """What is at a path, without following a symbolic link: kind, inode, contents."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return ("symlink", info.st_ino, os.readlink(path))
+    if stat.S_ISREG(info.st_mode):
+        return ("file", info.st_ino, Path(path).read_bytes())
+    if stat.S_ISDIR(info.st_mode):
+        return ("directory", info.st_ino, tuple(sorted(os.listdir(path))))
+    if stat.S_ISSOCK(info.st_mode):
+        return ("socket", info.st_ino, None)
+    return ("other", info.st_ino, None)
+
+
+def _describe_fingerprint(fingerprint: Any) -> str:
+    if fingerprint is None:
+        return "nothing"
+    return f"a {fingerprint[0]} (inode {fingerprint[1]})"
+
+
 def run_server_case(case: Case, socket_path: str, options: RunOptions) -> CaseResult:
     """Run one server case; never raises for the server's faults, never hangs.
 
@@ -701,6 +870,10 @@ def run_server_case(case: Case, socket_path: str, options: RunOptions) -> CaseRe
         if need not in SERVER_NEEDS:
             return skipped(case, f"unknown need {need!r}")
         if need == "max_message_bytes" and options.max_message_bytes is None:
+            return skipped(case, SERVER_NEEDS[need])
+        if need == "start_command" and options.start_command is None:
+            return skipped(case, SERVER_NEEDS[need])
+        if need == "chmod" and "{chmod}" not in (options.start_command or ""):
             return skipped(case, SERVER_NEEDS[need])
     run = _CaseRun(case, socket_path, options)
     try:
@@ -766,7 +939,8 @@ def started_server(
 ) -> Iterator[str]:
     """Start a server command on a fresh temporary socket; stop it afterwards.
 
-    ``{socket}`` and ``{python}`` in the command are substituted. The server is
+    ``{socket}``, ``{python}`` and ``{chmod}`` (the original's default mode,
+    777) in the command are substituted. The server is
     ready when its socket accepts a connection. On exit it gets SIGTERM, then
     SIGKILL after 5 seconds.
 
@@ -786,7 +960,7 @@ def started_server(
 
     directory = tempfile.mkdtemp(prefix="pxc-")
     path = os.path.join(directory, "server.sock")
-    argv = expand_command(command, socket=path)
+    argv = expand_command(command, socket=path, chmod=DEFAULT_CHMOD)
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server stops
     try:
         proc = subprocess.Popen(

@@ -16,10 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import re
 import signal
+import socket
+import stat
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -54,7 +57,7 @@ DEFECTS: dict[str, str] = {
     "drop-falsy-data": 'falsy data ({}, [], "", 0, false) is left out of the response (REQ-4)',
     "absent-data-object": "absent data reaches the echo as {} instead of null (REQ-4, BUILTIN-1)",
     "delay-ignored": "/ipcserver/test/delay answers at once whatever the delay (BUILTIN-2)",
-    "delay-zero-waits": "/ipcserver/test/delay with 0 or no delay waits 2 s (BUILTIN-2)",
+    "delay-zero-waits": "/ipcserver/test/delay with 0 or no delay waits 5 s (BUILTIN-2)",
     "lax-types": "a uri or ipcReqID of a wrong type is not answered bad_request (REQ-2, REQ-3)",
     "max-100-connections": "connections past 100 open at once are closed at once (TRANS-2)",
     "disconnect-closes-all": "a client gone mid-request makes the server close every connection (LIFE-5)",
@@ -66,6 +69,11 @@ DEFECTS: dict[str, str] = {
     "cross-connection": "answers go to the connection that last used the id, not to the asker (RESP-6)",
     "unanchored-routes": "routes match anywhere in the uri, not the whole uri (ROUTE-1)",
     "unbounded-buffering": "the server reads on while its answers pile up unwritten (LIMIT-5)",
+    "steal-path": "start-up unlinks whatever is at the socket path, as the original does (LIFE-6)",
+    "no-stale-replace": "start-up refuses a stale socket instead of replacing it (LIFE-6)",
+    "keep-socket-file": "shutdown leaves the socket file behind (LIFE-7)",
+    "drop-on-shutdown": "shutdown drops the requests in progress without answering (LIFE-7)",
+    "chmod-late": "the socket's mode is applied a second after it accepts connections (SEC-1)",
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
 }
@@ -152,28 +160,81 @@ class BrokenServer:
         max_message_bytes: the message limit (LIMIT-1).
     """
 
-    def __init__(self, path: str, defect: str | None = None, max_message_bytes: int = 16 * MIB) -> None:
+    def __init__(
+        self, path: str, defect: str | None = None, max_message_bytes: int = 16 * MIB, chmod: str = "777"
+    ) -> None:
         if defect is not None and defect not in DEFECTS:
             raise ValueError(f"unknown defect {defect!r}; known: {', '.join(DEFECTS)}")
         self.path = path
+        self.mode = int(chmod, 8) if chmod else None
         self.defect = defect
         self.limit = 8 * MIB if defect == "limit-8mib" else max_message_bytes
         self.conns: set[_Conn] = set()
         self.last_by_id: dict[str, _Conn] = {}
         self.stats = {"requests": 0, "clientOpen": 0, "clientClose": 0, "maxConnections": 0}
 
-    async def serve(self, ready: asyncio.Event | None = None) -> None:
-        """Listen and serve until cancelled."""
-        server = await asyncio.start_unix_server(self._client, self.path, limit=MIB, backlog=256)
+    def claim_path(self) -> None:
+        """Make the socket path usable, or refuse (LIFE-6).
+
+        Raises:
+            OSError: something that is not a stale socket is at the path.
+        """
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if self.defect == "steal-path":
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)  # as the original: whatever is there goes
+            return
+        if not stat.S_ISSOCK(info.st_mode):
+            raise OSError(errno.EEXIST, f"{self.path} exists and is not a socket; left alone")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(self.path)
+        except ConnectionRefusedError:
+            if self.defect == "no-stale-replace":
+                raise OSError(errno.EADDRINUSE, f"{self.path} exists") from None
+            os.unlink(self.path)  # stale: nobody accepts there
+            return
+        except OSError:
+            pass
+        finally:
+            probe.close()
+        raise OSError(errno.EADDRINUSE, f"another server accepts connections at {self.path}")
+
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        """Listen and serve until ``stop`` is set, then shut down (LIFE-7)."""
+        self.claim_path()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(self.path)
+        created = os.lstat(self.path).st_ino
+        if self.mode is not None and self.defect != "chmod-late":
+            os.chmod(self.path, self.mode)  # SEC-1: before the first connection is accepted
+        server = await asyncio.start_unix_server(self._client, sock=sock, limit=MIB, backlog=256)
+        if self.mode is not None and self.defect == "chmod-late":
+            asyncio.get_running_loop().call_later(1.0, os.chmod, self.path, self.mode)
         if ready is not None:
             ready.set()
         print(f"listening on {self.path}", file=sys.stderr, flush=True)
         try:
-            async with server:
-                await server.serve_forever()
+            await stop.wait()
         finally:
+            server.close()  # stop accepting
+            pending = [t for conn in self.conns for t in conn.tasks]
+            if pending and self.defect != "drop-on-shutdown":
+                # LIFE-7: answer what was read, within the exit timeout.
+                await asyncio.wait(pending, timeout=2.0)
+                await asyncio.sleep(0)
+            for conn in list(self.conns):
+                with contextlib.suppress(ConnectionError):
+                    await asyncio.wait_for(conn.writer.drain(), 1.0)
+                conn.close()
+            await server.wait_closed()
             with contextlib.suppress(OSError):
-                os.unlink(self.path)
+                # Only the socket this server created is removed.
+                if self.defect != "keep-socket-file" and os.lstat(self.path).st_ino == created:
+                    os.unlink(self.path)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = _Conn(self, reader, writer)
@@ -390,7 +451,7 @@ class BrokenServer:
             if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
                 delay = 0
             if self.defect == "delay-zero-waits" and delay == 0:
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(5.0)
             elif delay and self.defect != "delay-ignored":
                 await asyncio.sleep(delay / 1000)
             result = {"delay": delay}
@@ -456,12 +517,10 @@ def _valid_utf8(line: bytes) -> bool:
 
 async def _main_async(server: BrokenServer) -> None:
     loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await server.serve()
+        loop.add_signal_handler(sig, stop.set)
+    await server.serve(stop)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -477,6 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--socket", help="the socket path")
     parser.add_argument("--defect", choices=sorted(DEFECTS), help="the bug to plant")
     parser.add_argument("--max-message-bytes", type=int, default=16 * MIB)
+    parser.add_argument("--chmod", default="777", help="the socket file's mode, octal ('' leaves it)")
     parser.add_argument("--list-defects", action="store_true")
     args = parser.parse_args(argv)
     if args.list_defects:
@@ -485,7 +545,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.socket:
         parser.error("--socket is required")
-    asyncio.run(_main_async(BrokenServer(args.socket, args.defect, args.max_message_bytes)))
+    try:
+        asyncio.run(_main_async(BrokenServer(args.socket, args.defect, args.max_message_bytes, args.chmod)))
+    except OSError as exc:
+        print(f"broken_server: cannot listen: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
