@@ -251,6 +251,17 @@ def _check_answer(ctx: StepContext, index: int, answer: AdapterAnswer, expect: d
             raise StepFailed(index, f"data {_show(want_data)}", f"data {_show(got)}")
 
 
+def _describe_expect(ctx: StepContext, expect: dict[str, Any]) -> str:
+    """An expectation in words: "an error of kind closed", "data 1", "an answer"."""
+    if "error" in expect:
+        kinds = expect["error"]["kind"]
+        kinds = " or ".join(kinds) if isinstance(kinds, list) else kinds
+        code = expect["error"].get("code")
+        return f"an error of kind {kinds}" + (f" (code {code})" if code else "")
+    data = _expected_data_text(ctx, expect)
+    return "an answer" + data
+
+
 def _expected_data_text(ctx: StepContext, expect: dict[str, Any]) -> str:
     if "data" in expect:
         return f" with data {_show(expect['data'])}"
@@ -316,7 +327,7 @@ async def _step_answer(ctx: StepContext, index: int, step: dict[str, Any]) -> No
     if answer is None:
         raise StepFailed(
             index,
-            f"an answer to send {step['send']!r} within {within:g} s",
+            f"{_describe_expect(ctx, step.get('expect', {}))} for send {step['send']!r} within {within:g} s",
             "no answer",
             _server_view(ctx),
         )
