@@ -57,7 +57,9 @@ class ServerProcess:
             return self.proc.wait()
 
 
-def start_server(path: str, *args: str, env: dict[str, str] | None = None, timeout: float = 15.0) -> ServerProcess:
+def start_server(
+    path: str, *args: str, env: dict[str, str] | None = None, timeout: float = 15.0
+) -> ServerProcess:
     """Start ``pixl-ipc serve --socket path *args`` and wait for its ready line."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, *args],
@@ -89,8 +91,12 @@ def server_factory(short_tmp: Path) -> Iterator[Callable[..., ServerProcess]]:
     """
     started: list[ServerProcess] = []
 
-    def factory(*args: str, path: str | None = None, env: dict[str, str] | None = None) -> ServerProcess:
-        server = start_server(path or str(short_tmp / f"s{len(started)}.sock"), *args, env=env)
+    def factory(
+        *args: str, path: str | None = None, env: dict[str, str] | None = None
+    ) -> ServerProcess:
+        server = start_server(
+            path or str(short_tmp / f"s{len(started)}.sock"), *args, env=env
+        )
         started.append(server)
         return server
 

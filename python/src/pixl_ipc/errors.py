@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-class ErrorCode(str, enum.Enum):
+class ErrorCode(enum.StrEnum):
     """Wire error codes (spec ERR-3). Their place is fixed per code."""
 
     # The original's codes.
@@ -49,9 +49,6 @@ class ErrorCode(str, enum.Enum):
     MESSAGE_TOO_LARGE = "message_too_large"  # top level, with "limit"
     HANDLER_ERROR = "handler_error"  # in data
     ACCESS_DENIED = "access_denied"  # top level, then the server closes
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Codes that a server places inside ``data`` rather than at the top level.

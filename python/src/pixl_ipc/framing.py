@@ -85,7 +85,7 @@ class LineDecoder:
     limit is passed; the rest of that line is dropped as it arrives (LIMIT-2).
     """
 
-    __slots__ = ("_chunks", "_pending", "_discarding", "max_line_bytes")
+    __slots__ = ("_chunks", "_discarding", "_pending", "max_line_bytes")
 
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         if max_line_bytes < 1:

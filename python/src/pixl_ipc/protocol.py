@@ -308,7 +308,7 @@ class ClientProtocol:
         pid: the ``pid`` member (REQ-5); defaults to this process's id.
     """
 
-    __slots__ = ("decoder", "user_agent", "pid", "_counter", "malformed")
+    __slots__ = ("_counter", "decoder", "malformed", "pid", "user_agent")
 
     def __init__(
         self,
