@@ -356,3 +356,97 @@ def test_any_json_value_comes_back_unchanged_through_a_live_server(
     # BUILTIN-1 end to end: client encoder, server decoder and encoder, client
     # decoder; astral, U+2028, 256-deep nesting and big integers (FRAME-8, FRAME-9, LIMIT-4).
     assert same(blocking_client.send("/ipcserver/test/echo", data), data)
+
+
+ANY_ID = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 0.0, -0.0, "", "0"]),
+    st.floats(allow_nan=False, allow_infinity=False),
+    TEXT,
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(TEXT, st.integers(), max_size=2),
+)
+ANY_URI = st.one_of(
+    ANY_ID,
+    st.sampled_from(["/ipcserver/test/echo", "/no/such/handler"]),
+    TEXT.map(lambda t: "/zz-unrouted/" + t),
+)
+
+
+def _falsy(value: Any) -> bool:
+    return (
+        value is None
+        or value is False
+        or value == ""
+        or (type(value) in (int, float) and value == 0)
+    )
+
+
+@st.composite
+def request_objects(draw: st.DrawFn) -> dict[str, Any]:
+    message: dict[str, Any] = {}
+    if draw(st.booleans()):
+        message["ipcReqID"] = draw(ANY_ID)
+    if draw(st.integers(0, 9)) > 0:
+        message["uri"] = draw(ANY_URI)
+    if draw(st.booleans()):
+        message["data"] = draw(JSON_VALUES)
+    for key in draw(
+        st.lists(
+            st.sampled_from(["pid", "userAgent", "extra"]), max_size=3, unique=True
+        )
+    ):
+        message[key] = draw(SCALARS)
+    return message
+
+
+@pytest.fixture(scope="module")
+def raw_connection(live_server: Server) -> Iterator[RawConn]:
+    with RawConn(live_server.path, timeout=20) as conn:
+        yield conn
+
+
+@settings(max_examples=120)
+@given(request_objects())
+def test_server_answers_any_request_object_once_as_err3_says(
+    raw_connection: RawConn, message: dict[str, Any]
+) -> None:
+    # RESP-1: exactly one answer; RESP-2: its id; ERR-2, ERR-3: the code and its
+    # place; REQ-1: unknown members allowed; ROUTE-2, BUILTIN-1.
+    conn = raw_connection
+    conn.send(json.dumps(message).encode() + b"\n")
+    token = f"sentinel-{next(_counter)}"
+    conn.request(token, "/ipcserver/test/echo", None)
+    answer = conn.read_message(20)
+    assert conn.read_message(20) == {"ipcReqID": token, "data": None}, (
+        "not exactly one answer"
+    )
+    request_id = message.get("ipcReqID")
+    uri = message.get("uri")
+    if request_id is True or isinstance(request_id, (dict, list)):
+        assert answer["code"] == "bad_request" and answer["ipcReqID"] is None, answer
+        return
+    expected_id = None if _falsy(request_id) else request_id
+    assert same(answer["ipcReqID"], expected_id), answer
+    if _falsy(uri):
+        assert answer == {
+            "ipcReqID": expected_id,
+            "code": "no_uri",
+            "message": "Missing required uri parameter from request",
+        }
+    elif not isinstance(uri, str):
+        assert answer["code"] == "bad_request" and "data" not in answer, answer
+    elif uri == "/ipcserver/test/echo":
+        assert same(answer, {"ipcReqID": expected_id, "data": message.get("data")}), (
+            answer
+        )
+    else:
+        assert answer == {
+            "ipcReqID": expected_id,
+            "data": {
+                "code": "no_handler_found",
+                "message": f"No handler found for {uri}",
+            },
+        }
