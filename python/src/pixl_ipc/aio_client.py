@@ -29,6 +29,7 @@ from ._client_common import (
     connect_error,
     make_options,
     oversize_errors,
+    warm_allocator,
 )
 from .errors import ConnectError, RequestTimeout, ServerClosed
 from .framing import DEFAULT_MAX_MESSAGE_BYTES
@@ -379,6 +380,7 @@ class AsyncIPCClient:
 
     async def _dial(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         opts = self.options
+        warm_allocator()
         path = opts.socket_path
         deadline = loop.time() + opts.connect_timeout
         proto = ClientProtocol(opts.max_message_bytes, user_agent=opts.user_agent)

@@ -28,6 +28,7 @@ from ._client_common import (
     connect_error,
     make_options,
     oversize_errors,
+    warm_allocator,
 )
 from .errors import RequestTimeout, ServerClosed
 from .framing import DEFAULT_MAX_MESSAGE_BYTES
@@ -45,11 +46,9 @@ __all__ = ["IPCClient"]
 
 logger = logging.getLogger("pixl_ipc.client")
 
-#: One read of a fresh message; large enough for most answers in one recv, small
-#: enough that the buffer is not mmapped and unmapped on every call.
-_RECV_SMALL = 64 * 1024
-#: Reads while a long message is arriving.
-_RECV_LARGE = 1024 * 1024
+#: The most one recv takes: large messages arrive in few reads. The buffer is
+#: shrunk in place to what came (the heap serves it, see warm_allocator).
+_RECV_BYTES = 256 * 1024
 _monotonic = time.monotonic
 
 
@@ -342,6 +341,7 @@ class IPCClient:
 
     def _open_locked(self) -> _Connection:
         opts = self.options
+        warm_allocator()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # The socket stays blocking: deadlines go to the kernel (SO_RCVTIMEO,
         # SO_SNDTIMEO), which spares a poll() before every recv and send. A
@@ -485,16 +485,15 @@ class IPCClient:
     def _recv(self, conn: _Connection, remaining: float, *, nowait: bool = False) -> list[ClientEvent] | None:
         """One recv, decoded; None if nothing came in time or the connection ended."""
         sock = conn.sock
-        bufsize = _RECV_LARGE if conn.proto.decoder.buffered else _RECV_SMALL
         try:
             if nowait:
-                data = sock.recv(bufsize, socket.MSG_DONTWAIT)
+                data = sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
             else:
                 current = conn.rcvtimeo
                 if current > remaining * 1.02 + 0.001 or current < remaining * 0.5:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(remaining))
                     conn.rcvtimeo = max(remaining, 0.001)
-                data = sock.recv(bufsize)
+                data = sock.recv(_RECV_BYTES)
         except BlockingIOError:
             return None  # the kernel timeout passed; the caller checks its deadline
         except OSError as exc:
