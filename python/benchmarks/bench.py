@@ -35,7 +35,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,6 @@ class Plan:
     idle_counts: list[int]
     memory_reps: int
     big_kib: int
-    notes: list[str] = field(default_factory=list)
 
 
 FULL = Plan(
