@@ -160,9 +160,10 @@ class AsyncIPCClient:
             ``codeToErr``, ERR-4).
         message_transform: the original's ``messageTransform``: called with each
             response message, returns ``(err, data)``.
-        on_push: called in the event loop with each whole push message
-            (``{"data": ...}``, PUSH-2), as the Node client emits it.
-            Exceptions it raises are logged and ignored.
+        on_push: a plain function (not a coroutine), called in the event
+            loop with each whole push message (``{"data": ...}``, PUSH-2), as
+            the Node client emits it; it should return quickly. Exceptions it
+            raises are logged and ignored.
         max_message_bytes: the longest response line accepted (LIMIT-1, LIMIT-3).
 
     Raises:
