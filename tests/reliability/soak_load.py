@@ -429,11 +429,19 @@ class RawPeer:
 
 
 async def disconnecting_connection(
-    path: str, name: str, rng: random.Random, report: WorkerReport
+    path: str,
+    name: str,
+    rng: random.Random,
+    report: WorkerReport,
+    handlers: bool = False,
 ) -> None:
-    """Sends requests and hangs up before the answers (LIFE-5), in three ways."""
+    """Sends a request and hangs up before the answer (LIFE-5), in one of several ways."""
     peer = await RawPeer.open(path)
-    kind = rng.choice(["slow", "partial", "big"])
+    kind = rng.choice(
+        ["slow", "partial", "big", "threaded"]
+        if handlers
+        else ["slow", "partial", "big"]
+    )
     token = f"{name}-gone"
     report.requests += 1
     report.abandoned += 1
@@ -444,6 +452,9 @@ async def disconnecting_connection(
             {"ipcReqID": token, "uri": ECHO, "data": {"pad": "y" * MIB}}
         ).encode()
         peer.writer.write(line[: len(line) // 2])
+    elif kind == "threaded":
+        # The handler is still running in its thread when the client is gone.
+        peer.send_request(token, "/soak/threaded", {"token": token, "sleep": 0.2})
     else:
         peer.send_request(token, ECHO, {"pad": "z" * (4 * MIB)})
     try:
@@ -602,7 +613,11 @@ async def run_worker(plan: WorkerPlan) -> WorkerReport:
     for index in range(plan.disconnecting):
         tasks.append(
             disconnecting_connection(
-                plan.path, f"{prefix}d{index}", random.Random(rng.random()), report
+                plan.path,
+                f"{prefix}d{index}",
+                random.Random(rng.random()),
+                report,
+                plan.handlers,
             )
         )
     for index in range(plan.garbage):
