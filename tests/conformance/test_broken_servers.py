@@ -8,9 +8,10 @@ must be caught by at least one defect: a case no broken peer can fail checks
 nothing.
 
 The runs go through the runner's API, several defects at a time.
-Cases tagged ``big`` (many MiB each), ``heavy`` (hundreds of messages) or
-``lifecycle`` (they start servers of their own) run against the clean server
-and against the defects that must fail them, not against the others.
+Cases tagged ``big`` (many MiB each), ``heavy`` (hundreds of messages),
+``lifecycle`` (they start servers of their own) or ``app`` (they use the
+conformance application handlers) run against the clean server and against
+the defects that must fail them, not against the others.
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ LIMIT = 16 * 1024 * 1024
 #: The machine is shared: when it is loaded, the time bounds stretch (up to 3x)
 #: so that a slow but working server is not taken for a hung one.
 LOAD_SCALE = min(3.0, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
-BROKEN = f"{sys.executable} -m pixl_ipc_conformance.brokenpeers.broken_server --socket {{socket}} --chmod {{chmod}}"
+BROKEN = (
+    f"{sys.executable} -m pixl_ipc_conformance.brokenpeers.broken_server"
+    " --socket {socket} --chmod {chmod} --app-handlers"
+)
 
 #: For each defect, the cases it must make fail (or WARN, for SHOULD cases).
 EXPECTED: dict[str, set[str]] = {
@@ -151,6 +155,18 @@ EXPECTED: dict[str, set[str]] = {
     "keep-socket-file": {"S-LIFE-SHUTDOWN", "S-LIFE-SHUTDOWN-ANSWERS"},
     "drop-on-shutdown": {"S-LIFE-SHUTDOWN-ANSWERS"},
     "chmod-late": {"S-SEC-SOCKET-MODE"},
+    "handler-error-leak": {"S-ROUTE-HANDLER-ERROR"},
+    # The application's delay handler shadows the built-in one.
+    "builtins-last": {
+        "S-BUILTIN-FIRST",
+        "S-DELAY",
+        "S-DELAY-INVALID",
+        "S-DELAY-ZERO",
+        "S-HALF-CLOSE",
+        "S-OUT-OF-ORDER",
+        "S-RESP-OWN-CONNECTION",
+        "S-SCHEMA-VALID",
+    },
     # Closing after one answer breaks every case that asks twice on one connection.
     "one-request-per-connection": {
         "S-BAD-JSON",
@@ -220,7 +236,7 @@ MAY_ALSO_FAIL: dict[str, set[str]] = {
 def _cases_for(cases: list[Case], defect: str | None) -> list[Case]:
     if defect is None:
         return cases
-    costly = {c.id for c in cases if {"big", "heavy", "lifecycle"} & set(c.tags)}
+    costly = {c.id for c in cases if {"big", "heavy", "lifecycle", "app"} & set(c.tags)}
     return [c for c in cases if c.id not in costly or c.id in EXPECTED[defect]]
 
 
@@ -233,6 +249,7 @@ def _run(
         timeout_scale=scale,
         max_message_bytes=LIMIT,
         start_command=command,
+        server_capabilities=["app_handlers"],
     )
     with started_server(command) as path:
         return run_server_cases(cases, path, options)

@@ -43,7 +43,13 @@ LIMIT = 16 * 1024 * 1024
 #: The machine is shared: when it is loaded, the time bounds stretch (up to 3x)
 #: so that a slow but working server is not taken for a hung one.
 LOAD_SCALE = min(3.0, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
-REFERENCE = "{python} -m pixl_ipc serve --socket {socket} --max-message-bytes 16777216 --chmod {chmod}"
+APP_HANDLERS = (
+    Path(__file__).resolve().parents[2] / "conformance" / "app" / "pixl_ipc_python.py"
+)
+REFERENCE = (
+    "{python} -m pixl_ipc serve --socket {socket} --max-message-bytes 16777216"
+    f" --chmod {{chmod}} --handlers {APP_HANDLERS}"
+)
 BROKEN = "{python} -m pixl_ipc_conformance.brokenpeers.broken_server --socket {socket}"
 SERVER_CASES = load_cases("server")
 
@@ -59,6 +65,7 @@ def _run_reference(cases: list[Case], schemas: SpecSchemas) -> list[CaseResult]:
         timeout_scale=LOAD_SCALE,
         max_message_bytes=LIMIT,
         start_command=REFERENCE,
+        server_capabilities=["app_handlers"],
     )
     with started_server(REFERENCE) as path:
         return run_server_cases(cases, path, options)

@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the server's message limit (enables the over-limit cases)",
     )
     server.add_argument("--start-timeout", type=float, default=15.0, help="seconds to wait for --start")
+    server.add_argument(
+        "--capability",
+        action="append",
+        default=[],
+        choices=["app_handlers"],
+        help="the server offers this (app_handlers: the conformance application handlers)",
+    )
     _add_common(server)
 
     client = sub.add_parser("client", help="check a client through its adapter")
@@ -187,6 +194,7 @@ def _run_server(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_bytes,
         cwd=REPO_ROOT,
         start_command=args.start,
+        server_capabilities=list(args.capability),
     )
     meta: dict[str, Any] = {"kind": "server", "socket": args.socket, "start": args.start}
     if args.start is not None:
@@ -265,6 +273,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
             max_message_bytes=entry.get("max_message_bytes"),
             cwd=REPO_ROOT,
             start_command=entry["command"] if kind == "server" else None,
+            server_capabilities=list(entry.get("capabilities", [])),
         )
         results: list[CaseResult]
         if kind == "server":

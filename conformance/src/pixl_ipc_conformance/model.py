@@ -200,6 +200,9 @@ class RunOptions:
             (``{socket}`` substituted), when the runner started it; cases
             that start more servers (``needs: ["start_command"]``) are
             skipped otherwise.
+        server_capabilities: what the server under test offers beyond the
+            protocol (``app_handlers``: the conformance application handlers,
+            conformance/README.md); cases that need one are skipped otherwise.
     """
 
     schemas: SpecSchemas
@@ -208,6 +211,7 @@ class RunOptions:
     max_message_bytes: int | None = None
     cwd: Path | None = None
     start_command: str | None = None
+    server_capabilities: list[str] = field(default_factory=list)
 
 
 def result_for(

@@ -87,6 +87,7 @@ SERVER_NEEDS = {
     "max_message_bytes": "the server's --max-message-bytes is not known to the runner",
     "start_command": "the runner did not start the server (--start), so it cannot start more",
     "chmod": "the start command has no {chmod} placeholder for the socket's mode",
+    "app_handlers": "the server has not declared the conformance handlers (--capability app_handlers)",
 }
 _CLIP = 240
 #: Up to this depth a nested request's echo is expected by ``expect generated``;
@@ -874,6 +875,8 @@ def run_server_case(case: Case, socket_path: str, options: RunOptions) -> CaseRe
         if need == "start_command" and options.start_command is None:
             return skipped(case, SERVER_NEEDS[need])
         if need == "chmod" and "{chmod}" not in (options.start_command or ""):
+            return skipped(case, SERVER_NEEDS[need])
+        if need == "app_handlers" and need not in options.server_capabilities:
             return skipped(case, SERVER_NEEDS[need])
     run = _CaseRun(case, socket_path, options)
     try:

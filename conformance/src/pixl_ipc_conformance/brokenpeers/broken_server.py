@@ -74,6 +74,8 @@ DEFECTS: dict[str, str] = {
     "keep-socket-file": "shutdown leaves the socket file behind (LIFE-7)",
     "drop-on-shutdown": "shutdown drops the requests in progress without answering (LIFE-7)",
     "chmod-late": "the socket's mode is applied a second after it accepts connections (SEC-1)",
+    "builtins-last": "the built-in delay is registered after the application's handlers (BUILTIN-3)",
+    "handler-error-leak": "a failing handler's exception text goes on the wire (ERR-5, ROUTE-3)",
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
 }
@@ -82,6 +84,8 @@ ECHO = "/ipcserver/test/echo"
 DELAY = "/ipcserver/test/delay"
 INFO = "/ipcserver/info"
 STATS = "/ipcserver/stats"
+APP = "/conformance/app"
+APP_FAIL = "/conformance/fail"
 MIB = 1024 * 1024
 NO_URI_MESSAGE = "Missing required uri parameter from request"
 # CORR-6: the id is recovered from the head of a line that could not be read.
@@ -161,12 +165,18 @@ class BrokenServer:
     """
 
     def __init__(
-        self, path: str, defect: str | None = None, max_message_bytes: int = 16 * MIB, chmod: str = "777"
+        self,
+        path: str,
+        defect: str | None = None,
+        max_message_bytes: int = 16 * MIB,
+        chmod: str = "777",
+        app_handlers: bool = False,
     ) -> None:
         if defect is not None and defect not in DEFECTS:
             raise ValueError(f"unknown defect {defect!r}; known: {', '.join(DEFECTS)}")
         self.path = path
         self.mode = int(chmod, 8) if chmod else None
+        self.app_handlers = app_handlers
         self.defect = defect
         self.limit = 8 * MIB if defect == "limit-8mib" else max_message_bytes
         self.conns: set[_Conn] = set()
@@ -444,7 +454,10 @@ class BrokenServer:
         result: Any
         if self.defect == "unanchored-routes":
             uri = next((u for u in (ECHO, DELAY, INFO, STATS) if u in uri), uri)
-        if uri == ECHO:
+        app_first = self.app_handlers and self.defect == "builtins-last"
+        if app_first and uri == DELAY:
+            result = {"shadowed": True}
+        elif uri == ECHO:
             result = data
         elif uri == DELAY:
             delay = data.get("delay") if isinstance(data, dict) else None
@@ -466,6 +479,15 @@ class BrokenServer:
         elif uri == STATS and self.defect != "no-info":
             result = {"connections": len(self.conns), "handlers": 4, **self.stats}
             result.update({"duration": 0, "slowResponses": 0, "streamBackpressure": 0})
+        elif self.app_handlers and uri == APP_FAIL:
+            # ROUTE-3, ERR-5: the failure is logged, the wire gets no details.
+            detail = "RuntimeError: conformance-secret-detail /etc/pixl-conformance/handler.py line 42"
+            print(f"handler {uri} failed: {detail}", file=sys.stderr)
+            text = detail if self.defect == "handler-error-leak" else "the handler failed"
+            conn.write({**base, "data": {"code": "handler_error", "message": text}})
+            return
+        elif self.app_handlers and uri == APP:
+            result = {"app": True, "data": data}
         else:
             message = {"code": "no_handler_found", "message": f"No handler found for {uri}"}
             conn.write({**base, **message} if self.defect == "no-handler-top" else {**base, "data": message})
@@ -537,6 +559,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--defect", choices=sorted(DEFECTS), help="the bug to plant")
     parser.add_argument("--max-message-bytes", type=int, default=16 * MIB)
     parser.add_argument("--chmod", default="777", help="the socket file's mode, octal ('' leaves it)")
+    parser.add_argument(
+        "--app-handlers", action="store_true", help="add the conformance application handlers"
+    )
     parser.add_argument("--list-defects", action="store_true")
     args = parser.parse_args(argv)
     if args.list_defects:
@@ -546,7 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.socket:
         parser.error("--socket is required")
     try:
-        asyncio.run(_main_async(BrokenServer(args.socket, args.defect, args.max_message_bytes, args.chmod)))
+        server = BrokenServer(args.socket, args.defect, args.max_message_bytes, args.chmod, args.app_handlers)
+        asyncio.run(_main_async(server))
     except OSError as exc:
         print(f"broken_server: cannot listen: {exc}", file=sys.stderr)
         return 1
