@@ -92,31 +92,28 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
         self._out.clear()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
+        waiter, self._writable = self._writable, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
         if not self.lost.done():
             self.lost.set_result(None)
         self.client._on_lost(self, exc)
 
     def pause_writing(self) -> None:
         # The server stopped reading: new requests wait instead of piling up.
-        if self._writable is None or self._writable.done():
+        if self._writable is None:
             self._writable = self.loop.create_future()
 
     def resume_writing(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
+        # Back to None: sends test one attribute, not a finished future.
+        waiter, self._writable = self._writable, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # --- writing ---
 
-    def write(self, payload: bytes) -> None:
-        """Queue one request; everything queued in this loop turn leaves in one write."""
-        out = self._out
-        out.append(payload)
-        if len(out) == 1:
-            self.loop.call_soon(self._flush)
-
     def _flush(self) -> None:
+        # Requests queued in ``_out`` during one loop turn leave in one write.
         out = self._out
         if not out or self.transport is None or not self.open:
             out.clear()
@@ -288,8 +285,22 @@ class AsyncIPCClient:
         request_id, payload = conn.proto.encode_request(uri, data)
         future: _Future = loop.create_future()
         self._pending[request_id] = future
-        conn.write(payload)
-        self._add_deadline(loop, (deadline, future, request_id, uri, seconds))
+        # What conn.write and _add_deadline do, inlined: this runs per request.
+        out = conn._out
+        out.append(payload)
+        if len(out) == 1:
+            loop.call_soon(conn._flush)
+        deadlines = self._deadlines
+        if deadlines and deadline < deadlines[-1][0]:
+            self._add_deadline(loop, (deadline, future, request_id, uri, seconds))
+        else:
+            deadlines.append((deadline, future, request_id, uri, seconds))
+            if self._timer is None or deadline < self._timer_at:
+                self._arm_timer(loop, deadline)
+            # Finished requests leave from the head, so the queue holds about
+            # what is in flight rather than everything sent within one timeout.
+            while deadlines[0][1].done():
+                deadlines.popleft()
         try:
             message = await future
         except asyncio.CancelledError:
@@ -488,26 +499,16 @@ class AsyncIPCClient:
 
     # --- deadlines -------------------------------------------------------------
 
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._expire)
+        self._timer_at = when
+
     def _add_deadline(self, loop: asyncio.AbstractEventLoop, entry: _Deadline) -> None:
-        deadlines = self._deadlines
-        # Drop finished requests at the head, so the queue holds about what is
-        # in flight rather than everything sent within one timeout.
-        while deadlines and deadlines[0][1].done():
-            deadlines.popleft()
-        deadline = entry[0]
-        if deadlines and deadline < deadlines[-1][0]:
-            # A shorter timeout than the requests before it: its own timer.
-            handle = loop.call_at(deadline, self._expire_one, entry)
-            entry[1].add_done_callback(lambda _: handle.cancel())
-            return
-        deadlines.append(entry)
-        timer = self._timer
-        # The timer may wait for a finished request that left the queue.
-        if timer is None or deadline < self._timer_at:
-            if timer is not None:
-                timer.cancel()
-            self._timer = loop.call_at(deadline, self._expire)
-            self._timer_at = deadline
+        """Track a deadline earlier than the requests before it: its own timer."""
+        handle = loop.call_at(entry[0], self._expire_one, entry)
+        entry[1].add_done_callback(lambda _: handle.cancel())
 
     def _expire_one(self, entry: _Deadline) -> None:
         self._time_out(entry)
@@ -535,6 +536,5 @@ class AsyncIPCClient:
                 deadlines.popleft()
                 self._time_out(entry)
             else:
-                self._timer = loop.call_at(entry[0], self._expire)
-                self._timer_at = entry[0]
+                self._arm_timer(loop, entry[0])
                 return
