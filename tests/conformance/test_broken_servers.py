@@ -241,18 +241,22 @@ def _cases_for(cases: list[Case], defect: str | None) -> list[Case]:
 
 
 def _run(
-    defect: str | None, cases: list[Case], scale: float, schemas: SpecSchemas
+    defect: str | None, batches: list[tuple[list[Case], float]], schemas: SpecSchemas
 ) -> list[CaseResult]:
+    """Run batches of cases, each with its time-bound scale, on one broken server."""
     command = BROKEN + (f" --defect {defect}" if defect else "")
-    options = RunOptions(
-        schemas=schemas,
-        timeout_scale=scale,
-        max_message_bytes=LIMIT,
-        start_command=command,
-        server_capabilities=["app_handlers"],
-    )
+    results: list[CaseResult] = []
     with started_server(command) as path:
-        return run_server_cases(cases, path, options)
+        for cases, scale in batches:
+            options = RunOptions(
+                schemas=schemas,
+                timeout_scale=scale,
+                max_message_bytes=LIMIT,
+                start_command=command,
+                server_capabilities=["app_handlers"],
+            )
+            results += run_server_cases(cases, path, options)
+    return results
 
 
 @pytest.fixture(scope="module")
@@ -272,28 +276,26 @@ def runs(server_cases: list[Case]) -> Iterator[dict[str | None, list[CaseResult]
     fault. The longest runs start first.
     """
     schemas = SpecSchemas()
-    work: list[tuple[str | None, list[Case], float]] = []
+    work: list[tuple[str | None, list[tuple[list[Case], float]]]] = []
     for defect in [None, *sorted(DEFECTS, key=lambda d: -len(EXPECTED[d]))]:
         chosen = _cases_for(server_cases, defect)
         if defect is None:
-            work += [(None, chosen[i::4], LOAD_SCALE) for i in range(4)]
+            work += [(None, [(chosen[i::4], LOAD_SCALE)]) for i in range(4)]
             continue
         aimed = [c for c in chosen if c.id in EXPECTED[defect]]
         others = [c for c in chosen if c.id not in EXPECTED[defect]]
         if len(aimed) <= 3:
-            # Each server process costs CPU too: a few waits are cheaper.
-            work.append((defect, chosen, LOAD_SCALE))
+            # One server for both: each server process costs CPU too.
+            work.append((defect, [(aimed, 1.0), (others, LOAD_SCALE)]))
             continue
         shares = 1 + len(aimed) // 5
-        work += [(defect, aimed[i::shares], 1.0) for i in range(shares)]
-        work.append((defect, others, LOAD_SCALE))
+        work += [(defect, [(aimed[i::shares], 1.0)]) for i in range(shares)]
+        work.append((defect, [(others, LOAD_SCALE)]))
     with ThreadPoolExecutor(max_workers=12) as pool:
-        parts = list(
-            pool.map(lambda item: _run(item[0], item[1], item[2], schemas), work)
-        )
+        parts = list(pool.map(lambda item: _run(item[0], item[1], schemas), work))
     order = {case.id: n for n, case in enumerate(server_cases)}
     results: dict[str | None, list[CaseResult]] = {}
-    for (defect, _, _), part in zip(work, parts, strict=True):
+    for (defect, _), part in zip(work, parts, strict=True):
         results.setdefault(defect, []).extend(part)
     for part in results.values():
         part.sort(key=lambda r: order[r.case_id])

@@ -192,7 +192,9 @@ class RunOptions:
     Attributes:
         schemas: the spec's schemas; every message received is checked.
         reporter: receives ``case_started``/``case_finished`` calls, or None.
-        timeout_scale: multiplies every case's ``timeout_s`` (slow machines).
+        timeout_scale: multiplies every time bound (``timeout_s``,
+            ``within_s``; slow machines); quiet windows (``for_s``) stay as
+            they are.
         max_message_bytes: the server's message limit, when known; cases that
             need it (``needs: ["max_message_bytes"]``) are skipped otherwise.
         cwd: working directory of the commands the runner starts.
