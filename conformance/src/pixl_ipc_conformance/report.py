@@ -196,6 +196,10 @@ def write_junit(
             name=result.case_id,
             time=f"{result.duration_s:.3f}",
         )
+        # JUnit's schema wants <properties> first in a <testcase>.
+        ET.SubElement(case, "properties").extend(
+            ET.Element("property", name="rule", value=rule) for rule in result.rules
+        )
         why = f"expected {result.expected}; got {result.got}"
         if result.detail:
             why += f"\n{result.detail}"
@@ -209,9 +213,6 @@ def write_junit(
         elif result.verdict is Verdict.WARN:
             out = ET.SubElement(case, "system-out")
             out.text = f"WARN (SHOULD case failed): {why}"
-        ET.SubElement(case, "properties").extend(
-            ET.Element("property", name="rule", value=rule) for rule in result.rules
-        )
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(target, encoding="utf-8", xml_declaration=True)
