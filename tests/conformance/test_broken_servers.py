@@ -33,7 +33,7 @@ LIMIT = 16 * 1024 * 1024
 LOAD_SCALE = min(3.0, max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)))
 BROKEN = (
     f"{sys.executable} -m pixl_ipc_conformance.brokenpeers.broken_server"
-    " --socket {socket} --chmod {chmod} --app-handlers"
+    " --socket {socket} --chmod {chmod} --app-handlers --access-config {access_config}"
 )
 
 #: For each defect, the cases it must make fail (or WARN, for SHOULD cases).
@@ -156,6 +156,7 @@ EXPECTED: dict[str, set[str]] = {
     "drop-on-shutdown": {"S-LIFE-SHUTDOWN-ANSWERS"},
     "chmod-late": {"S-SEC-SOCKET-MODE"},
     "handler-error-leak": {"S-ROUTE-HANDLER-ERROR"},
+    "acl-trusts-claims": {"S-SEC-PEER-REFUSED"},
     # The application's delay handler shadows the built-in one.
     "builtins-last": {
         "S-BUILTIN-FIRST",

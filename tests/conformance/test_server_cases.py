@@ -48,7 +48,7 @@ APP_HANDLERS = (
 )
 REFERENCE = (
     "{python} -m pixl_ipc serve --socket {socket} --max-message-bytes 16777216"
-    f" --chmod {{chmod}} --handlers {APP_HANDLERS}"
+    f" --chmod {{chmod}} --config {{access_config}} --handlers {APP_HANDLERS}"
 )
 BROKEN = "{python} -m pixl_ipc_conformance.brokenpeers.broken_server --socket {socket}"
 SERVER_CASES = load_cases("server")

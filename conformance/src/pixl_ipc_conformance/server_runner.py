@@ -42,6 +42,7 @@ sending a good request afterwards and expecting only its answer.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import selectors
@@ -88,6 +89,7 @@ SERVER_NEEDS = {
     "start_command": "the runner did not start the server (--start), so it cannot start more",
     "chmod": "the start command has no {chmod} placeholder for the socket's mode",
     "app_handlers": "the server has not declared the conformance handlers (--capability app_handlers)",
+    "access_control": "the start command has no {access_config} placeholder for an allow-list",
 }
 _CLIP = 240
 #: Up to this depth a nested request's echo is expected by ``expect generated``;
@@ -683,7 +685,14 @@ class _CaseRun:
         if command is None:
             raise StepFailed("a start command", "none given (--start)")
         path, before = self._prepare(step)
-        spawned = _Spawned(step["name"], path, command, self.options.cwd, step.get("chmod", DEFAULT_CHMOD))
+        spawned = _Spawned(
+            step["name"],
+            path,
+            command,
+            self.options.cwd,
+            step.get("chmod", DEFAULT_CHMOD),
+            allow_runner=step.get("allow", "runner") == "runner",
+        )
         self.spawned[step["name"]] = spawned
         deadline = self.bound(step.get("within_s", 5.0))
         if step["expect"] == "serves":
@@ -798,17 +807,37 @@ class _CaseRun:
                 wire.close()
 
 
+def write_access_config(directory: str, *, allow_runner: bool) -> str:
+    """Write the ``{access_config}`` file: ``{"allowed_uids": [...]}`` (SEC-2).
+
+    Args:
+        directory: where to write it.
+        allow_runner: allow the runner's own uid, or only a uid that is not it.
+
+    Returns:
+        The file's path.
+    """
+    uid = os.getuid()
+    allowed = uid if allow_runner else (uid + 4242) % 60000 or 4242
+    path = os.path.join(directory, "access-allowed.json" if allow_runner else "access-refused.json")
+    Path(path).write_text(json.dumps({"allowed_uids": [allowed]}) + "\n", encoding="utf-8")
+    return path
+
+
 class _Spawned:
     """A server process a lifecycle case starts itself, with its output kept."""
 
-    def __init__(self, name: str, path: str, command: str, cwd: Path | None, chmod: str) -> None:
+    def __init__(
+        self, name: str, path: str, command: str, cwd: Path | None, chmod: str, *, allow_runner: bool = True
+    ) -> None:
         from .cli import expand_command
 
         self.name = name
         self.path = path
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
+        access = write_access_config(os.path.dirname(path), allow_runner=allow_runner)
         self.proc = subprocess.Popen(
-            expand_command(command, socket=path, chmod=chmod),
+            expand_command(command, socket=path, chmod=chmod, access_config=access),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=self.log,
@@ -878,6 +907,8 @@ def run_server_case(case: Case, socket_path: str, options: RunOptions) -> CaseRe
             return skipped(case, SERVER_NEEDS[need])
         if need == "chmod" and "{chmod}" not in (options.start_command or ""):
             return skipped(case, SERVER_NEEDS[need])
+        if need == "access_control" and "{access_config}" not in (options.start_command or ""):
+            return skipped(case, SERVER_NEEDS[need])
         if need == "app_handlers" and need not in options.server_capabilities:
             return skipped(case, SERVER_NEEDS[need])
     run = _CaseRun(case, socket_path, options)
@@ -944,8 +975,9 @@ def started_server(
 ) -> Iterator[str]:
     """Start a server command on a fresh temporary socket; stop it afterwards.
 
-    ``{socket}``, ``{python}`` and ``{chmod}`` (the original's default mode,
-    777) in the command are substituted. The server is
+    ``{socket}``, ``{python}``, ``{chmod}`` (the original's default mode,
+    777) and ``{access_config}`` (a JSON file ``{"allowed_uids": [<the
+    runner's uid>]}``) in the command are substituted. The server is
     ready when its socket accepts a connection. On exit it gets SIGTERM, then
     SIGKILL after 5 seconds.
 
@@ -965,7 +997,8 @@ def started_server(
 
     directory = tempfile.mkdtemp(prefix="pxc-")
     path = os.path.join(directory, "server.sock")
-    argv = expand_command(command, socket=path, chmod=DEFAULT_CHMOD)
+    access = write_access_config(directory, allow_runner=True)
+    argv = expand_command(command, socket=path, chmod=DEFAULT_CHMOD, access_config=access)
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server stops
     try:
         proc = subprocess.Popen(

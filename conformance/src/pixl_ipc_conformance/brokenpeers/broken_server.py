@@ -23,6 +23,7 @@ import re
 import signal
 import socket
 import stat
+import struct
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +77,7 @@ DEFECTS: dict[str, str] = {
     "chmod-late": "the socket's mode is applied a second after it accepts connections (SEC-1)",
     "builtins-last": "the built-in delay is registered after the application's handlers (BUILTIN-3)",
     "handler-error-leak": "a failing handler's exception text goes on the wire (ERR-5, ROUTE-3)",
+    "acl-trusts-claims": "a refused peer is let in when its first request claims a pid (SEC-2, SEC-3)",
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
 }
@@ -177,6 +179,7 @@ class BrokenServer:
         self.path = path
         self.mode = int(chmod, 8) if chmod else None
         self.app_handlers = app_handlers
+        self.allowed_uids: set[int] | None = None
         self.defect = defect
         self.limit = 8 * MIB if defect == "limit-8mib" else max_message_bytes
         self.conns: set[_Conn] = set()
@@ -251,6 +254,8 @@ class BrokenServer:
         if self.defect == "max-100-connections" and len(self.conns) >= 100:
             writer.close()
             return
+        if self.allowed_uids is not None and not await self._admitted(conn):
+            return
         self.conns.add(conn)
         self.stats["clientOpen"] += 1
         self.stats["maxConnections"] = max(self.stats["maxConnections"], len(self.conns))
@@ -270,6 +275,29 @@ class BrokenServer:
             self.conns.discard(conn)
             self.stats["clientClose"] += 1
             conn.close()
+
+    async def _admitted(self, conn: _Conn) -> bool:
+        """SEC-2: check the kernel's credentials of the peer; refuse it once, then close."""
+        sock = conn.writer.get_extra_info("socket")
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid in (self.allowed_uids or ()):
+            return True
+        if self.defect == "acl-trusts-claims":
+            # SEC-3 broken: a request that names a pid is taken at its word.
+            first = await conn.reader.readline()
+            with contextlib.suppress(ValueError):
+                claimed = json.loads(first)
+                if isinstance(claimed, dict) and "pid" in claimed:
+                    await self._line(conn, first.rstrip(b"\n"))
+                    await asyncio.sleep(0.1)
+                    await self._read_loop(conn)
+                    return False
+        conn.write({"ipcReqID": None, "code": "access_denied", "message": "this peer is not allowed"})
+        with contextlib.suppress(ConnectionError):
+            await conn.writer.drain()
+        conn.close()
+        return False
 
     async def _read_loop(self, conn: _Conn) -> None:
         buffer = bytearray()
@@ -562,6 +590,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--app-handlers", action="store_true", help="add the conformance application handlers"
     )
+    parser.add_argument(
+        "--access-config", metavar="FILE", help='JSON {"allowed_uids": [...]}: admit only these uids'
+    )
     parser.add_argument("--list-defects", action="store_true")
     args = parser.parse_args(argv)
     if args.list_defects:
@@ -572,6 +603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--socket is required")
     try:
         server = BrokenServer(args.socket, args.defect, args.max_message_bytes, args.chmod, args.app_handlers)
+        if args.access_config:
+            with open(args.access_config, encoding="utf-8") as handle:
+                server.allowed_uids = set(json.load(handle)["allowed_uids"])
         asyncio.run(_main_async(server))
     except OSError as exc:
         print(f"broken_server: cannot listen: {exc}", file=sys.stderr)
