@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 from .errors import StartupError
 
-__all__ = ["Listener", "activated_socket", "bind_unix", "unlink_if_ours"]
+__all__ = ["LISTEN_BACKLOG", "Listener", "activated_socket", "bind_unix", "unlink_if_ours"]
 
 #: systemd passes activated sockets from this descriptor on (sd_listen_fds(3)).
 SD_LISTEN_FDS_START = 3
-# The original's backlog is Node's default.
-_BACKLOG = 511
+#: The listen backlog: Node's default, the original's.
+LISTEN_BACKLOG = 511
 # How long the liveness probe waits on a socket that neither accepts nor refuses.
 _PROBE_TIMEOUT = 1.0
 
@@ -130,7 +130,7 @@ def bind_unix(path: str, mode: int | None) -> Listener:
             # Before listen(): no peer can connect before the mode applies.
             if mode is not None:
                 os.chmod(path, mode)
-            sock.listen(_BACKLOG)
+            sock.listen(LISTEN_BACKLOG)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(path)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ._socket import Listener, activated_socket, bind_unix, unlink_if_ours
+from ._socket import LISTEN_BACKLOG, Listener, activated_socket, bind_unix, unlink_if_ours
 from .builtins import register_builtins
 from .config import (
     STATS_INTERVALS,
@@ -438,7 +438,11 @@ class IPCServer:
             self._listener = bind_unix(self.socket_path, self._mode)
         try:
             self._aio_server = await loop.create_unix_server(
-                lambda: Connection(self), sock=self._listener.sock, start_serving=True
+                # asyncio listens again on start: without the backlog it would be 100.
+                lambda: Connection(self),
+                sock=self._listener.sock,
+                backlog=LISTEN_BACKLOG,
+                start_serving=True,
             )
         except BaseException:
             unlink_if_ours(self._listener)
