@@ -45,12 +45,10 @@ CONNECTIONS_PER_WORKER = 50
 # Short: one round of 200 connections. Long: the same mix, round after round.
 ROUNDS = int(os.environ.get("PIXL_SOAK_ROUNDS", "60" if LONG else "2"))
 REQUESTS_PER_CONNECTION = 8
-# glibc raises its mmap threshold after the first multi-MiB buffer is freed,
-# after which such buffers stay in the heap and RSS stays 50-140 MiB above the
-# start without anything being held (measured: it plateaus over 30 rounds).
-# Pinning the threshold makes RSS measure what the server holds, so a leak of
-# a few MiB shows; the default allocator's figures are in RELIABILITY.md.
-SERVER_ENV = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+# The server runs with the default allocator settings: it returns the heap's
+# free pages itself after large traffic (pixl_ipc._memory), so RSS measures
+# what it holds and a leak of a few MiB shows.
+SERVER_ENV: dict[str, str] = {}
 # The server's RSS after the load may exceed its warmed-up start by this much.
 RSS_SLACK = 16 * MIB
 

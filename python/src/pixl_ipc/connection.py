@@ -55,6 +55,8 @@ WRITE_BUFFER_HIGH = 1024 * 1024
 WRITE_BUFFER_LOW = 256 * 1024
 
 _PEERCRED = struct.Struct("3i")
+# Reads this large mean a large message: the server then trims its heap soon.
+_LARGE_READ = 64 * 1024
 # Results that are certainly not awaitable: no inspect call for them.
 _PLAIN_TYPES = frozenset({dict, list, str, int, float, bool, type(None)})
 _APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
@@ -228,6 +230,8 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if not self._accepted:
             return  # SEC-2: nothing a refused peer sends is processed
+        if len(data) >= _LARGE_READ:
+            self._server._large_read()
         events = self._protocol.receive_data(data)
         if not events:
             return

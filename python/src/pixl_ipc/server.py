@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from ._memory import release_free_memory
 from ._socket import LISTEN_BACKLOG, Listener, activated_socket, bind_unix, unlink_if_ours
 from .builtins import register_builtins
 from .config import (
@@ -49,6 +50,9 @@ __all__ = ["Connection", "IPCServer", "PeerCredentials", "Request", "RequestHand
 
 logger = logging.getLogger("pixl_ipc.server")
 
+# How long after large traffic the heap's free pages go back to the system: at
+# most one malloc_trim a second, off the hot path.
+_TRIM_DELAY = 1.0
 # How long a refused peer may take to read its access_denied error.
 _DENIED_LINGER = 2.0
 
@@ -196,6 +200,7 @@ class IPCServer:
         self._listener: Listener | None = None
         self._aio_server: asyncio.AbstractServer | None = None
         self._stats_timer: asyncio.TimerHandle | None = None
+        self._trim_timer: asyncio.TimerHandle | None = None
         self._next_roll: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
@@ -382,6 +387,15 @@ class IPCServer:
         transport.write_eof()
         asyncio.get_running_loop().call_later(_DENIED_LINGER, transport.close)
 
+    def _large_read(self) -> None:
+        """Note large traffic: free heap pages are returned to the system soon after."""
+        if self._trim_timer is None and self._loop is not None:
+            self._trim_timer = self._loop.call_later(_TRIM_DELAY, self._trim_memory)
+
+    def _trim_memory(self) -> None:
+        self._trim_timer = None
+        release_free_memory()
+
     def _opened(self, conn: Connection) -> None:
         self._connections.add(conn)
         stats = self._stats
@@ -478,8 +492,9 @@ class IPCServer:
         self._closing = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.exit_timeout
-        if self._stats_timer is not None:
-            self._stats_timer.cancel()
+        for timer in (self._stats_timer, self._trim_timer):
+            if timer is not None:
+                timer.cancel()
         self._aio_server.close()
         for conn in list(self._connections):
             conn._update_reading()
