@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -168,4 +169,15 @@ def run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"pixl-ipc serve: {exc}", file=sys.stderr)
         return 1
+    stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if stuck:
+        # LIFE-7: a threaded handler still running past exit_timeout would be
+        # joined at interpreter exit and hold the process up without bound.
+        logging.getLogger("pixl_ipc").warning(
+            "exiting with %d handler thread(s) still running past exit_timeout", len(stuck)
+        )
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
