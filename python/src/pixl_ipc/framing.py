@@ -160,10 +160,15 @@ class LineDecoder:
 def encode_line(value: Any) -> bytes:
     """Serialize ``value`` as one JSON line ending in LF (FRAME-1).
 
+    Non-finite floats (NaN, infinities) are written as ``null``, as
+    JavaScript's ``JSON.stringify`` does: JSON cannot represent them (FRAME-9).
+    A value that needs the stdlib encoder (an integer past 64 bits, a lone
+    surrogate, nesting past 254 levels) raises ValueError for them instead.
+
     Raises:
         TypeError: ``value`` holds something JSON cannot represent.
-        ValueError: ``value`` holds a non-finite float or a circular reference,
-            or nests deeper than the stack allows.
+        ValueError: see above; or ``value`` holds a circular reference, or
+            nests deeper than the stack allows.
     """
     try:
         return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
