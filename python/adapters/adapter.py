@@ -8,11 +8,9 @@ carry several requests at once, so both declare the ``concurrent``
 capability: the blocking adapter runs each ``send`` in a thread of its own,
 the asyncio adapter in a task. Logs go to stderr.
 
-``reconnect``: with ``auto_reconnect_ms`` above 0 the clients reconnect by
-themselves (the blocking one on the next send, the asyncio one in the
-background). With 0 they raise ServerClosed instead, by design, so the
-adapter does what an application does then: it calls the client's
-``connect()`` before the next ``send`` (never after a ``close`` command).
+``reconnect``: with ``auto_reconnect_ms`` above 0 (the default) the clients
+reconnect by themselves, the blocking one on the next send, the asyncio one
+in the background; with 0 a send after a drop raises ServerClosed.
 """
 
 from __future__ import annotations
@@ -147,7 +145,6 @@ class BlockingAdapter:
     def __init__(self, out: Output) -> None:
         self.out = out
         self.client: IPCClient | None = None
-        self.closed = False  # by a close command: sends must then fail
         self.pushes: list[Any] = []
         self.pushes_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
@@ -179,7 +176,6 @@ class BlockingAdapter:
                 self.threads.append(thread)
                 thread.start()
             elif cmd == "close":
-                self.closed = True
                 if self.client is not None:
                     self.client.close()
                 self.out.ok(cid, {})
@@ -198,7 +194,6 @@ class BlockingAdapter:
     def connect(self, cid: Any, command: dict[str, Any]) -> None:
         if self.client is not None:
             self.client.close()
-        self.closed = False
         self.client = IPCClient(
             str(command.get("socket")), on_push=self.on_push, **client_options(command.get("options"))
         )
@@ -210,8 +205,6 @@ class BlockingAdapter:
             client = self.client
             if client is None:
                 raise ServerClosed("not connected: no connect command yet")
-            if not client.connected and not self.closed and client.options.auto_reconnect == 0:
-                client.connect()
             uri: Any = command.get("uri")  # a non-str uri is the client's to refuse
             data = client.send(uri, command.get("data"), timeout=send_timeout(command))
             self.out.ok(cid, {"data": data})
@@ -228,7 +221,6 @@ class AsyncAdapter:
     def __init__(self, out: Output) -> None:
         self.out = out
         self.client: AsyncIPCClient | None = None
-        self.closed = False  # by a close command: sends must then fail
         self.pushes: list[Any] = []
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -264,7 +256,6 @@ class AsyncAdapter:
             elif cmd == "connect":
                 if self.client is not None:
                     await self.client.close()
-                self.closed = False
                 self.client = AsyncIPCClient(
                     str(command.get("socket")), on_push=self.on_push, **client_options(command.get("options"))
                 )
@@ -275,7 +266,6 @@ class AsyncAdapter:
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
             elif cmd == "close":
-                self.closed = True
                 if self.client is not None:
                     await self.client.close()
                 self.out.ok(cid, {})
@@ -293,8 +283,6 @@ class AsyncAdapter:
             client = self.client
             if client is None:
                 raise ServerClosed("not connected: no connect command yet")
-            if not client.connected and not self.closed and client.options.auto_reconnect == 0:
-                await client.connect()
             uri: Any = command.get("uri")  # a non-str uri is the client's to refuse
             data = await client.send(uri, command.get("data"), timeout=send_timeout(command))
             self.out.ok(cid, {"data": data})
