@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import select
 import socket
 import struct
 import threading
@@ -66,16 +68,18 @@ class _Waiter:
 class _Connection:
     """One open socket and its protocol state."""
 
-    __slots__ = ("proto", "rcvtimeo", "sndtimeo", "sock")
+    __slots__ = ("poller", "proto", "sndtimeo", "sock")
 
     def __init__(self, sock: socket.socket, proto: ClientProtocol) -> None:
         self.sock = sock
         self.proto = proto
-        # The kernel's current SO_RCVTIMEO / SO_SNDTIMEO, seconds (0: none set).
-        # Re-arming costs a syscall; a kernel timeout up to 2 % + 1 ms past the
-        # deadline is close enough, and one much shorter than needed only
-        # causes an extra wake-up, so sequential requests rarely re-arm it.
-        self.rcvtimeo = 0.0
+        # Reads wait in poll(), not in a blocking recv(): on AF_UNIX a reader
+        # blocked in recv() is also woken when the server reads the request
+        # (write space), which costs a second context switch per round trip.
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+        # The kernel's current SO_SNDTIMEO, seconds (0: none set). Re-arming
+        # costs a syscall, so it is only done when the deadline moved a lot.
         self.sndtimeo = 0.0
 
 
@@ -93,8 +97,7 @@ class IPCClient:
     request whole under a write lock (FRAME-10), and whichever waiting thread
     finds no other reader reads the socket and hands each response to the
     thread waiting for it. No thread is started; a client used by one thread
-    costs one ``sendall`` and one or more ``recv`` per request, with the
-    deadline enforced by the kernel (``SO_RCVTIMEO``) rather than a poll.
+    costs one ``sendall``, one ``poll`` and one or more ``recv`` per request.
 
     Args:
         socket_path: the server's socket path.
@@ -343,10 +346,10 @@ class IPCClient:
         opts = self.options
         warm_allocator()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # The socket stays blocking: deadlines go to the kernel (SO_RCVTIMEO,
-        # SO_SNDTIMEO), which spares a poll() before every recv and send. A
-        # blocking AF_UNIX connect waits up to SO_SNDTIMEO while the server's
-        # listen backlog is full, then fails with EAGAIN.
+        # The socket stays blocking: write deadlines go to the kernel
+        # (SO_SNDTIMEO), which spares a poll() before every send. A blocking
+        # AF_UNIX connect waits up to SO_SNDTIMEO while the server's listen
+        # backlog is full, then fails with EAGAIN.
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(opts.connect_timeout))
             sock.connect(opts.socket_path)
@@ -486,14 +489,9 @@ class IPCClient:
         """One recv, decoded; None if nothing came in time or the connection ended."""
         sock = conn.sock
         try:
-            if nowait:
-                data = sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
-            else:
-                current = conn.rcvtimeo
-                if current > remaining * 1.02 + 0.001 or current < remaining * 0.5:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(remaining))
-                    conn.rcvtimeo = max(remaining, 0.001)
-                data = sock.recv(_RECV_BYTES)
+            if not nowait and not conn.poller.poll(max(math.ceil(remaining * 1000), 0)):
+                return None  # nothing in time; the caller checks its deadline
+            data = sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return None  # the kernel timeout passed; the caller checks its deadline
         except OSError as exc:
