@@ -6,7 +6,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,38 +15,14 @@ from collections.abc import Iterator
 import pytest
 from pixl_ipc.cli import main
 from pixl_ipc.cli.call import format_table
+from support import serve_in_tempdir
 
 
 @pytest.fixture(scope="module")
 def server_path() -> Iterator[str]:
     """One reference server for the whole module (starting one costs about a second)."""
-    directory = tempfile.mkdtemp(prefix="pxl-")
-    path = os.path.join(directory, "s.sock")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 20
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline().decode().rstrip("\n")
-            lines.append(line)
-            if line == f"listening on {path}" or not line:
-                break
-        assert lines[-1] == f"listening on {path}", lines
-        yield path
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(directory, ignore_errors=True)
+    with serve_in_tempdir() as server:
+        yield server.path
 
 
 def test_send_prints_the_response_data_as_json(

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
+from collections.abc import Callable, Coroutine
 from typing import Any, Self, TypeVar
 
 import uvloop
@@ -151,82 +142,3 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def wait_for(
-    predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.02
-) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes; return its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-def rss_bytes(pid: int) -> int:
-    """The resident set size of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-class ServeProcess:
-    """``python -m pixl_ipc serve`` in a subprocess, for module-scoped fixtures."""
-
-    def __init__(
-        self,
-        path: str,
-        *args: str,
-        env: dict[str, str] | None = None,
-        timeout: float = 20.0,
-    ) -> None:
-        self.path = path
-        self.stderr_lines: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **(env or {})},
-        )
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            raw = self.proc.stderr.readline()
-            if not raw:
-                break
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.stderr_lines.append(line)
-            if line == f"listening on {path}":
-                return
-        self.stop(signal.SIGKILL)
-        raise RuntimeError(f"server did not start on {path}: {self.stderr_lines}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-        finally:
-            if self.proc.stderr is not None:
-                self.proc.stderr.close()
-
-
-@contextlib.contextmanager
-def serve_in_tempdir(*args: str) -> Iterator[ServeProcess]:
-    """A subprocess server on a socket in a fresh short directory, stopped afterwards."""
-    directory = tempfile.mkdtemp(prefix="pxl-")
-    try:
-        server = ServeProcess(os.path.join(directory, "s.sock"), *args)
-        try:
-            yield server
-        finally:
-            server.stop()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from pixl_ipc.server import IPCServer, Request
-from server_helpers import RawClient, ServerThread, echo, wait_for
+from server_helpers import RawClient, ServerThread, echo
+from support import wait_until
 
 OTHER_ID = 4_000_000  # an id no test process runs as
 
@@ -62,7 +63,7 @@ def test_refusal_is_logged(sock_path: str, caplog: pytest.LogCaptureFixture) -> 
         RawClient(sock_path) as client,
     ):
         client.read_until_eof(5)
-        assert wait_for(
+        assert wait_until(
             lambda: any("access denied" in r.getMessage() for r in caplog.records),
             timeout=5,
         )

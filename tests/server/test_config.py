@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from pixl_ipc import ConfigError
 from pixl_ipc.server import IPCServer
-from server_helpers import RawClient, ServeProcess, echo
+from server_helpers import RawClient, echo
+from support import start_server
 
 MIB = 1024 * 1024
 
@@ -186,7 +187,7 @@ def test_flags_override_a_bare_config_block(short_tmp: Path) -> None:
             }
         )
     )
-    server = ServeProcess(
+    server = start_server(
         str(short_tmp / "flag.sock"),
         "--config",
         str(config),
@@ -309,7 +310,7 @@ def test_handlers_module_by_name_is_imported(
 ) -> None:
     (short_tmp / "named_handlers_mod.py").write_text(HANDLERS)
     monkeypatch.setenv("PYTHONPATH", f"{short_tmp}:{os.environ.get('PYTHONPATH', '')}")
-    server = ServeProcess(str(short_tmp / "n.sock"), "--handlers", "named_handlers_mod")
+    server = start_server(str(short_tmp / "n.sock"), "--handlers", "named_handlers_mod")
     try:
         with RawClient(server.path) as client:
             assert (
@@ -343,7 +344,7 @@ def test_handlers_without_register_or_failing_exit_2(
 def test_log_level_info_logs_to_stderr_and_the_ready_line_is_printed_once(
     short_tmp: Path,
 ) -> None:
-    server = ServeProcess(str(short_tmp / "l.sock"), "--log-level", "info")
+    server = start_server(str(short_tmp / "l.sock"), "--log-level", "info")
     try:
         with RawClient(server.path) as client:
             echo(client, 1)

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from pixl_ipc import RemoteError
 from pixl_ipc.server import IPCServer, Request
-from server_helpers import RawClient, ServerThread, echo, wait_for
+from server_helpers import RawClient, ServerThread, echo
+from support import wait_until
 
 
 @pytest.fixture
@@ -285,7 +286,7 @@ def test_push_to_a_closed_connection_returns_false(app: IPCServer) -> None:
     with serve(app) as running:
         with RawClient(app.socket_path) as client:
             call(client, "/keep")
-        assert wait_for(lambda: running.call(lambda: len(app.connections)) == 0)
+        assert wait_until(lambda: running.call(lambda: len(app.connections)) == 0)
         assert running.call(lambda: app.push(connections[0], "gone")) is False
 
 

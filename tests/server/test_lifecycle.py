@@ -18,7 +18,8 @@ import pytest
 from pixl_ipc import StartupError
 from pixl_ipc._socket import activated_socket
 from pixl_ipc.server import IPCServer
-from server_helpers import RawClient, ServeProcess, ServerThread, echo, wait_for
+from server_helpers import RawClient, ServerThread, echo
+from support import start_server, wait_until
 
 
 def run_serve(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -147,7 +148,7 @@ def test_signal_answers_in_flight_requests_then_exits_0_and_removes_the_socket(
 def test_shutdown_gives_up_on_slow_requests_after_exit_timeout(short_tmp: Path) -> None:
     config = short_tmp / "c.json"
     config.write_text(json.dumps({"IPCServer": {"exit_timeout": 300}}))
-    server = ServeProcess(str(short_tmp / "t.sock"), "--config", str(config))
+    server = start_server(str(short_tmp / "t.sock"), "--config", str(config))
     try:
         with RawClient(server.path) as client:
             client.send(
@@ -210,7 +211,7 @@ def test_client_gone_mid_request_drops_the_response_and_the_server_keeps_serving
                 b'{"ipcReqID":"rq1","uri":"/ipcserver/test/delay","data":{"delay":700}}\n'
             )
             echo(client, 1, "rq2")
-        assert wait_for(
+        assert wait_until(
             lambda: running.call(server.get_stats)["droppedResponses"] >= 1, timeout=5
         )
         with RawClient(sock_path) as other:

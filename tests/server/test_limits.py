@@ -13,28 +13,21 @@ from typing import Any
 
 import pytest
 from pixl_ipc.server import IPCServer, Request
-from server_helpers import (
-    RawClient,
-    ServeProcess,
-    ServerThread,
-    echo,
-    rss_bytes,
-    serve_in_tempdir,
-    wait_for,
-)
+from server_helpers import RawClient, ServerThread, echo
+from support import Server, rss_bytes, serve_in_tempdir, wait_until
 
 MIB = 1024 * 1024
 LIMIT = 16 * MIB
 
 
 @pytest.fixture(scope="module")
-def small_limit_server() -> Iterator[ServeProcess]:
+def small_limit_server() -> Iterator[Server]:
     with serve_in_tempdir("--max-message-bytes", str(LIMIT)) as server:
         yield server
 
 
 def test_messages_past_the_originals_1_mib_work_both_ways(
-    small_limit_server: ServeProcess,
+    small_limit_server: Server,
 ) -> None:
     blob = "x" * (3 * MIB)
     with RawClient(small_limit_server.path) as client:
@@ -45,7 +38,7 @@ def test_messages_past_the_originals_1_mib_work_both_ways(
 
 
 def test_message_just_under_the_limit_is_echoed(
-    small_limit_server: ServeProcess,
+    small_limit_server: Server,
 ) -> None:
     # LIMIT-1: the whole line, without LF, may be exactly the limit.
     head = b'{"ipcReqID":"rq7","uri":"/ipcserver/test/echo","data":"'
@@ -58,7 +51,7 @@ def test_message_just_under_the_limit_is_echoed(
 
 
 def test_message_over_the_limit_is_message_too_large_and_the_connection_goes_on(
-    small_limit_server: ServeProcess,
+    small_limit_server: Server,
 ) -> None:
     # LIMIT-2, CORR-6: id recovered from the head; the lines after it are served.
     line = (
@@ -84,7 +77,7 @@ def test_message_over_the_limit_is_message_too_large_and_the_connection_goes_on(
         assert echo(other, "unaffected")["data"] == "unaffected"
 
 
-def test_oversize_line_is_not_buffered(small_limit_server: ServeProcess) -> None:
+def test_oversize_line_is_not_buffered(small_limit_server: Server) -> None:
     # LIMIT-2: the server discards the rest of a long line as it arrives.
     pid = small_limit_server.proc.pid
     with RawClient(small_limit_server.path, timeout=30) as client:
@@ -108,7 +101,7 @@ def test_too_small_limit_is_refused() -> None:
         IPCServer("/tmp/x.sock", max_message_bytes=LIMIT - 1)
 
 
-def test_info_advertises_the_limits(small_limit_server: ServeProcess) -> None:
+def test_info_advertises_the_limits(small_limit_server: Server) -> None:
     with RawClient(small_limit_server.path) as client:
         info = client.request({"ipcReqID": "rq0", "uri": "/ipcserver/info"})["data"]
         assert info["limits"]["max_message_bytes"] == LIMIT
@@ -228,7 +221,7 @@ def test_many_idle_connections_are_cheap(server: Any) -> None:
         baseline = rss_bytes(pid)
         clients = [RawClient(server.path) for _ in range(300)]
         try:
-            assert wait_for(
+            assert wait_until(
                 lambda: (
                     first.request({"ipcReqID": "s", "uri": "/ipcserver/stats"})["data"][
                         "connections"
@@ -266,7 +259,7 @@ def test_shutdown_answers_requests_still_waiting_for_an_in_flight_slot(
                     for i in range(6)
                 )
             )
-            assert wait_for(lambda: running.call(server.get_stats)["inflight"] == 2)
+            assert wait_until(lambda: running.call(server.get_stats)["inflight"] == 2)
             running.stop()
             lines = client.read_until_eof().splitlines()
             assert sorted(json.loads(line)["data"] for line in lines) == list(range(6))

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from pixl_ipc.server import IPCServer
-from server_helpers import RawClient, ServerThread, echo, wait_for
+from server_helpers import RawClient, ServerThread, echo
+from support import wait_until
 
 
 def test_original_counters_are_those_of_the_last_completed_interval(
@@ -37,7 +38,9 @@ def test_original_counters_are_those_of_the_last_completed_interval(
             # Nothing completed yet: the original's counters are still zero.
             assert running.call(server.get_stats)["requests"] == 0
             assert running.call(server.get_stats)["connections"] == 2
-        assert wait_for(lambda: running.call(server.get_stats)["totalClientClose"] == 2)
+        assert wait_until(
+            lambda: running.call(server.get_stats)["totalClientClose"] == 2
+        )
         running.call(server._roll_stats)
         stats = running.call(server.get_stats)
         assert stats["requests"] == 5
@@ -69,10 +72,10 @@ def test_counters_roll_over_by_themselves_every_interval(short_tmp: Path) -> Non
             for i in range(3):
                 echo(client, i)
         # The requests show up in a completed interval, then a quiet one follows.
-        assert wait_for(
+        assert wait_until(
             lambda: running.call(server.get_stats)["requests"] >= 1, timeout=5
         )
-        assert wait_for(
+        assert wait_until(
             lambda: running.call(server.get_stats)["requests"] == 0, timeout=5
         )
 
@@ -85,7 +88,7 @@ def test_stats_are_logged_every_interval(
         caplog.at_level(logging.INFO, logger="pixl_ipc"),
         ServerThread(IPCServer(path, log_stats_interval="second")),
     ):
-        assert wait_for(
+        assert wait_until(
             lambda: any(r.getMessage().startswith("stats: ") for r in caplog.records),
             timeout=5,
         )

@@ -8,18 +8,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from server_helpers import RawClient, ServeProcess, echo, serve_in_tempdir
+from server_helpers import RawClient, echo
+from support import Server, serve_in_tempdir
 
 
 @pytest.fixture(scope="module")
-def shared_server() -> Iterator[ServeProcess]:
+def shared_server() -> Iterator[Server]:
     """One server for the tests of this module: each test uses its own connections."""
     with serve_in_tempdir() as server:
         yield server
 
 
 @pytest.fixture
-def client(shared_server: ServeProcess) -> Iterator[RawClient]:
+def client(shared_server: Server) -> Iterator[RawClient]:
     with RawClient(shared_server.path) as raw:
         yield raw
 
@@ -263,7 +264,7 @@ def test_non_finite_number_is_bad_json(client: RawClient) -> None:
 
 
 def test_hundred_thousand_nested_arrays_get_an_error_and_the_server_survives(
-    shared_server: ServeProcess,
+    shared_server: Server,
 ) -> None:
     server = shared_server
     # LIMIT-4: the original's server dies on this; every other client keeps its connection.
@@ -287,7 +288,7 @@ def test_nesting_of_256_levels_is_accepted(client: RawClient) -> None:
     assert echo(client, nested)["data"] == nested
 
 
-def test_a_bad_connection_does_not_disturb_another(shared_server: ServeProcess) -> None:
+def test_a_bad_connection_does_not_disturb_another(shared_server: Server) -> None:
     server = shared_server
     # LIMIT-6
     with RawClient(server.path) as good, RawClient(server.path) as bad:
@@ -298,7 +299,7 @@ def test_a_bad_connection_does_not_disturb_another(shared_server: ServeProcess) 
 
 
 def test_peer_that_disconnects_abruptly_does_not_stop_the_server(
-    shared_server: ServeProcess,
+    shared_server: Server,
 ) -> None:
     server = shared_server
     # LIFE-5
