@@ -37,10 +37,12 @@ test: setup ## Run every test: pytest, PHPUnit, the conformance matrix
 	phpunit -c php/phpunit.xml
 	$(MAKE) --no-print-directory conformance
 
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) when installed
 	$(VENV)/bin/ruff check python conformance tests
 	$(VENV)/bin/ruff format --check python conformance tests
-	$(VENV)/bin/mypy --strict python/src conformance/src
+	$(VENV)/bin/mypy --strict python/src python/adapters python/benchmarks conformance/src
+	@if command -v phpcs >/dev/null; then phpcs --standard=php/phpcs.xml; \
+	else echo "phpcs is not installed (apt-get install php-codesniffer): PHP style not checked"; fi
 
 serve: $(STAMP) ## Run the reference server on build/pixl-ipc.sock
 	@mkdir -p $(BUILD)
