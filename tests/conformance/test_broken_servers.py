@@ -25,7 +25,8 @@ import pytest
 from pixl_ipc_conformance.brokenpeers.broken_server import DEFECTS
 from pixl_ipc_conformance.model import Case, CaseResult, RunOptions, Verdict, load_cases
 from pixl_ipc_conformance.schemas import SpecSchemas
-from pixl_ipc_conformance.server_runner import run_server_cases, started_server
+from pixl_ipc_conformance.server_process import started_server
+from pixl_ipc_conformance.server_runner import run_server_cases
 
 LIMIT = 16 * 1024 * 1024
 #: The machine is shared: when it is loaded, the time bounds stretch (up to 3x)

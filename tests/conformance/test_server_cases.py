@@ -33,11 +33,8 @@ from pixl_ipc_conformance.model import (
 )
 from pixl_ipc_conformance.report import Reporter, summary_line, write_json, write_junit
 from pixl_ipc_conformance.schemas import SpecSchemas
-from pixl_ipc_conformance.server_runner import (
-    run_server_case,
-    run_server_cases,
-    started_server,
-)
+from pixl_ipc_conformance.server_process import started_server
+from pixl_ipc_conformance.server_runner import run_server_case, run_server_cases
 
 LIMIT = 16 * 1024 * 1024
 #: The machine is shared: when it is loaded, the time bounds stretch (up to 3x)

@@ -36,7 +36,7 @@ from .model import (
 )
 from .report import Reporter, summary_counts, write_json, write_junit
 from .schemas import SchemaError, SpecSchemas
-from .server_runner import ServerStartError
+from .server_process import ServerStartError
 
 __all__ = ["MATRIX_FILE", "expand_command", "main"]
 
@@ -174,7 +174,8 @@ def _finish(
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from .server_runner import run_server_cases, started_server
+    from .server_process import started_server
+    from .server_runner import run_server_cases
 
     cases = load_cases("server", args.case, args.level, cases_dir=args.cases_dir)
     if args.list:
@@ -277,7 +278,8 @@ def _run_matrix(args: argparse.Namespace) -> int:
         )
         results: list[CaseResult]
         if kind == "server":
-            from .server_runner import run_server_cases, started_server
+            from .server_process import started_server
+            from .server_runner import run_server_cases
 
             try:
                 with started_server(entry["command"], cwd=REPO_ROOT) as socket_path:

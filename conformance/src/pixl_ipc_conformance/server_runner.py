@@ -1,8 +1,8 @@
 """Executes server cases against a server listening on a socket path.
 
 Entry points: :func:`run_server_cases` (a list of cases, one result each, in
-order), :func:`run_server_case` (one case) and :func:`started_server` (start a
-server command on a temporary socket for the duration of a ``with`` block).
+order) and :func:`run_server_case` (one case). Starting servers lives in
+:mod:`.server_process`.
 
 Server steps (``conformance/cases/case.schema.json``, ``$defs/server_step``):
 
@@ -41,8 +41,6 @@ sending a good request afterwards and expecting only its answer.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import selectors
@@ -50,15 +48,23 @@ import shutil
 import signal
 import socket
 import stat
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .model import Case, CaseResult, RunOptions, result_for, skipped
+from .server_process import (
+    DEFAULT_CHMOD,
+    PREPARED,
+    Spawned,
+    accepts,
+    describe_fingerprint,
+    fingerprint,
+    log_tail,
+)
 from .wire import (
     Received,
     WireClosed,
@@ -71,11 +77,9 @@ from .wire import (
 
 __all__ = [
     "ECHO_URI",
-    "ServerStartError",
     "StepFailed",
     "run_server_case",
     "run_server_cases",
-    "started_server",
 ]
 
 ECHO_URI = "/ipcserver/test/echo"
@@ -83,7 +87,6 @@ DEFAULT_CONN = "main"
 #: What a server case may list in ``needs``.
 #: The mode ``{chmod}`` stands for in a start command when a case sets none:
 #: the original's default (SEC-1).
-DEFAULT_CHMOD = "777"
 SERVER_NEEDS = {
     "max_message_bytes": "the server's --max-message-bytes is not known to the runner",
     "start_command": "the runner did not start the server (--start), so it cannot start more",
@@ -95,10 +98,6 @@ _CLIP = 240
 #: Up to this depth a nested request's echo is expected by ``expect generated``;
 #: deeper, the server may refuse it (LIMIT-4) and the case says what it accepts.
 _EXPECTED_NESTING_MAX = 256
-
-
-class ServerStartError(RuntimeError):
-    """A server command did not come up (exited, or never accepted connections)."""
 
 
 class StepFailed(Exception):
@@ -268,7 +267,7 @@ class _CaseRun:
         self.conns: dict[str, _Conn] = {}
         self.variables: dict[str, Any] = {"max_message_bytes": options.max_message_bytes}
         self.probes = 0
-        self.spawned: dict[str, _Spawned] = {}
+        self.spawned: dict[str, Spawned] = {}
         self.scratch: str | None = None
 
     # -- plumbing --------------------------------------------------------
@@ -678,14 +677,14 @@ class _CaseRun:
             stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             stale.bind(path)
             stale.close()  # bound, never listening: connecting is refused
-        return path, _fingerprint(path)
+        return path, fingerprint(path)
 
     def op_spawn(self, step: dict[str, Any]) -> None:
         command = self.options.start_command
         if command is None:
             raise StepFailed("a start command", "none given (--start)")
         path, before = self._prepare(step)
-        spawned = _Spawned(
+        spawned = Spawned(
             step["name"],
             path,
             command,
@@ -696,11 +695,11 @@ class _CaseRun:
         self.spawned[step["name"]] = spawned
         deadline = self.bound(step.get("within_s", 5.0))
         if step["expect"] == "serves":
-            while not (_accepts(path)):
+            while not (accepts(path)):
                 if spawned.proc.poll() is not None:
                     raise StepFailed(
                         f"the server to start at a path prepared as {step.get('prepare', 'none')}",
-                        f"it exited with status {spawned.proc.returncode}: {_tail(spawned.log)}",
+                        f"it exited with status {spawned.proc.returncode}: {log_tail(spawned.log)}",
                     )
                 if time.monotonic() > deadline:
                     raise StepFailed("the server to accept connections", "it did not within the time bound")
@@ -710,11 +709,11 @@ class _CaseRun:
         # exits (the expected way) or keeps running.
         while spawned.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        after = _fingerprint(path)
+        after = fingerprint(path)
         if after != before:
             raise StepFailed(
-                f"{_PREPARED.get(step.get('prepare', 'none'), 'what was')} at the socket path left as it was",
-                f"{_describe_fingerprint(before)} became {_describe_fingerprint(after)}",
+                f"{PREPARED.get(step.get('prepare', 'none'), 'what was')} at the socket path left as it was",
+                f"{describe_fingerprint(before)} became {describe_fingerprint(after)}",
             )
         if spawned.proc.poll() is None:
             spawned.stop()
@@ -741,10 +740,10 @@ class _CaseRun:
             if time.monotonic() > deadline:
                 raise StepFailed("the server to exit", "it was still running at the time bound")
             time.sleep(0.02)
-        if step.get("path_removed", True) and _fingerprint(spawned.path) is not None:
+        if step.get("path_removed", True) and fingerprint(spawned.path) is not None:
             raise StepFailed(
                 "the socket path removed at shutdown (LIFE-7)",
-                f"{_describe_fingerprint(_fingerprint(spawned.path))} left at the path",
+                f"{describe_fingerprint(fingerprint(spawned.path))} left at the path",
             )
 
     def op_fanout(self, step: dict[str, Any]) -> None:
@@ -805,86 +804,6 @@ class _CaseRun:
             selector.close()
             for wire in wires:
                 wire.close()
-
-
-def write_access_config(directory: str, *, allow_runner: bool) -> str:
-    """Write the ``{access_config}`` file: ``{"allowed_uids": [...]}`` (SEC-2).
-
-    Args:
-        directory: where to write it.
-        allow_runner: allow the runner's own uid, or only a uid that is not it.
-
-    Returns:
-        The file's path.
-    """
-    uid = os.getuid()
-    allowed = uid if allow_runner else (uid + 4242) % 60000 or 4242
-    path = os.path.join(directory, "access-allowed.json" if allow_runner else "access-refused.json")
-    Path(path).write_text(json.dumps({"allowed_uids": [allowed]}) + "\n", encoding="utf-8")
-    return path
-
-
-class _Spawned:
-    """A server process a lifecycle case starts itself, with its output kept."""
-
-    def __init__(
-        self, name: str, path: str, command: str, cwd: Path | None, chmod: str, *, allow_runner: bool = True
-    ) -> None:
-        from .cli import expand_command
-
-        self.name = name
-        self.path = path
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
-        access = write_access_config(os.path.dirname(path), allow_runner=allow_runner)
-        self.proc = subprocess.Popen(
-            expand_command(command, socket=path, chmod=chmod, access_config=access),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=self.log,
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(3.0)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
-_PREPARED = {
-    "regular_file": "the regular file",
-    "directory": "the directory",
-    "symlink": "the symbolic link",
-    "stale_socket": "the stale socket",
-    "same_as": "the live server's socket",
-}
-
-
-def _fingerprint(path: str) -> Any:
-    """What is at a path, without following a symbolic link: kind, inode, contents."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if stat.S_ISLNK(info.st_mode):
-        return ("symlink", info.st_ino, os.readlink(path))
-    if stat.S_ISREG(info.st_mode):
-        return ("file", info.st_ino, Path(path).read_bytes())
-    if stat.S_ISDIR(info.st_mode):
-        return ("directory", info.st_ino, tuple(sorted(os.listdir(path))))
-    if stat.S_ISSOCK(info.st_mode):
-        return ("socket", info.st_ino, None)
-    return ("other", info.st_ino, None)
-
-
-def _describe_fingerprint(fingerprint: Any) -> str:
-    if fingerprint is None:
-        return "nothing"
-    return f"a {fingerprint[0]} (inode {fingerprint[1]})"
 
 
 def run_server_case(case: Case, socket_path: str, options: RunOptions) -> CaseResult:
@@ -951,93 +870,3 @@ def run_server_cases(cases: Sequence[Case], socket_path: str, options: RunOption
         if reporter is not None:
             reporter.case_finished(result)
     return results
-
-
-def _accepts(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(path)
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True
-
-
-@contextlib.contextmanager
-def started_server(
-    command: str,
-    *,
-    cwd: Path | None = None,
-    timeout: float = 15.0,
-    env: dict[str, str] | None = None,
-) -> Iterator[str]:
-    """Start a server command on a fresh temporary socket; stop it afterwards.
-
-    ``{socket}``, ``{python}``, ``{chmod}`` (the original's default mode,
-    777) and ``{access_config}`` (a JSON file ``{"allowed_uids": [<the
-    runner's uid>]}``) in the command are substituted. The server is
-    ready when its socket accepts a connection. On exit it gets SIGTERM, then
-    SIGKILL after 5 seconds.
-
-    Args:
-        command: the command line (no shell).
-        cwd: its working directory.
-        timeout: seconds to wait for the socket to accept.
-        env: extra environment variables.
-
-    Yields:
-        The socket path.
-
-    Raises:
-        ServerStartError: the server exited or did not accept connections in time.
-    """
-    from .cli import expand_command
-
-    directory = tempfile.mkdtemp(prefix="pxc-")
-    path = os.path.join(directory, "server.sock")
-    access = write_access_config(directory, allow_runner=True)
-    argv = expand_command(command, socket=path, chmod=DEFAULT_CHMOD, access_config=access)
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server stops
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            env={**os.environ, **(env or {})},
-        )
-    except OSError as exc:
-        log.close()
-        shutil.rmtree(directory, ignore_errors=True)
-        raise ServerStartError(f"cannot start {command!r}: {exc}") from exc
-    try:
-        deadline = time.monotonic() + timeout
-        while not (os.path.exists(path) and _accepts(path)):
-            if proc.poll() is not None:
-                raise ServerStartError(f"{command!r} exited with status {proc.returncode}: {_tail(log)}")
-            if time.monotonic() > deadline:
-                raise ServerStartError(
-                    f"{command!r} did not accept connections within {timeout} s: {_tail(log)}"
-                )
-            time.sleep(0.02)
-        yield path
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _tail(log: Any) -> str:
-    log.seek(0)
-    text: str = log.read().decode("utf-8", "replace")
-    text = re.sub(r"\s+", " ", text[-600:]).strip()
-    return text or "(no output)"
