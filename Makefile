@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 BUILD := build
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test test-python test-php lint serve conformance bench soak clean
+.PHONY: help setup test lint serve conformance bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
