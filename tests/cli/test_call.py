@@ -97,6 +97,17 @@ def test_send_error_inside_data_is_printed_as_data(
     }
 
 
+def test_send_code_to_err_makes_an_error_inside_data_exit_1(
+    server_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["send", "--socket", server_path, "--code-to-err", "/no/such/uri"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert (
+        err.strip() == "pixl-ipc: no_handler_found: No handler found for /no/such/uri"
+    )
+
+
 def test_send_invalid_json_argument_exit_2(
     server_path: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -56,6 +56,11 @@ def add_parser(subparsers: Any) -> None:
         help="the request's data as JSON; '-' reads it from stdin; omitted: null",
     )
     send.add_argument("--pretty", action="store_true", help="indent the JSON output")
+    send.add_argument(
+        "--code-to-err",
+        action="store_true",
+        help="treat an error inside data (e.g. no_handler_found) as a remote error: exit 1",
+    )
     send.set_defaults(func=run_send)
 
     for name, uri, what in (("info", _INFO_URI, "identity and limits"), ("stats", _STATS_URI, "statistics")):
@@ -93,6 +98,7 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 
 
 def _client(args: argparse.Namespace, *, reconnect: bool = False) -> IPCClient:
+    # The original client's codeToErr: off unless asked, as in the original.
     if not args.timeout > 0 or not math.isfinite(args.timeout):
         raise ConfigError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     return IPCClient(
@@ -101,6 +107,7 @@ def _client(args: argparse.Namespace, *, reconnect: bool = False) -> IPCClient:
         connect_timeout=min(args.timeout, 5.0),
         user_agent=_USER_AGENT,
         auto_reconnect=1.0 if reconnect else 0,
+        code_to_err=getattr(args, "code_to_err", False),
     )
 
 
