@@ -1,4 +1,4 @@
-"""Helpers shared by every test directory: reference servers in subprocesses, /proc readings.
+"""Helpers shared by every test directory: servers in subprocesses, a raw client, /proc readings.
 
 A server's stderr is drained by a thread once it is ready, so that a server
 that logs a lot under faults never blocks on a full pipe.
@@ -7,10 +7,12 @@ that logs a lot under faults never blocks on a full pipe.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, Self
 
 #: The server's ready line: ``listening on PATH``.
 READY_PREFIX = "listening on "
@@ -153,3 +156,106 @@ def serve_in_tempdir(*args: str) -> Iterator[Server]:
             server.stop()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+class RawClient:
+    """A blocking AF_UNIX connection that speaks bytes, to see exactly what a server sends."""
+
+    def __init__(self, path: str, timeout: float = 10.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(path)
+                break
+            except BlockingIOError:
+                # EAGAIN: the listen backlog is full; wait for room.
+                if time.monotonic() > deadline:
+                    self.sock.close()
+                    raise
+                time.sleep(0.01)
+        self.buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_json(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    def send_request(self, request_id: str, uri: str, data: Any = None) -> None:
+        """Send one well-formed request without waiting for its answer."""
+        self.send_json({"ipcReqID": request_id, "uri": uri, "data": data})
+
+    def read_line(self, timeout: float | None = None) -> bytes:
+        """One line, without its LF; raises TimeoutError, or EOFError at end of stream."""
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        end = self.buffer.find(b"\n")
+        if end < 0:
+            # Chunks are joined once: a long line costs O(size), not O(size^2).
+            chunks = [self.buffer]
+            while True:
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    raise EOFError(
+                        f"connection closed; unfinished: {chunks[0][:200]!r}"
+                    )
+                chunks.append(chunk)
+                if b"\n" in chunk:
+                    break
+            self.buffer = b"".join(chunks)
+            end = self.buffer.find(b"\n")
+        line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
+        return line
+
+    def read_json(self, timeout: float | None = None) -> Any:
+        return json.loads(self.read_line(timeout))
+
+    def read_message(self, timeout: float | None = None) -> dict[str, Any]:
+        """Read one line and parse it as a JSON object."""
+        value = self.read_json(timeout)
+        assert isinstance(value, dict), value
+        return value
+
+    def request(self, message: dict[str, Any]) -> Any:
+        """Send a message and return the next one read."""
+        self.send_json(message)
+        return self.read_json()
+
+    def read_until_id(
+        self, request_id: Any, timeout: float = 10.0
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Read messages until the one answering ``request_id``; return it and those before it."""
+        deadline = time.monotonic() + timeout
+        before: list[dict[str, Any]] = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(
+                    f"no answer to {request_id!r} within {timeout} s; got {before[-5:]}"
+                )
+            message = self.read_message(left)
+            if message.get("ipcReqID") == request_id:
+                return message, before
+            before.append(message)
+
+    def read_until_eof(self, timeout: float = 10.0) -> bytes:
+        """Everything until the server closes (raises TimeoutError if it does not)."""
+        self.sock.settimeout(timeout)
+        data = self.buffer
+        self.buffer = b""
+        while True:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                return data
+            data += chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

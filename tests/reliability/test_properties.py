@@ -30,7 +30,7 @@ from pixl_ipc.protocol import (
     ServerProtocol,
     response,
 )
-from reliability_helpers import RawConn, Server, server_module_ready, start_server
+from reliability_helpers import RawClient, Server, server_module_ready, start_server
 
 # --- strategies ------------------------------------------------------------------
 
@@ -325,9 +325,9 @@ def test_server_answers_a_good_request_after_any_garbage(
     # LIMIT-6, FRAME-5, FRAME-6: the garbage gets spec answers or none, and the
     # request after it is answered on the same connection.
     token = f"tok-{next(_counter)}"
-    with RawConn(live_server.path, timeout=10) as conn:
+    with RawClient(live_server.path, timeout=10) as conn:
         conn.send(garbage + b"\n")
-        conn.request(token, "/ipcserver/test/echo", {"token": token})
+        conn.send_request(token, "/ipcserver/test/echo", {"token": token})
         answer, before = conn.read_until_id(token, timeout=10)
     assert answer == {"ipcReqID": token, "data": {"token": token}}
     for message in before:
@@ -403,22 +403,22 @@ def request_objects(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def raw_connection(live_server: Server) -> Iterator[RawConn]:
-    with RawConn(live_server.path, timeout=20) as conn:
+def raw_connection(live_server: Server) -> Iterator[RawClient]:
+    with RawClient(live_server.path, timeout=20) as conn:
         yield conn
 
 
 @settings(max_examples=120)
 @given(request_objects())
 def test_server_answers_any_request_object_once_as_err3_says(
-    raw_connection: RawConn, message: dict[str, Any]
+    raw_connection: RawClient, message: dict[str, Any]
 ) -> None:
     # RESP-1: exactly one answer; RESP-2: its id; ERR-2, ERR-3: the code and its
     # place; REQ-1: unknown members allowed; ROUTE-2, BUILTIN-1.
     conn = raw_connection
     conn.send(json.dumps(message).encode() + b"\n")
     token = f"sentinel-{next(_counter)}"
-    conn.request(token, "/ipcserver/test/echo", None)
+    conn.send_request(token, "/ipcserver/test/echo", None)
     answer = conn.read_message(20)
     assert conn.read_message(20) == {"ipcReqID": token, "data": None}, (
         "not exactly one answer"

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from reliability_helpers import (
-    RawConn,
+    RawClient,
     Server,
     server_module_ready,
     start_server,
@@ -77,8 +77,8 @@ def refused_start(path: str, *args: str) -> tuple[int, str]:
 
 def echo_ok(path: str, token: str, timeout: float = 10.0) -> bool:
     """One echo on a fresh connection; True when answered correctly."""
-    with RawConn(path, timeout=timeout) as conn:
-        conn.request(token, ECHO, {"t": token})
+    with RawClient(path, timeout=timeout) as conn:
+        conn.send_request(token, ECHO, {"t": token})
         answer, _ = conn.read_until_id(token, timeout)
     return answer == {"ipcReqID": token, "data": {"t": token}}
 
@@ -207,8 +207,8 @@ def test_server_enforces_allowed_uids_and_gids_on_a_second_user(
         str(HANDLERS),
     )
     seen = run_as_nobody(path)
-    with RawConn(path, timeout=10) as conn:  # root is listed in every block
-        conn.request("marks", "/soak/marks")
+    with RawClient(path, timeout=10) as conn:  # root is listed in every block
+        conn.send_request("marks", "/soak/marks")
         marks = conn.read_message(10)["data"]
     if nobody_allowed:
         assert seen == [
@@ -247,8 +247,8 @@ def test_server_refuses_root_when_only_nobody_is_allowed(
         "--handlers",
         str(HANDLERS),
     )
-    with RawConn(path, timeout=10) as conn:
-        conn.request("root1", ECHO, {"x": 1})
+    with RawClient(path, timeout=10) as conn:
+        conn.send_request("root1", ECHO, {"x": 1})
         denied = conn.read_message(10)
         assert denied["code"] == "access_denied" and denied["ipcReqID"] is None
         with pytest.raises((EOFError, ConnectionResetError)):
@@ -404,7 +404,7 @@ def test_a_line_of_exactly_the_limit_is_served_and_one_byte_more_is_message_too_
 ) -> None:
     path = str(short_tmp / "lim.sock")
     serve(servers, path, "--max-message-bytes", str(LIMIT))
-    with RawConn(path, timeout=60) as conn:
+    with RawClient(path, timeout=60) as conn:
         line = exact_line("at-limit", LIMIT)
         assert len(line) == LIMIT
         conn.send(line + b"\n")
@@ -419,7 +419,7 @@ def test_a_line_of_exactly_the_limit_is_served_and_one_byte_more_is_message_too_
         assert error["ipcReqID"] == "over-limit"  # CORR-6
         assert "data" not in error
         # LIMIT-2: the same connection serves the next line.
-        conn.request("after-over", ECHO, [1, 2])
+        conn.send_request("after-over", ECHO, [1, 2])
         assert conn.read_message(30) == {"ipcReqID": "after-over", "data": [1, 2]}
 
 
@@ -442,7 +442,7 @@ def test_pipelined_requests_with_reading_stopped_keep_the_server_bounded(
         for i in range(count)
     )
     answer_bytes = count * (len(pad) + 30)
-    conn = RawConn(path, timeout=120)
+    conn = RawClient(path, timeout=120)
     sender = threading.Thread(target=conn.send, args=(payload,), daemon=True)
     try:
         sender.start()
@@ -552,10 +552,10 @@ def test_bad_input_gets_the_spec_answer_and_the_server_keeps_serving(
 ) -> None:
     path = str(short_tmp / "bad.sock")
     server = serve(servers, path)
-    with RawConn(path, timeout=30) as conn:
+    with RawClient(path, timeout=30) as conn:
         started = time.monotonic()
         conn.send(line + b"\n")
-        conn.request("next", ECHO, "ok")
+        conn.send_request("next", ECHO, "ok")
         answer, before = conn.read_until_id("next", timeout=30)
         took = time.monotonic() - started
         assert answer == {"ipcReqID": "next", "data": "ok"}
@@ -580,7 +580,7 @@ def test_nesting_the_server_can_read_is_echoed_or_answered_handler_error(
     serve(servers, path)
     inner = depth - 1  # the request object is one level
     data = b"[" * inner + b"]" * inner
-    with RawConn(path, timeout=30) as conn:
+    with RawClient(path, timeout=30) as conn:
         conn.send(
             b'{"ipcReqID":"n","uri":"/ipcserver/test/echo","data":' + data + b"}\n"
         )
@@ -596,7 +596,7 @@ def test_nesting_the_server_can_read_is_echoed_or_answered_handler_error(
                     reply.get("code") == "bad_json"
                     or reply.get("data", {}).get("code") == "handler_error"
                 ), reply
-        conn.request("next", ECHO, 1)
+        conn.send_request("next", ECHO, 1)
         assert conn.read_message(10) == {"ipcReqID": "next", "data": 1}
 
 
@@ -606,9 +606,9 @@ def test_a_half_closed_connection_gets_every_complete_request_answered(
     # LIFE-2: answer what was read in full, drop the partial line, then close.
     path = str(short_tmp / "half.sock")
     serve(servers, path)
-    with RawConn(path, timeout=10) as conn:
-        conn.request("h1", "/ipcserver/test/delay", {"delay": 300})
-        conn.request("h2", ECHO, "two")
+    with RawClient(path, timeout=10) as conn:
+        conn.send_request("h1", "/ipcserver/test/delay", {"delay": 300})
+        conn.send_request("h2", ECHO, "two")
         conn.send(b'{"ipcReqID":"partial","uri":"/ipcserver/test/echo"')
         conn.sock.shutdown(socket.SHUT_WR)
         got = {}
@@ -711,8 +711,8 @@ def test_requests_in_progress_on_one_connection_never_pass_the_advertised_maximu
     # maximum can arrive by then, however slow the machine.
     path = str(short_tmp / "inflight.sock")
     serve(servers, path)
-    with RawConn(path, timeout=30) as conn:
-        conn.request("info", "/ipcserver/info")
+    with RawClient(path, timeout=30) as conn:
+        conn.send_request("info", "/ipcserver/info")
         limit = conn.read_message(10)["data"]["limits"]["max_inflight_per_connection"]
         assert isinstance(limit, int) and limit > 0
         count = 3 * limit

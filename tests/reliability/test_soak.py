@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from reliability_helpers import (
-    RawConn,
+    RawClient,
     Server,
     server_module_ready,
     start_server,
@@ -83,9 +83,11 @@ class PeakSampler:
 
 def warm_up(path: str) -> None:
     """Touch every code path once (a 4 MiB echo included) so the start figures are steady."""
-    with RawConn(path, timeout=30) as conn:
+    with RawClient(path, timeout=30) as conn:
         for index, size in enumerate([10, 1024, 64 * 1024, 4 * MIB]):
-            conn.request(f"warm{index}", "/ipcserver/test/echo", {"pad": "w" * size})
+            conn.send_request(
+                f"warm{index}", "/ipcserver/test/echo", {"pad": "w" * size}
+            )
             answer = conn.read_message(30)
             assert (
                 answer["ipcReqID"] == f"warm{index}"
@@ -166,8 +168,8 @@ def test_server_survives_mixed_load_with_faults_and_gives_back_its_resources(
         time.sleep(1.0)
         rss_end = server.rss()
         # Still serving at the end (LIMIT-6).
-        with RawConn(path, timeout=10) as conn:
-            conn.request("after", "/ipcserver/test/echo", {"still": "here"})
+        with RawClient(path, timeout=10) as conn:
+            conn.send_request("after", "/ipcserver/test/echo", {"still": "here"})
             final = conn.read_message(10)
         total = merge(reports)
         summary = {
@@ -460,14 +462,14 @@ def test_sigterm_exits_within_exit_timeout_even_with_a_handler_stuck_in_a_thread
     exit_timeout = 2.0
     server = start_server(path, "--handlers", str(HANDLERS))
     try:
-        with RawConn(path, timeout=30) as conn:
-            conn.request(
+        with RawClient(path, timeout=30) as conn:
+            conn.send_request(
                 "stuck-thread", "/soak/threaded", {"token": "stuck-thread", "sleep": 30}
             )
-            conn.request(
+            conn.send_request(
                 "stuck-async", "/soak/async", {"token": "stuck-async", "sleep": 30}
             )
-            conn.request("mark", "/ipcserver/test/echo", "received")
+            conn.send_request("mark", "/ipcserver/test/echo", "received")
             assert conn.read_message(10) == {"ipcReqID": "mark", "data": "received"}
             sent_at = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)

@@ -3,83 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import socket
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Self, TypeVar
 
 import uvloop
 from pixl_ipc.server import IPCServer
+from support import RawClient
 
 T = TypeVar("T")
-
-
-class RawClient:
-    """A blocking AF_UNIX client that speaks bytes, to see exactly what a server sends."""
-
-    def __init__(self, path: str, timeout: float = 10.0) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        # Connect in blocking mode: a non-blocking AF_UNIX connect fails with
-        # EAGAIN instead of waiting when the listen backlog is full.
-        self.sock.connect(path)
-        self.sock.settimeout(timeout)
-        self.buffer = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def send_json(self, message: dict[str, Any]) -> None:
-        self.sock.sendall(json.dumps(message, separators=(",", ":")).encode() + b"\n")
-
-    def read_line(self, timeout: float | None = None) -> bytes:
-        """One line from the server, without its LF; raises EOFError at end of stream."""
-        if timeout is not None:
-            self.sock.settimeout(timeout)
-        end = self.buffer.find(b"\n")
-        if end < 0:
-            # Chunks are joined once: a long line costs O(size), not O(size^2).
-            chunks = [self.buffer]
-            while True:
-                chunk = self.sock.recv(1 << 20)
-                if not chunk:
-                    raise EOFError(
-                        f"connection closed; unfinished: {chunks[0][:200]!r}"
-                    )
-                chunks.append(chunk)
-                if b"\n" in chunk:
-                    break
-            self.buffer = b"".join(chunks)
-            end = self.buffer.find(b"\n")
-        line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
-        return line
-
-    def read_json(self, timeout: float | None = None) -> Any:
-        return json.loads(self.read_line(timeout))
-
-    def request(self, message: dict[str, Any]) -> Any:
-        self.send_json(message)
-        return self.read_json()
-
-    def read_until_eof(self, timeout: float = 10.0) -> bytes:
-        """Everything until the server closes (raises TimeoutError if it does not)."""
-        self.sock.settimeout(timeout)
-        data = self.buffer
-        self.buffer = b""
-        while True:
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                return data
-            data += chunk
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def echo(client: RawClient, data: Any, request_id: str = "rq0") -> Any:
