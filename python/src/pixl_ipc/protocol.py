@@ -33,14 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from .errors import ErrorCode, MalformedMessage, RemoteError
 from .framing import (
     DEFAULT_MAX_MESSAGE_BYTES,
     LineDecoder,
     OversizeLine,
-    _has_long_digit_run,
     decode_json,
     encode_line,
 )
@@ -182,10 +179,15 @@ def _check_request(message: dict[str, Any]) -> IncomingRequest | ProtocolReply:
         return ProtocolReply(reply, "bad_request")
     if type(uri) is str and uri:
         return IncomingRequest(message, uri, reply_id(request_id))
-    if uri is None or uri is False or uri == "" or (type(uri) in (int, float) and uri == 0):
+    if is_falsy_id(uri):
         return ProtocolReply(error_reply(request_id, ErrorCode.NO_URI, NO_URI_MESSAGE), "no_uri")
     reply = error_reply(request_id, ErrorCode.BAD_REQUEST, "uri must be a string")
     return ProtocolReply(reply, "bad_request")
+
+
+def _is_message_line(line: bytes) -> bool:
+    """True when the line's first non-blank byte is ``{`` (FRAME-4, FRAME-5)."""
+    return line[:1] == b"{" or line.lstrip(_WHITESPACE)[:1] == b"{"
 
 
 def parse_request_line(line: bytes) -> ServerEvent | None:
@@ -193,10 +195,8 @@ def parse_request_line(line: bytes) -> ServerEvent | None:
 
     Returns None for a line that is not a message.
     """
-    if line[:1] != b"{":
-        stripped = line.lstrip(_WHITESPACE)
-        if stripped[:1] != b"{":
-            return None
+    if not _is_message_line(line):
+        return None
     try:
         message = decode_json(line)
     except MalformedMessage as exc:
@@ -239,23 +239,6 @@ class ServerProtocol:
                 assert isinstance(item, OversizeLine)
                 events.append(oversize_reply(item))
                 continue
-            if item[:1] == b"{":
-                # The common case, a JSON object with no leading blank, takes
-                # fewer calls; it yields what parse_request_line would.
-                try:
-                    message = orjson.loads(item)
-                except orjson.JSONDecodeError:
-                    pass
-                else:
-                    if type(message) is dict and not _has_long_digit_run(item):
-                        request_id = message.get("ipcReqID")
-                        uri = message.get("uri")
-                        if type(request_id) is str and type(uri) is str and uri:
-                            # _check_request's first case, without the call.
-                            events.append(IncomingRequest(message, uri, request_id or None))
-                        else:
-                            events.append(_check_request(message))
-                        continue
             event = parse_request_line(item)
             if event is not None:
                 events.append(event)
@@ -357,8 +340,8 @@ class ClientProtocol:
                 assert isinstance(item, OversizeLine)
                 events.append(OversizeMessage(item.size, item.limit, recover_id(item.head)))
                 continue
-            if item[:1] != b"{" and item.lstrip(_WHITESPACE)[:1] != b"{":
-                continue  # FRAME-4, FRAME-5
+            if not _is_message_line(item):
+                continue
             try:
                 message = decode_json(item)
             except MalformedMessage:
