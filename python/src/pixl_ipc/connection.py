@@ -6,7 +6,7 @@ which does all framing and request checking, and answers each event:
 
 - a handler that returns a plain value is called directly, and its reply
   joins the other replies of the same read in one ``transport.write`` (no task
-  is made: this is the hot path, kept free of extra calls);
+  is made);
 - a handler that returns an awaitable becomes a task, and a ``threaded=True``
   handler runs in the server's thread pool; their replies are written when they
   finish, in any order (RESP-5), or dropped if the client has gone (LIFE-5).
@@ -26,8 +26,6 @@ import socket
 import struct
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
-
-import orjson
 
 from .errors import ErrorCode, RemoteError
 from .framing import encode_line
@@ -59,8 +57,6 @@ _PEERCRED = struct.Struct("3i")
 _LARGE_READ = 64 * 1024
 # Results that are certainly not awaitable: no inspect call for them.
 _PLAIN_TYPES = frozenset({dict, list, str, int, float, bool, type(None)})
-_APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
-_dumps = orjson.dumps
 _UNSEEN: Any = object()
 _HANDLER_FAILED = "the handler failed; the server log has the details"
 _NOT_ENCODABLE = "the handler's result cannot be encoded as JSON"
@@ -243,11 +239,9 @@ class Connection(asyncio.Protocol):
 
     def _handle(self, events: list[ServerEvent]) -> None:
         server = self._server
-        stats = server._stats
         cached = server._router.cached
         match = server._router.match
         limit = server.max_inflight_per_connection
-        slow = server.slow_threshold
         out: list[bytes] = []
         pending = iter(events)
         del events
@@ -259,38 +253,13 @@ class Connection(asyncio.Protocol):
             route = cached(event.uri, _UNSEEN)
             if route is _UNSEEN:
                 route = match(event.uri)
-            if route is None or route.threaded:
-                reply = self._dispatch(event, route)
-                if reply is not None:
-                    out.append(reply)
-                elif self._inflight >= limit:
-                    self._backlog = list(pending) or None
-                    break
-                continue
-            # The hot path: a handler on the loop.
-            stats.requests += 1
-            request_id = event.id
-            start = perf_counter()
-            try:
-                result = route.handler(Request(event.message, event.uri, request_id, self))
-            except Exception as exc:
-                out.append(self._failed(request_id, event.uri, exc))
-                continue
-            if type(result) not in _PLAIN_TYPES and inspect.isawaitable(result):
-                self._track(asyncio.ensure_future(result), request_id, event.uri, start)
-                if self._inflight >= limit:
-                    # LIMIT-5: the rest of this read waits for a free slot.
-                    self._backlog = list(pending) or None
-                    break
-                continue
-            elapsed = perf_counter() - start
-            stats.duration += elapsed
-            if elapsed > slow:
-                stats.slowResponses += 1
-            try:
-                out.append(_dumps({"ipcReqID": request_id, "data": result}, option=_APPEND_NEWLINE))
-            except orjson.JSONEncodeError:
-                out.append(self._encode_reply(request_id, event.uri, result))
+            reply = self._dispatch(event, route)
+            if reply is not None:
+                out.append(reply)
+            elif self._inflight >= limit:
+                # LIMIT-5: the rest of this read waits for a free slot.
+                self._backlog = list(pending) or None
+                break
         transport = self._transport
         if out and transport is not None and not transport.is_closing():
             # One write per read; each message stays contiguous (FRAME-10).
@@ -329,7 +298,12 @@ class Connection(asyncio.Protocol):
     # --- requests ---------------------------------------------------------------
 
     def _dispatch(self, event: IncomingRequest, route: Any) -> bytes | None:
-        """The paths other than a routed handler on the loop: threaded, default, none."""
+        """Call the request's handler (routed, default, or none: ROUTE-2).
+
+        Returns:
+            The reply to write now, or None when the handler goes on as a task
+            or in a thread (its reply is written when it completes).
+        """
         server = self._server
         server._stats.requests += 1
         if route is None:
