@@ -51,10 +51,6 @@ class ErrorCode(enum.StrEnum):
     ACCESS_DENIED = "access_denied"  # top level, then the server closes
 
 
-#: Codes that a server places inside ``data`` rather than at the top level.
-IN_DATA_CODES = frozenset({ErrorCode.NO_HANDLER_FOUND, ErrorCode.HANDLER_ERROR})
-
-
 class IPCError(Exception):
     """Base class of every exception raised by pixl_ipc."""
 
