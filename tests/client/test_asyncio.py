@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 import uvloop
-from conftest import FullBacklog, open_sockets, socket_name
+from client_helpers import FullBacklog, open_sockets, socket_name
 from peer import PeerConn, ScriptedPeer
 from pixl_ipc import (
     AsyncIPCClient,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FullBacklog, open_sockets, settles, socket_name, thread_count
+from client_helpers import FullBacklog, open_sockets, socket_name, thread_count
 from peer import PeerConn, ScriptedPeer
 from pixl_ipc import (
     ConfigError,
@@ -24,6 +24,7 @@ from pixl_ipc import (
     RequestTimeout,
     ServerClosed,
 )
+from support import wait_until
 
 PeerFactory = Callable[..., ScriptedPeer]
 
@@ -456,8 +457,8 @@ def test_close_fails_pending_and_leaks_no_fd_or_thread(
     assert "closed" in str(errors[0])
     assert ours not in open_sockets()
     # The peer's end closes in the peer's thread, shortly after ours.
-    assert settles(lambda: not open_sockets() - fds), open_sockets() - fds
-    assert settles(lambda: thread_count() <= threads)
+    assert wait_until(lambda: not open_sockets() - fds, 3.0), open_sockets() - fds
+    assert wait_until(lambda: thread_count() <= threads, 3.0)
     with pytest.raises(ServerClosed, match="closed"):
         client.send("/x")  # misuse: the client is closed
     client.close()  # idempotent
