@@ -65,22 +65,26 @@ class Server:
         return "\n".join(self.stderr_lines[-40:])
 
 
-def start_server(
-    path: str, *args: str, env: dict[str, str] | None = None, timeout: float = 20.0
-) -> Server:
-    """Start ``python -m pixl_ipc serve --socket path *args`` and wait until it is ready.
+def serve_command() -> list[str]:
+    """``python -m pixl_ipc serve``, or what ``PIXL_SERVE_CMD`` says instead.
 
-    ``PIXL_SERVE_CMD`` in the environment replaces ``python -m pixl_ipc serve``,
-    so that the same tests can be run against another server with that CLI.
+    With ``PIXL_SERVE_CMD`` the same tests run against another server that has
+    the ``serve --socket PATH`` command line.
     """
-    command = shlex.split(os.environ.get("PIXL_SERVE_CMD", "")) or [
+    return shlex.split(os.environ.get("PIXL_SERVE_CMD", "")) or [
         sys.executable,
         "-m",
         "pixl_ipc",
         "serve",
     ]
+
+
+def start_server(
+    path: str, *args: str, env: dict[str, str] | None = None, timeout: float = 20.0
+) -> Server:
+    """Start :func:`serve_command` ``--socket path *args`` and wait until it is ready."""
     proc = subprocess.Popen(
-        [*command, "--socket", path, *args],
+        [*serve_command(), "--socket", path, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

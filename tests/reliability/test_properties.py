@@ -30,7 +30,7 @@ from pixl_ipc.protocol import (
     ServerProtocol,
     response,
 )
-from reliability_helpers import RawClient, Server, server_module_ready, start_server
+from support import RawClient, Server, start_server
 
 # --- strategies ------------------------------------------------------------------
 
@@ -301,10 +301,6 @@ def test_a_response_arrives_as_the_stdlib_reads_its_bytes(
 
 @pytest.fixture(scope="module")
 def live_server() -> Iterator[Server]:
-    if not server_module_ready():
-        pytest.skip(
-            "the reference server (pixl_ipc.server, pixl-ipc serve) is not importable"
-        )
     directory = tempfile.mkdtemp(prefix="pxp-")
     server = start_server(f"{directory}/s.sock")
     try:

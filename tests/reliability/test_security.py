@@ -13,7 +13,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,17 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import (
-    RawClient,
-    Server,
-    server_module_ready,
-    start_server,
-    wait_until,
-)
-
-pytestmark = pytest.mark.skipif(
-    not server_module_ready(), reason="the reference server is not importable yet"
-)
+from support import RawClient, Server, serve_command, start_server, wait_until
 
 MIB = 1024 * 1024
 HANDLERS = Path(__file__).resolve().parent / "soak_handlers.py"
@@ -59,14 +48,8 @@ def serve(servers: list[Server], path: str, *args: str) -> Server:
 
 def refused_start(path: str, *args: str) -> tuple[int, str]:
     """Run a server that must refuse to start; return its exit status and stderr."""
-    command = os.environ.get("PIXL_SERVE_CMD", "").split() or [
-        sys.executable,
-        "-m",
-        "pixl_ipc",
-        "serve",
-    ]
     proc = subprocess.run(
-        [*command, "--socket", path, *args],
+        [*serve_command(), "--socket", path, *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=30,

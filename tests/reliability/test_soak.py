@@ -20,21 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_helpers import (
+from soak_load import MIB, WorkerPlan, open_unix, worker_main
+from support import (
     RawClient,
     Server,
-    server_module_ready,
     start_server,
     wait_until,
 )
-from soak_load import MIB, WorkerPlan, open_unix, worker_main
 
-pytestmark = [
-    pytest.mark.soak,
-    pytest.mark.skipif(
-        not server_module_ready(), reason="the reference server is not importable yet"
-    ),
-]
+pytestmark = pytest.mark.soak
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLERS = Path(__file__).resolve().parent / "soak_handlers.py"
