@@ -360,7 +360,10 @@ class PixlIPCClient
         } else {
             $data = self::encode($request);
         }
-        $head = '{"uri":' . self::encode($uri) . ',"ipcReqID":"rq';
+        $head = '{"uri":' . self::encode($uri) . ',"ipcReqID":"';
+        // ipcReqID before data, so that a server can answer an oversize
+        // request with its id (CORR-6). One line, one fwrite loop (FRAME-10).
+        $line = fn(string $id): string => $head . $id . '","data":' . $data . $this->tail;
         if ($this->socket !== null && $this->ownerPid !== getmypid()) {
             // A forked child must not share its parent's connection: answers
             // would go to whichever process reads first. Closing the child's
@@ -370,9 +373,7 @@ class PixlIPCClient
         $reused = $this->socket !== null;
         $this->connect();
         $id = 'rq' . $this->counter++;
-        // ipcReqID before data, so that a server can answer an oversize
-        // request with its id (CORR-6). One line, one fwrite loop (FRAME-10).
-        $written = $this->write($head . substr($id, 2) . '","data":' . $data . $this->tail, $deadline);
+        $written = $this->write($line($id), $deadline);
         if ($written === false && $reused) {
             // The server closed the idle connection since the last request
             // (a restart): nothing of this request was written, so sending it
@@ -380,7 +381,7 @@ class PixlIPCClient
             $this->close();
             $this->connect();
             $id = 'rq' . $this->counter++;
-            $written = $this->write($head . substr($id, 2) . '","data":' . $data . $this->tail, $deadline);
+            $written = $this->write($line($id), $deadline);
         }
         if ($written === false) {
             $this->close();
