@@ -43,6 +43,7 @@ def test_from_config_takes_the_kits_keys() -> None:
             "socket_path": "/tmp/p.sock",
             "max_message_bytes": 32 * MIB,
             "max_inflight_per_connection": 8,
+            "max_threads": 3,
             "allowed_uids": [0, 1000],
             "allowed_gids": [],
             "name": "svc",
@@ -51,6 +52,7 @@ def test_from_config_takes_the_kits_keys() -> None:
     )
     assert server.max_message_bytes == 32 * MIB
     assert server.max_inflight_per_connection == 8
+    assert server.max_threads == 3
     assert server.allowed_uids == frozenset({0, 1000})
     assert (server.name, server.version) == ("svc", "9.9")
 
@@ -90,6 +92,8 @@ def test_defaults_are_the_originals() -> None:
             {"socket_path": "/tmp/p.sock", "max_inflight_per_connection": 0},
             "max_inflight_per_connection",
         ),
+        ({"socket_path": "/tmp/p.sock", "max_threads": 0}, "max_threads"),
+        ({"socket_path": "/tmp/p.sock", "max_threads": "4"}, "max_threads"),
         ({"socket_path": "/tmp/p.sock", "allowed_uids": "1000"}, "allowed_uids"),
         ({"socket_path": "/tmp/p.sock", "allowed_gids": [-1]}, "allowed_gids"),
         ({"socket_path": "/tmp/p.sock", "name": ""}, "name"),
@@ -117,6 +121,7 @@ def test_from_config_rejects_a_block_that_is_not_an_object() -> None:
         ({"exit_timeout": float("inf")}, "exit_timeout"),
         ({"max_message_bytes": 16 * MIB - 1}, "max_message_bytes"),
         ({"max_inflight_per_connection": True}, "max_inflight_per_connection"),
+        ({"max_threads": 0}, "max_threads"),
         ({"log_stats_interval": "Minute"}, "log_stats_interval"),
         ({"slow_threshold": -0.1}, "slow_threshold"),
         ({"allowed_uids": [1.5]}, "allowed_uids"),
@@ -223,6 +228,7 @@ def serve_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str
             ("--socket", "/tmp/x.sock", "--max-message-bytes", "1000"),
             "max_message_bytes",
         ),
+        (("--socket", "/tmp/x.sock", "--max-threads", "0"), "max_threads"),
         (
             ("--socket", "/tmp/x.sock", "--config", "/nonexistent/c.json"),
             "cannot read config",

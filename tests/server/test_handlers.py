@@ -143,6 +143,32 @@ def test_threaded_handler_runs_off_the_loop_and_does_not_block_others(
         assert client.read_json() == {"ipcReqID": "rq0", "data": True}
 
 
+def test_max_threads_bounds_how_many_threaded_handlers_run_at_once(
+    short_tmp: Path,
+) -> None:
+    server = IPCServer(str(short_tmp / "t.sock"), max_threads=2)
+    lock = threading.Lock()
+    running_now = [0]
+    most = [0]
+
+    @server.uri("/work", threaded=True)
+    def work(request: Request) -> Any:
+        with lock:
+            running_now[0] += 1
+            most[0] = max(most[0], running_now[0])
+        threading.Event().wait(0.2)
+        with lock:
+            running_now[0] -= 1
+        return request.id
+
+    with serve(server), RawClient(server.socket_path) as client:
+        for n in range(6):
+            client.send_json({"ipcReqID": f"w{n}", "uri": "/work"})
+        answers = {client.read_json(10)["ipcReqID"] for _ in range(6)}
+    assert answers == {f"w{n}" for n in range(6)}
+    assert most[0] == 2
+
+
 def test_failing_handler_answers_handler_error_without_details_and_logs_the_traceback(
     app: IPCServer, caplog: pytest.LogCaptureFixture
 ) -> None:

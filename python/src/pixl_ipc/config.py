@@ -126,6 +126,7 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     # This kit's keys.
     "max_message_bytes": ("max_message_bytes", lambda k, v: check_int(k, v, MIN_MAX_MESSAGE_BYTES)),
     "max_inflight_per_connection": ("max_inflight_per_connection", lambda k, v: check_int(k, v, 1)),
+    "max_threads": ("max_threads", lambda k, v: check_int(k, v, 1)),
     "allowed_uids": ("allowed_uids", check_id_set),
     "allowed_gids": ("allowed_gids", check_id_set),
     "name": ("name", check_str),
@@ -140,7 +141,7 @@ def server_kwargs_from_config(block: Mapping[str, Any]) -> dict[str, Any]:
         block: the original's keys (``socket_path``, ``exit_timeout`` in ms,
             ``socket_chmod``, ``log_stats_interval``, ``slow_threshold_ms``) and
             this kit's (``max_message_bytes``, ``max_inflight_per_connection``,
-            ``allowed_uids``, ``allowed_gids``, ``name``, ``version``).
+            ``max_threads``, ``allowed_uids``, ``allowed_gids``, ``name``, ``version``).
 
     Returns:
         Keyword arguments, with ``socket_path`` among them.

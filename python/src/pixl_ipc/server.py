@@ -138,6 +138,10 @@ class IPCServer:
             least 16 MiB).
         max_inflight_per_connection: requests in progress on one connection
             before its reading pauses (LIMIT-5).
+        max_threads: the size of the thread pool that runs handlers
+            registered with ``threaded=True``; None takes
+            :class:`concurrent.futures.ThreadPoolExecutor`'s default
+            (``min(32, CPU count + 4)``).
         allowed_uids: if given (or ``allowed_gids`` is), only peers whose
             kernel-verified uid is listed, or whose gid is in ``allowed_gids``,
             are served (SEC-2).
@@ -162,6 +166,7 @@ class IPCServer:
         # limits
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_inflight_per_connection: int = 1024,
+        max_threads: int | None = None,
         # access
         allowed_uids: Iterable[int] | None = None,
         allowed_gids: Iterable[int] | None = None,
@@ -180,6 +185,7 @@ class IPCServer:
         self.max_inflight_per_connection = check_int(
             "max_inflight_per_connection", max_inflight_per_connection, 1
         )
+        self.max_threads = None if max_threads is None else check_int("max_threads", max_threads, 1)
         self.allowed_uids = check_id_set("allowed_uids", allowed_uids)
         self.allowed_gids = check_id_set("allowed_gids", allowed_gids)
         self.name = check_str("name", name)
@@ -420,7 +426,9 @@ class IPCServer:
 
     def _thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="pixl-ipc")
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.max_threads, thread_name_prefix="pixl-ipc"
+            )
         return self._executor
 
     # --- lifecycle -------------------------------------------------------------

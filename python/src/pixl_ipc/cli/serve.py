@@ -62,6 +62,12 @@ def add_parser(subparsers: Any) -> None:
         "--max-message-bytes", type=int, metavar="N", help="largest request accepted, in bytes (>= 16 MiB)"
     )
     parser.add_argument(
+        "--max-threads",
+        type=int,
+        metavar="N",
+        help="size of the thread pool for handlers registered with threaded=True",
+    )
+    parser.add_argument(
         "--log-level",
         default="WARNING",
         type=str.upper,
@@ -133,6 +139,8 @@ def _build_server(args: argparse.Namespace) -> IPCServer:
         block["socket_chmod"] = args.chmod
     if args.max_message_bytes is not None:
         block["max_message_bytes"] = args.max_message_bytes
+    if args.max_threads is not None:
+        block["max_threads"] = args.max_threads
     if "socket_path" not in block:
         raise UsageError("--socket PATH is required (or socket_path in the --config block)")
     server = IPCServer.from_config(block)
