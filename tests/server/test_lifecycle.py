@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -182,6 +183,41 @@ def test_shutdown_stops_accepting_and_removes_its_socket(sock_path: str) -> None
     assert not os.path.lexists(sock_path)
     with pytest.raises(OSError):
         RawClient(sock_path, timeout=2)
+
+
+def test_a_stopped_server_starts_again_with_its_handlers_and_counters(
+    sock_path: str,
+) -> None:
+    server = IPCServer(sock_path)
+    server.add_uri_handler("/app", "app", lambda request: "app")
+    for round_ in range(3):
+        # A new event loop each time, as run() would make.
+        running = ServerThread(server).start()
+        with RawClient(sock_path) as client:
+            assert client.request({"ipcReqID": "a", "uri": "/app"})["data"] == "app"
+            echo(client, round_)
+        running.stop()
+        assert not running.thread.is_alive()
+        assert not os.path.lexists(sock_path)
+    assert server.get_stats()["totalRequests"] == 6
+
+
+def test_shutdown_of_a_server_never_started_does_nothing(sock_path: str) -> None:
+    server = IPCServer(sock_path)
+    asyncio.run(server.shutdown())
+    with ServerThread(server) as running, RawClient(sock_path) as client:
+        echo(client, 1)
+        assert running.thread.is_alive()
+    assert not running.thread.is_alive()
+    assert not os.path.lexists(sock_path)
+
+
+def test_start_while_running_is_refused(sock_path: str) -> None:
+    with ServerThread(IPCServer(sock_path)) as running:
+        with pytest.raises(RuntimeError, match="running already"):
+            running.run(running.server.start())
+        with RawClient(sock_path) as client:
+            echo(client, 1)
 
 
 # --- half-close and vanished clients (LIFE-2, LIFE-5) ---------------------------

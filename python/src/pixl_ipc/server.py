@@ -444,10 +444,10 @@ class IPCServer:
         Raises:
             StartupError: the socket path is in use by a live server or holds
                 something that is not a socket (LIFE-6), or cannot be bound.
-            RuntimeError: the server was already started.
+            RuntimeError: the server is running already.
         """
         if self._aio_server is not None:
-            raise RuntimeError("the server is already started")
+            raise RuntimeError("the server is running already")
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._closed = asyncio.Event()
@@ -488,15 +488,18 @@ class IPCServer:
 
         Stops accepting and reading, lets requests in progress finish and be
         answered within ``exit_timeout``, closes the connections, and removes
-        the socket path if it is still the socket this server created.
+        the socket path if it is still the socket this server created. Does
+        nothing if the server is not running. Afterwards :meth:`start` may be
+        called again; handlers, options and lifetime counters are kept.
         """
         if self._shutdown_task is None:
+            if self._aio_server is None:
+                return
             self._shutdown_task = asyncio.ensure_future(self._shutdown())
         await asyncio.shield(self._shutdown_task)
 
     async def _shutdown(self) -> None:
-        if self._closing or self._aio_server is None or self._closed is None:
-            return
+        assert self._aio_server is not None and self._closed is not None
         self._closing = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.exit_timeout
@@ -533,6 +536,13 @@ class IPCServer:
             self._executor.shutdown(wait=False, cancel_futures=True)
         # Let aborted transports report connection_lost before the loop ends.
         await asyncio.sleep(0)
+        # Back to the unstarted state, so that start() may be called again.
+        self._executor = None
+        self._aio_server = None
+        self._listener = None
+        self._stats_timer = self._trim_timer = self._next_roll = None
+        self._closing = False
+        self._shutdown_task = None
         self._closed.set()
         logger.info("stopped")
 
@@ -566,7 +576,7 @@ class IPCServer:
 
     def _on_signal(self, sig: int) -> None:
         logger.info("received %s", signal.Signals(sig).name)
-        if self._shutdown_task is None:
+        if self._shutdown_task is None and self._aio_server is not None:
             self._shutdown_task = asyncio.ensure_future(self._shutdown())
 
 
