@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pixl_ipc_conformance.cli import main
@@ -34,7 +35,12 @@ from pixl_ipc_conformance.model import (
 from pixl_ipc_conformance.report import Reporter, summary_line, write_json, write_junit
 from pixl_ipc_conformance.schemas import SpecSchemas
 from pixl_ipc_conformance.server_process import started_server
-from pixl_ipc_conformance.server_runner import run_server_case, run_server_cases
+from pixl_ipc_conformance.server_runner import (
+    describe,
+    mismatch,
+    run_server_case,
+    run_server_cases,
+)
 
 LIMIT = 16 * 1024 * 1024
 #: The machine is shared: when it is loaded, the time bounds stretch (up to 3x)
@@ -260,6 +266,45 @@ def test_a_push_is_set_aside(
     path = fake_server(handler)
     result = run_server_case(_case("S-ECHO"), path, RunOptions(schemas=schemas))
     assert result.verdict is Verdict.PASS, result
+
+
+# --------------------------------------------------------------------------
+# Matchers
+# --------------------------------------------------------------------------
+
+
+def _why(matcher: dict[str, Any], message: Any, schemas: SpecSchemas) -> str | None:
+    return mismatch(matcher, message, RunOptions(schemas=schemas), {})
+
+
+def test_a_matcher_allows_members_it_does_not_name(schemas: SpecSchemas) -> None:
+    message = {"ipcReqID": "a", "data": 1, "extra": True}
+    assert _why({"ipcReqID": "a", "data": 1}, message, schemas) is None
+
+
+def test_an_exact_matcher_refuses_any_other_member(schemas: SpecSchemas) -> None:
+    matcher = {"ipcReqID": "a", "data": {"x": 1}, "exact": True}
+    assert _why(matcher, {"ipcReqID": "a", "data": {"x": 1}}, schemas) is None
+    reason = _why(matcher, {"ipcReqID": "a", "data": {"x": 1}, "server": "x"}, schemas)
+    assert reason is not None and "server" in reason
+    # Members inside data are compared by data itself, exactly.
+    assert _why(matcher, {"ipcReqID": "a", "data": {"x": 1, "y": 2}}, schemas)
+
+
+def test_an_exact_matcher_allows_what_it_names_in_any_form(
+    schemas: SpecSchemas,
+) -> None:
+    matcher = {
+        "ipcReqID_in": ["a", None],
+        "code": "no_uri",
+        "message_not_pattern": "Traceback",
+        "members": {"limit": 5},
+        "exact": True,
+    }
+    message = {"ipcReqID": None, "code": "no_uri", "message": "m", "limit": 5}
+    assert _why(matcher, message, schemas) is None
+    assert _why(matcher, {**message, "data": None}, schemas) is not None
+    assert describe(matcher).endswith("no other member")
 
 
 # --------------------------------------------------------------------------

@@ -144,6 +144,15 @@ def _resolve(value: Any, variables: dict[str, Any]) -> Any:
     return value
 
 
+#: The matcher keys that name each top-level member (for ``exact``).
+_NAMING = {
+    "ipcReqID": ("ipcReqID", "ipcReqID_in"),
+    "code": ("code",),
+    "message": ("message", "message_not_pattern"),
+    "data": ("data", "data_schema"),
+}
+
+
 def mismatch(
     matcher: dict[str, Any], message: Any, options: RunOptions, variables: dict[str, Any]
 ) -> str | None:
@@ -198,7 +207,24 @@ def mismatch(
         problems = options.schemas.validate_with(matcher["data_schema"], message.get("data"))
         if problems:
             return f"data does not have the expected shape: {problems[0]}"
+    if matcher.get("exact"):
+        allowed = _named_members(matcher)
+        extra = [name for name in message if name not in allowed]
+        if extra:
+            return (
+                f"member {extra[0]} is present ({clip(message[extra[0]])}) but the message"
+                f" may hold only {', '.join(sorted(allowed))}"
+            )
     return None
+
+
+def _named_members(matcher: dict[str, Any]) -> set[str]:
+    """The top-level members a matcher names, which are all an ``exact`` one allows."""
+    named = set(matcher.get("members", {}))
+    for member, keys in _NAMING.items():
+        if any(key in matcher for key in keys):
+            named.add(member)
+    return named
 
 
 def describe(matcher: dict[str, Any]) -> str:
@@ -221,6 +247,8 @@ def describe(matcher: dict[str, Any]) -> str:
         parts.append(f"a message without /{matcher['message_not_pattern']}/")
     if "kind" in matcher:
         parts.append(f"a valid {matcher['kind']}")
+    if matcher.get("exact"):
+        parts.append("no other member")
     return "a message with " + ", ".join(parts) if parts else "a message"
 
 
