@@ -150,6 +150,7 @@ EXPECTED: dict[str, set[str]] = {
     "cross-connection": {"S-RESP-OWN-CONNECTION"},
     "unanchored-routes": {"S-ROUTE-ANCHORED"},
     "leaky-errors": {"S-ERR-NO-DETAILS"},
+    "extra-members": {"S-ORIGINAL-CLIENT-BYTES"},
     "unbounded-buffering": {"S-LIMIT-BACKPRESSURE"},
     "steal-path": {"S-LIFE-START-LIVE", "S-LIFE-START-NOT-A-SOCKET"},
     "no-stale-replace": {"S-LIFE-START-STALE"},

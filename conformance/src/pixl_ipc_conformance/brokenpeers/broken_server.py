@@ -80,6 +80,7 @@ DEFECTS: dict[str, str] = {
     "acl-trusts-claims": "a refused peer is let in when its first request claims a pid (SEC-2, SEC-3)",
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
+    "extra-members": 'every answer carries a member the original does not send, "server" (VER-2)',
 }
 
 ECHO = "/ipcserver/test/echo"
@@ -141,6 +142,8 @@ class _Conn:
         defect = self.server.defect
         if defect == "error-with-data" and "code" in message and "data" not in message:
             message = {**message, "data": None}
+        if defect == "extra-members" and "ipcReqID" in message:
+            message = {**message, "server": "broken"}
         if defect == "mangle-unicode":
             message = _mangle(message)
         line = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
