@@ -151,6 +151,7 @@ EXPECTED: dict[str, set[str]] = {
     "unanchored-routes": {"S-ROUTE-ANCHORED"},
     "leaky-errors": {"S-ERR-NO-DETAILS"},
     "extra-members": {"S-ORIGINAL-CLIENT-BYTES"},
+    "info-app-first": {"S-BUILTIN-FIRST"},
     "unbounded-buffering": {"S-LIMIT-BACKPRESSURE"},
     "steal-path": {"S-LIFE-START-LIVE", "S-LIFE-START-NOT-A-SOCKET"},
     "no-stale-replace": {"S-LIFE-START-STALE"},

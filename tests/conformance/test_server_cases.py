@@ -307,6 +307,37 @@ def test_an_exact_matcher_allows_what_it_names_in_any_form(
     assert describe(matcher).endswith("no other member")
 
 
+def test_a_list_check_looks_at_both_ends_of_the_pointed_list(
+    schemas: SpecSchemas,
+) -> None:
+    message = {"ipcReqID": "i", "data": {"handlers": ["echo", "delay", "app1", "app2"]}}
+    pointer = "/data/handlers"
+    ends = {
+        "ipcReqID": "i",
+        "list": {"pointer": pointer, "ends_with": ["app1", "app2"]},
+    }
+    assert _why(ends, message, schemas) is None
+    both = {
+        "list": {"pointer": pointer, "starts_with": ["echo"], "ends_with": ["app2"]}
+    }
+    assert _why(both, message, schemas) is None
+    swapped = {"data": {"handlers": ["app1", "app2", "echo", "delay"]}}
+    reason = _why(ends, {"ipcReqID": "i", **swapped}, schemas)
+    assert reason is not None and "does not end with" in reason
+    starts = {"list": {"pointer": pointer, "starts_with": ["delay"]}}
+    assert "does not start with" in (_why(starts, message, schemas) or "")
+    longer = {
+        "list": {
+            "pointer": pointer,
+            "ends_with": ["x", "echo", "delay", "app1", "app2"],
+        }
+    }
+    assert _why(longer, message, schemas) is not None
+    missing = {"list": {"pointer": "/data/nothing", "ends_with": [1]}}
+    assert "missing" in (_why(missing, message, schemas) or "")
+    assert "ending with" in describe(ends)
+
+
 # --------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------

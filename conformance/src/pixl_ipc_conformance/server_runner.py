@@ -207,6 +207,10 @@ def mismatch(
         problems = options.schemas.validate_with(matcher["data_schema"], message.get("data"))
         if problems:
             return f"data does not have the expected shape: {problems[0]}"
+    if "list" in matcher:
+        reason = _list_mismatch(matcher["list"], message)
+        if reason is not None:
+            return reason
     if matcher.get("exact"):
         allowed = _named_members(matcher)
         extra = [name for name in message if name not in allowed]
@@ -215,6 +219,39 @@ def mismatch(
                 f"member {extra[0]} is present ({clip(message[extra[0]])}) but the message"
                 f" may hold only {', '.join(sorted(allowed))}"
             )
+    return None
+
+
+_MISSING = object()
+
+
+def _pointed(document: Any, pointer: str) -> Any:
+    """The value a JSON Pointer (RFC 6901) designates in ``document``, or ``_MISSING``."""
+    value = document
+    for token in pointer.split("/")[1:] if pointer else []:
+        token = token.replace("~1", "/").replace("~0", "~")
+        if isinstance(value, dict) and token in value:
+            value = value[token]
+        elif isinstance(value, list) and token.isdigit() and int(token) < len(value):
+            value = value[int(token)]
+        else:
+            return _MISSING
+    return value
+
+
+def _list_mismatch(check: dict[str, Any], message: dict[str, Any]) -> str | None:
+    """Why the list a ``list`` check points at does not start or end as it must."""
+    pointer = check["pointer"]
+    value = _pointed(message, pointer)
+    if not isinstance(value, list):
+        return f"{pointer} is {'missing' if value is _MISSING else clip(value)}, not a list"
+    for key, expected in (("starts_with", check.get("starts_with")), ("ends_with", check.get("ends_with"))):
+        if expected is None:
+            continue
+        part = value[: len(expected)] if key == "starts_with" else value[len(value) - len(expected) :]
+        if len(value) < len(expected) or not json_equal(part, expected):
+            verb = "start" if key == "starts_with" else "end"
+            return f"{pointer} is {clip(value)}, which does not {verb} with {clip(expected)}"
     return None
 
 
@@ -247,6 +284,11 @@ def describe(matcher: dict[str, Any]) -> str:
         parts.append(f"a message without /{matcher['message_not_pattern']}/")
     if "kind" in matcher:
         parts.append(f"a valid {matcher['kind']}")
+    if "list" in matcher:
+        check = matcher["list"]
+        for key, verb in (("starts_with", "starting"), ("ends_with", "ending")):
+            if key in check:
+                parts.append(f"{check['pointer']} {verb} with {clip(check[key], 80)}")
     if matcher.get("exact"):
         parts.append("no other member")
     return "a message with " + ", ".join(parts) if parts else "a message"

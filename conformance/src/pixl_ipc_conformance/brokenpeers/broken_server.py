@@ -81,6 +81,7 @@ DEFECTS: dict[str, str] = {
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
     "extra-members": 'every answer carries a member the original does not send, "server" (VER-2)',
+    "info-app-first": "/ipcserver/info lists the application's handlers before the built-ins (BUILTIN-3)",
 }
 
 ECHO = "/ipcserver/test/echo"
@@ -89,6 +90,8 @@ INFO = "/ipcserver/info"
 STATS = "/ipcserver/stats"
 APP = "/conformance/app"
 APP_FAIL = "/conformance/fail"
+#: The names of the conformance application handlers, in the order they are registered.
+APP_NAMES = ["conformance-fail", "conformance-shadow-echo", "conformance-shadow-delay", "conformance-app"]
 MIB = 1024 * 1024
 NO_URI_MESSAGE = "Missing required uri parameter from request"
 # CORR-6: the id is recovered from the head of a line that could not be read.
@@ -432,6 +435,17 @@ class BrokenServer:
             await conn.writer.drain()
             conn.close()
 
+    def _handler_names(self) -> list[str]:
+        """The handlers in match order, as /ipcserver/info lists them (BUILTIN-3, BUILTIN-4)."""
+        builtins = ["echo", "delay", "info", "stats"]
+        if not self.app_handlers:
+            return builtins
+        if self.defect == "builtins-last":
+            return ["echo", "info", "stats", *APP_NAMES, "delay"]
+        if self.defect == "info-app-first":
+            return [*APP_NAMES, *builtins]
+        return [*builtins, *APP_NAMES]
+
     def _response_id(self, request: dict[str, Any]) -> tuple[bool, Any]:
         if "ipcReqID" not in request:
             return (self.defect != "missing-id-omitted"), None
@@ -504,7 +518,7 @@ class BrokenServer:
                 "protocol": "1.1",
                 "server": {"name": "pixl-ipc-conformance broken server", "version": "1.1.0"},
                 "limits": {"max_message_bytes": self.limit, "max_inflight_per_connection": 1024},
-                "handlers": ["echo", "delay", "info", "stats"],
+                "handlers": self._handler_names(),
                 "extensions": ["bad_json", "bad_request", "message_too_large", INFO, STATS],
             }
         elif uri == STATS and self.defect != "no-info":
