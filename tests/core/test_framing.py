@@ -102,6 +102,37 @@ def test_decoder_splits_stream_into_lines_however_it_is_cut(
     assert decoder.buffered == unfinished + (len(TRAILING) if feed == "trailing" else 0)
 
 
+LONG = b'{"data":"' + b"x" * 3000 + b'"}'
+
+
+# A read that starts with a long line is cut with find(), one with short lines
+# with split(): the same lines must come out of both, whatever follows.
+LONG_LINE_CASES: list[tuple[str, bytes, list[bytes]]] = [
+    ("a long line alone", LONG + b"\n", [LONG]),
+    (
+        "a long line, then short ones",
+        LONG + b"\n{}\n\n[1]\n",
+        [LONG, b"{}", b"", b"[1]"],
+    ),
+    ("short lines, then a long one", b"{}\n" + LONG + b"\n", [b"{}", LONG]),
+    ("long lines with CRLF", LONG + b"\r\n" + LONG + b"\r\n", [LONG, LONG]),
+    ("a long line, then an unfinished one", LONG + b"\n" + LONG, [LONG]),
+]
+
+
+@pytest.mark.parametrize("feed", list(FEEDS))
+@pytest.mark.parametrize(
+    ("name", "stream", "expected"), LONG_LINE_CASES, ids=[c[0] for c in LONG_LINE_CASES]
+)
+def test_decoder_cuts_long_lines_as_it_cuts_short_ones(
+    name: str, stream: bytes, expected: list[bytes], feed: str
+) -> None:
+    decoder = LineDecoder(4096)
+    assert feed_all(decoder, stream, feed) == expected
+    unfinished = len(stream) - (stream.rfind(b"\n") + 1)
+    assert decoder.buffered == unfinished + (len(TRAILING) if feed == "trailing" else 0)
+
+
 @pytest.mark.parametrize("feed", list(FEEDS))
 def test_decoder_accepts_a_line_of_exactly_the_limit(feed: str) -> None:
     line = b"{" + b"x" * 62 + b"}"
@@ -134,6 +165,12 @@ OVERSIZE_CASES: list[tuple[str, int, bytes, list[bytes | tuple[str, bytes]]]] = 
         4,
         b"aaaaaa\nbbbbbb\nc\n",
         [("over", b"aaaaaa"), ("over", b"bbbbbb"), b"c"],
+    ),
+    (
+        "long lines over and under the limit in one read",
+        2048,
+        b"q" * 3000 + b"\n" + b"r" * 1500 + b"\n" + b"s" * 2049 + b"\r\nok\n",
+        [("over", b"q" * 3000), b"r" * 1500, ("over", b"s" * 2049 + b"\r"), b"ok"],
     ),
     (
         "oversize at the end of the stream",
