@@ -85,11 +85,15 @@ class _EchoProtocol(asyncio.Protocol):
             self.chunks.append(data)
             data = b"".join(self.chunks)
             self.chunks = []
-        lines = data.split(b"\n")
-        rest = lines.pop()
-        if rest:
-            self.chunks.append(rest)
-        out = [_reply(line) for line in lines if line]
+        # find() runs on memchr; split() would compare byte by byte.
+        out = []
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            if end > start:
+                out.append(_reply(data[start:end]))
+            start = end + 1
+        if start < len(data):
+            self.chunks.append(data[start:])
         assert self.transport is not None
         self.transport.write(b"".join(out))
 
