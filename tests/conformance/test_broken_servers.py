@@ -152,6 +152,8 @@ EXPECTED: dict[str, set[str]] = {
     "leaky-errors": {"S-ERR-NO-DETAILS"},
     "extra-members": {"S-ORIGINAL-CLIENT-BYTES"},
     "info-app-first": {"S-BUILTIN-FIRST"},
+    "leaky-bad-request": {"S-ERR-NO-DETAILS"},
+    "leaky-too-large": {"S-LIMIT-OVER"},
     "unbounded-buffering": {"S-LIMIT-BACKPRESSURE"},
     "steal-path": {"S-LIFE-START-LIVE", "S-LIFE-START-NOT-A-SOCKET"},
     "no-stale-replace": {"S-LIFE-START-STALE"},

@@ -82,6 +82,8 @@ DEFECTS: dict[str, str] = {
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
     "extra-members": 'every answer carries a member the original does not send, "server" (VER-2)',
     "info-app-first": "/ipcserver/info lists the application's handlers before the built-ins (BUILTIN-3)",
+    "leaky-bad-request": "bad_request messages carry the exception text and a source file path (ERR-5)",
+    "leaky-too-large": "message_too_large messages carry the exception text and a source file path (ERR-5)",
 }
 
 ECHO = "/ipcserver/test/echo"
@@ -147,6 +149,12 @@ class _Conn:
             message = {**message, "data": None}
         if defect == "extra-members" and "ipcReqID" in message:
             message = {**message, "server": "broken"}
+        leaky = {"leaky-bad-request": "bad_request", "leaky-too-large": "message_too_large"}
+        if defect in leaky and message.get("code") == leaky[defect]:
+            message = {
+                **message,
+                "message": f'Traceback (most recent call last): File "{__file__}": ValueError',
+            }
         if defect == "mangle-unicode":
             message = _mangle(message)
         line = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
