@@ -30,7 +30,6 @@ __all__ = [
     "default_user_agent",
     "make_options",
     "oversize_errors",
-    "warm_allocator",
 ]
 
 # --- defaults -----------------------------------------------------------------
@@ -41,10 +40,6 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_CONNECT_TIMEOUT = 2.0
 #: The original Node client's autoReconnect (1,000 ms).
 DEFAULT_AUTO_RECONNECT = 1.0
-
-#: See :func:`warm_allocator`.
-_WARM_BYTES = 4 * 1024 * 1024
-_allocator_warmed = False
 
 #: Called with the whole push message, e.g. ``{"data": ...}`` (PUSH-2).
 PushHandler = Callable[[dict[str, Any]], object]
@@ -199,22 +194,3 @@ def oversize_errors(event: OversizeMessage, pending_ids: list[Any]) -> dict[Any,
                 f"connection closed: a response exceeded the limit of {event.limit} bytes"
             )
     return errors
-
-
-def warm_allocator() -> None:
-    """Move glibc's dynamic malloc thresholds up, once per process.
-
-    glibc serves blocks of 128 KiB and more with mmap and trims the top of the
-    heap past 128 KiB of free space until a block it allocated with mmap is
-    freed; then both thresholds move up to that block's size (mallopt(3),
-    M_MMAP_THRESHOLD). Until that happens, a client that moves messages of
-    100 KiB or more maps and unmaps, or grows and trims, memory for every
-    message, one page fault per 4 KiB: measured, 100 KiB round trips took
-    three times as long. Allocating and freeing one 4 MiB block (calloc'd,
-    so no page is touched) moves the thresholds as any program that once read
-    a large file already has. Elsewhere than glibc it only costs that block.
-    """
-    global _allocator_warmed
-    if not _allocator_warmed:
-        _allocator_warmed = True
-        bytes(_WARM_BYTES)

@@ -29,8 +29,8 @@ from ._client_common import (
     connect_error,
     make_options,
     oversize_errors,
-    warm_allocator,
 )
+from ._memory import warm_allocator
 from .errors import ConnectError, RequestTimeout, ServerClosed
 from .framing import DEFAULT_MAX_MESSAGE_BYTES
 from .protocol import (

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ._memory import release_free_memory
+from ._memory import release_free_memory, warm_allocator
 from ._socket import LISTEN_BACKLOG, Listener, activated_socket, bind_unix, unlink_if_ours
 from .builtins import register_builtins
 from .config import (
@@ -448,6 +448,7 @@ class IPCServer:
         """
         if self._aio_server is not None:
             raise RuntimeError("the server is running already")
+        warm_allocator()
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._closed = asyncio.Event()
