@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import orjson
-from workload import LineReader
+from workload import LineReader, warm_heap
 
 _APPEND_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
@@ -128,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("kind", choices=["blocking", "asyncio"])
     parser.add_argument("--socket", required=True)
     args = parser.parse_args(argv)
+    warm_heap()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         if args.kind == "blocking":

@@ -26,7 +26,16 @@ from typing import Any, cast
 
 import orjson
 from procs import raise_nofile
-from workload import ECHO_URI, Meter, RawClient, Timings, make_data, request_line, time_round_trips
+from workload import (
+    ECHO_URI,
+    Meter,
+    RawClient,
+    Timings,
+    make_data,
+    request_line,
+    time_round_trips,
+    warm_heap,
+)
 
 # A 16 MiB echo through a loaded machine takes well under a second; the
 # timeout only stops a broken run.
@@ -381,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     big.add_argument("--socket", required=True)
     big.add_argument("--kib", type=int, required=True)
     args = parser.parse_args(argv)
+    warm_heap()
     if args.cmd == "idle":
         cmd_idle(args)
         return 0
