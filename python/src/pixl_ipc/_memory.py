@@ -53,9 +53,10 @@ def warm_allocator() -> None:
     100 KiB or more, or reads pipelined requests 64 KiB at a time, maps and
     unmaps, or grows and trims, memory for every read, one page fault per
     4 KiB: measured, 100 KiB round trips took three times as long, and the
-    server spent 40% more CPU per pipelined 1 KiB request. Allocating and freeing one 4 MiB block (calloc'd,
-    so no page is touched) moves the thresholds as any program that once read
-    a large file already has. Elsewhere than glibc it only costs that block.
+    server spent 40% more CPU per pipelined 1 KiB request. Allocating and
+    freeing one 4 MiB block (calloc'd, so no page is touched) moves the
+    thresholds as any program that once read a large file already has.
+    Elsewhere than glibc it only costs that block.
     """
     global _allocator_warmed
     if not _allocator_warmed:

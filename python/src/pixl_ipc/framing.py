@@ -37,6 +37,8 @@ MIN_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 ID_RECOVERY_BYTES = 4096
 
 _LF = b"\n"
+# A read whose first line is shorter is cut with one split(), see LineDecoder.feed.
+_SHORT_LINE = 1024
 # orjson reads integers beyond 64 bits as floats; a run of 19 digits is the
 # sign that the slower exact parser is needed (FRAME-9). A regex scan costs
 # ~20 ns a byte, more than parsing. Instead: any run of 19 digits covers two
@@ -49,8 +51,6 @@ _SAMPLE_STEP = 9
 _DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x78 for i in range(256))
 _ZERO_RUN = b"0" * _DIGIT_RUN
 _SCAN_SLICE = 1 << 20
-# Below this line length, LineDecoder.feed splits the chunk in one call.
-_SHORT_LINE = 1024
 
 
 def _has_long_digit_run(line: bytes) -> bool:
