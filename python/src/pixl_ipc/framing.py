@@ -129,14 +129,21 @@ class LineDecoder:
         limit = self.max_line_bytes
         find = data.find
         end = find(_LF)
+        if end >= 0 and end == len(data) - 1:
+            # One whole line: a request or an answer read on its own.
+            self._emit(data[:end], out)
+            return out
+        # JSON text holds no raw CR, so a read without one, no longer than
+        # the limit, needs no check per line: the common case, by far.
+        plain = len(data) <= limit and b"\r" not in data
         if 0 <= end < _SHORT_LINE:
             # Short lines: one split() beats a Python loop of find() calls.
             parts = data.split(_LF)
             rest = parts.pop()
-            for line in parts:
-                if len(line) <= limit and not line.endswith(b"\r"):
-                    out.append(line)  # the common case, without a call
-                else:
+            if plain:
+                out.extend(parts)
+            else:
+                for line in parts:
                     self._emit(line, out)
         else:
             # Long lines: split() compares byte by byte, find() runs on
@@ -144,11 +151,10 @@ class LineDecoder:
             # difference is most of the cost of framing.
             start = 0
             while end >= 0:
-                line = data[start:end]
-                if len(line) <= limit and not line.endswith(b"\r"):
-                    out.append(line)
+                if plain:
+                    out.append(data[start:end])
                 else:
-                    self._emit(line, out)
+                    self._emit(data[start:end], out)
                 start = end + 1
                 end = find(_LF, start)
             rest = data[start:] if start else data
