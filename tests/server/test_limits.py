@@ -91,7 +91,7 @@ def test_oversize_line_is_not_buffered(small_limit_server: Server) -> None:
         client.send(b'"}\n')
         assert client.read_json()["code"] == "message_too_large"
         assert echo(client, 1)["data"] == 1
-    assert growth < 24 * MIB, growth
+    assert growth < 8 * MIB, growth
 
 
 def test_too_small_limit_is_refused() -> None:
@@ -158,7 +158,7 @@ def test_slow_reader_does_not_grow_the_server_without_bound(server: Any) -> None
             ids.add(client.read_json(timeout=30)["ipcReqID"])
         thread.join(10)
     assert ids == {f"rq{i}" for i in range(count)}
-    assert growth < 24 * MIB, growth
+    assert growth < 8 * MIB, growth
 
 
 def test_in_flight_requests_per_connection_are_bounded(short_tmp: Path) -> None:
@@ -289,4 +289,7 @@ def test_a_64_mib_echo_peaks_under_four_times_its_size(server: Any) -> None:
             and len(reply) == size + 28
         )
         peak = _status_bytes(server.proc.pid, "VmHWM:")
-    assert peak - baseline <= 4 * 64 * MIB, (peak - baseline) / MIB
+    # The target is 4x; the line, the parser's copy of it and the parsed value
+    # make 3x. 3.5x catches a fourth copy, such as the pieces of the line
+    # left resident on the heap while it is parsed.
+    assert peak - baseline <= 3.5 * 64 * MIB, (peak - baseline) / MIB

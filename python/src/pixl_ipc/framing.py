@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from ._memory import release_free_memory
 from .errors import MalformedMessage
 
 __all__ = [
@@ -39,6 +40,8 @@ ID_RECOVERY_BYTES = 4096
 _LF = b"\n"
 # A read whose first line is shorter is cut with one split(), see LineDecoder.feed.
 _SHORT_LINE = 1024
+# A line joined from pieces adding up to this much frees them at once.
+_TRIM_JOINED = 4 * 1024 * 1024
 # orjson reads integers beyond 64 bits as floats; a run of 19 digits is the
 # sign that the slower exact parser is needed (FRAME-9). A regex scan costs
 # ~20 ns a byte, more than parsing. Instead: any run of 19 digits covers two
@@ -124,6 +127,11 @@ class LineDecoder:
             line = b"".join(self._chunks)
             self._chunks = []
             self._pending = 0
+            if len(line) >= _TRIM_JOINED:
+                # The pieces just freed stay resident on the heap (see
+                # _memory.warm_allocator): give them back before the line is
+                # parsed beside them, or they add a copy to the peak.
+                release_free_memory()
             self._emit(line, out)
             data = data[end + 1 :]
         limit = self.max_line_bytes
@@ -173,14 +181,26 @@ class LineDecoder:
     def _add_partial(self, data: bytes, out: list[bytes | OversizeLine]) -> None:
         size = self._pending + len(data)
         if size > self.max_line_bytes:
-            head = (b"".join(self._chunks) + data[:ID_RECOVERY_BYTES])[:ID_RECOVERY_BYTES]
-            out.append(OversizeLine(head, size, self.max_line_bytes))
+            out.append(OversizeLine(self._head(data), size, self.max_line_bytes))
             self._chunks = []
             self._pending = 0
             self._discarding = True
+            if size - len(data) >= _TRIM_JOINED:
+                release_free_memory()  # the pieces just dropped, as in feed
             return
         self._chunks.append(data)
         self._pending = size
+
+    def _head(self, data: bytes) -> bytes:
+        """The first ID_RECOVERY_BYTES of the pending pieces and ``data``, without joining them all."""
+        parts: list[bytes] = []
+        wanted = ID_RECOVERY_BYTES
+        for piece in (*self._chunks, data):
+            parts.append(piece[:wanted])
+            wanted -= len(parts[-1])
+            if wanted <= 0:
+                break
+        return b"".join(parts)
 
 
 def encode_line(value: Any) -> bytes:
