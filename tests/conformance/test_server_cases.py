@@ -195,6 +195,46 @@ def test_a_server_that_hangs_up_fails(
     assert "closed" in result.got or "reset" in result.got or "closed" in result.detail
 
 
+@pytest.mark.parametrize("may_close", [True, False])
+def test_a_send_to_a_server_that_already_hung_up_fails_unless_the_step_allows_it(
+    fake_server: Callable[..., str], schemas: SpecSchemas, may_close: bool
+) -> None:
+    def deny(conn: socket.socket) -> None:
+        conn.sendall(b'{"ipcReqID":null,"code":"access_denied","message":"no"}\n')
+        conn.close()
+
+    path = fake_server(deny)
+    send: dict[str, Any] = {"op": "send", "message": {"ipcReqID": "a", "uri": "/x"}}
+    if may_close:
+        send["peer_may_close"] = True
+    case = Case(
+        id="S-TEST-MAY-CLOSE",
+        kind="server",
+        rules=["SEC-2"],
+        level="MUST",
+        title="",
+        description="",
+        expect="",
+        timeout_s=5,
+        steps=[
+            {"op": "connect"},
+            {"op": "sleep", "s": 0.2},  # the server has hung up before the write
+            send,
+            {
+                "op": "expect",
+                "responses": [{"ipcReqID": None, "code": "access_denied"}],
+            },
+            {"op": "expect_closed"},
+        ],
+    )
+    result = run_server_case(case, path, RunOptions(schemas=schemas))
+    if may_close:
+        assert result.verdict is Verdict.PASS, result.detail
+    else:
+        assert result.verdict is Verdict.FAIL
+        assert "while it was written to" in result.got
+
+
 def test_a_message_against_the_schema_fails_even_when_the_case_would_match(
     fake_server: Callable[..., str], schemas: SpecSchemas
 ) -> None:

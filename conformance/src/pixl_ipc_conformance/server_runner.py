@@ -436,6 +436,9 @@ class _CaseRun:
             raise StepFailed(
                 "the server to read the request", "it stopped reading within the time bound"
             ) from exc
+        except WireClosed as exc:
+            if not step.get("peer_may_close"):
+                raise StepFailed("the server to read the request", str(exc)) from exc
         except WireError as exc:
             raise StepFailed("the server to read the request", str(exc)) from exc
 
