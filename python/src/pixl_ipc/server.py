@@ -493,11 +493,15 @@ class IPCServer:
         nothing if the server is not running. Afterwards :meth:`start` may be
         called again; handlers, options and lifetime counters are kept.
         """
-        if self._shutdown_task is None:
-            if self._aio_server is None:
-                return
+        task = self._begin_shutdown()
+        if task is not None:
+            await asyncio.shield(task)
+
+    def _begin_shutdown(self) -> asyncio.Task[None] | None:
+        """The shutdown in progress, started if the server runs; None if it does not."""
+        if self._shutdown_task is None and self._aio_server is not None:
             self._shutdown_task = asyncio.ensure_future(self._shutdown())
-        await asyncio.shield(self._shutdown_task)
+        return self._shutdown_task
 
     async def _shutdown(self) -> None:
         assert self._aio_server is not None and self._closed is not None
@@ -577,8 +581,7 @@ class IPCServer:
 
     def _on_signal(self, sig: int) -> None:
         logger.info("received %s", signal.Signals(sig).name)
-        if self._shutdown_task is None and self._aio_server is not None:
-            self._shutdown_task = asyncio.ensure_future(self._shutdown())
+        self._begin_shutdown()
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
