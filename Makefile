@@ -37,12 +37,14 @@ test: setup ## Run every test: pytest, PHPUnit, the conformance matrix
 	phpunit -c php/phpunit.xml
 	$(MAKE) --no-print-directory conformance
 
-lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) when installed
+lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) and tsc when installed
 	$(VENV)/bin/ruff check python conformance tests
 	$(VENV)/bin/ruff format --check python conformance tests
 	$(VENV)/bin/mypy --strict python/src python/adapters python/benchmarks conformance/src
 	@if command -v phpcs >/dev/null; then phpcs --standard=php/phpcs.xml; \
 	else echo "phpcs is not installed (apt-get install php-codesniffer): PHP style not checked"; fi
+	@if command -v tsc >/dev/null; then tsc -p node; \
+	else echo "tsc is not installed (npm install -g typescript): node/index.d.ts not checked"; fi
 
 serve: $(STAMP) ## Run the reference server on build/pixl-ipc.sock
 	@mkdir -p $(BUILD)
