@@ -32,9 +32,10 @@ php-check:
 	  apt-get update -qq && apt-get install -y -qq php-cli php-mbstring phpunit >/dev/null; \
 	fi
 
-test: setup ## Run every test: pytest, PHPUnit, the conformance matrix
+test: setup ## Run every test: pytest, PHPUnit, node --test, the conformance matrix
 	$(PY) -m pytest
 	phpunit -c php/phpunit.xml
+	@if command -v node >/dev/null; then node --test node/test/*.test.js; else echo "node is not installed: Node client tests skipped"; fi
 	$(MAKE) --no-print-directory conformance
 
 lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) and tsc when installed
