@@ -7,11 +7,12 @@ Usage::
 Measures, on this machine and in this run (so that ratios compare like with
 like):
 
-* sequential echo round trips of 1 KiB to 16 MiB for the blocking, asyncio
-  and PHP clients against the reference server, the blocking client against
-  floor (b), and floor (a);
+* sequential echo round trips of 1 KiB to 16 MiB for the blocking, asyncio,
+  PHP and Node clients against the reference server, the blocking client
+  against floor (b), and floor (a);
 * pipelined 1 KiB echo throughput for several in-flight depths and
-  connection counts, against the reference server and floor (b);
+  connection counts, against the reference server and floor (b), and of the
+  Node client with 500 in flight against the reference server;
 * server memory with idle connections, and its peak while echoing one large
   message.
 
@@ -48,6 +49,9 @@ from workload import RawClient, make_data, stats
 REPO = HERE.parent.parent
 PHP_CLIENT = REPO / "php" / "src" / "PixlIPCClient.php"
 PHP_BENCH = HERE / "bench_client.php"
+NODE_BENCH = REPO / "node" / "bench" / "bench_client.js"
+#: Requests the Node client keeps in flight in the pipelined section.
+NODE_INFLIGHT = 500
 
 
 @dataclass
@@ -215,6 +219,7 @@ SEQ_SERIES = [
     ("blocking_ref", "IPCClient (blocking) -> reference server", "blocking", "reference"),
     ("asyncio_ref", "AsyncIPCClient -> reference server", "asyncio", "reference"),
     ("php_ref", "PHP PixlIPCClient -> reference server", "php", "reference"),
+    ("node_ref", "Node IPCClient -> reference server", "node", "reference"),
     ("blocking_floor_b", "IPCClient (blocking) -> floor (b) asyncio echo", "blocking", "floor_b"),
     ("floor_a", "floor (a): blocking sockets + orjson, 2 processes", "raw", "floor_a"),
 ]
@@ -240,12 +245,13 @@ def _seq_args(plan: Plan, client: str, path: str) -> list[str]:
     ]
 
 
-def _php_seq(plan: Plan, path: str) -> dict[str, Any]:
-    php = shutil.which("php")
-    assert php is not None
+def _script_seq(plan: Plan, client: str, path: str) -> dict[str, Any]:
+    """Run the PHP or the Node benchmark client: the same arguments, the same JSON."""
+    program = shutil.which(client)
+    assert program is not None
     argv = [
-        php,
-        str(PHP_BENCH),
+        program,
+        str(PHP_BENCH if client == "php" else NODE_BENCH),
         path,
         ",".join(str(s) for s in plan.sizes_kib),
         "1",
@@ -256,7 +262,7 @@ def _php_seq(plan: Plan, path: str) -> dict[str, Any]:
     done = subprocess.run(argv, capture_output=True, timeout=600, check=False)
     if done.returncode != 0:
         text = (done.stderr.decode() + done.stdout.decode())[-2000:]
-        raise RuntimeError(f"PHP bench failed ({done.returncode}):\n{text}")
+        raise RuntimeError(f"{client} bench failed ({done.returncode}):\n{text}")
     result: dict[str, Any] = orjson.loads(done.stdout)
     return result
 
@@ -318,6 +324,8 @@ def sequential(run: Run) -> dict[str, Any]:
             why = "php is not installed"
         elif client == "php" and not PHP_CLIENT.exists():
             why = f"{PHP_CLIENT.relative_to(REPO)} does not exist"
+        elif client == "node" and shutil.which("node") is None:
+            why = "node is not installed"
         if why is None:
             wanted.append((key, label, client, server))
         else:
@@ -333,8 +341,8 @@ def sequential(run: Run) -> dict[str, Any]:
                 if target is None:
                     continue
                 with run.part(f"sequential round {round_no + 1}/{plan.seq_reps}: {key}"):
-                    if client == "php":
-                        raw = _php_seq(plan, target.path)
+                    if client in ("php", "node"):
+                        raw = _script_seq(plan, client, target.path)
                         timings = {kib: {"wall": wall} for kib, wall in raw["rtt_seconds"].items()}
                     else:
                         args = [*_seq_args(plan, client, target.path), "--server-pid", str(target.pid)]
@@ -385,6 +393,15 @@ def _pipe_args(plan: Plan, client: str, path: str) -> list[str]:
     ]
 
 
+def _node_pipe(node: str, plan: Plan, server: Server) -> bytes:
+    argv = [node, str(NODE_BENCH), "--pipelined", server.path, str(NODE_INFLIGHT)]
+    argv += [str(plan.pipe_reps), str(plan.pipe_window), str(plan.pipe_warmup), str(server.pid)]
+    done = subprocess.run(argv, capture_output=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"node bench failed ({done.returncode}):\n{done.stderr.decode()[-2000:]}")
+    return done.stdout
+
+
 def pipelined(run: Run) -> dict[str, Any]:
     """The pipelined section: msg/s for each client, server and configuration.
 
@@ -405,8 +422,18 @@ def pipelined(run: Run) -> dict[str, Any]:
         section["skipped"]["asyncio"] = "pixl_ipc.aio_client is not available"
     samples: dict[tuple[str, str, int, int], dict[str, list[float]]] = {}
     loops: dict[str, Any] = {}
+    node = shutil.which("node")
+    if node is None:
+        section["skipped"]["node"] = "node is not installed"
     with _servers(run, server_keys) as servers:
         for round_no in range(plan.pipe_rounds):
+            reference = servers.get("reference")
+            if node is not None and reference is not None:
+                with run.part(f"pipelined round {round_no + 1}/{plan.pipe_rounds}: node -> reference"):
+                    raw = orjson.loads(_node_pipe(node, plan, reference))
+                    into = samples.setdefault(("node", "reference", 1, NODE_INFLIGHT), {})
+                    for measure, values in raw["timings"].items():
+                        into.setdefault(measure, []).extend(values)
             for client in clients:
                 for server_key in server_keys:
                     target = servers.get(server_key)

@@ -22,7 +22,7 @@ TARGETS = {
     "big": "large echo, peak RSS above baseline: at most 4x the message",
 }
 
-SERIES_ORDER = ["blocking_ref", "asyncio_ref", "php_ref", "blocking_floor_b", "floor_a"]
+SERIES_ORDER = ["blocking_ref", "asyncio_ref", "php_ref", "node_ref", "blocking_floor_b", "floor_a"]
 
 
 def _time(seconds: float) -> str:
@@ -121,7 +121,11 @@ def _sequential_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-_CLIENT_LABELS = {"asyncio": "AsyncIPCClient", "raw": "raw pipelining load generator"}
+_CLIENT_LABELS = {
+    "asyncio": "AsyncIPCClient",
+    "raw": "raw pipelining load generator",
+    "node": "Node IPCClient",
+}
 _SERVER_LABELS = {"reference": "reference server", "floor_b": "floor (b)"}
 
 
