@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 import uvloop
 from client_helpers import FullBacklog, open_sockets, socket_name
-from peer import PeerConn, ScriptedPeer
+from peer import PeerConn, ScriptedPeer, hold_slow_until
 from pixl_ipc import (
     AsyncIPCClient,
     ConfigError,
@@ -228,14 +228,7 @@ def test_pending_count_counts_waiting_requests_only(
     peer_factory: PeerFactory, run: Any
 ) -> None:
     release = threading.Event()
-
-    def slow(conn: PeerConn) -> None:
-        while (request := conn.read_request()) is not None:
-            if request["uri"] == "/slow":
-                release.wait(5)
-            conn.reply(request, request["uri"])
-
-    peer = peer_factory(slow)
+    peer = peer_factory(hold_slow_until(release))
 
     async def main() -> None:
         async with AsyncIPCClient(peer.path) as client:

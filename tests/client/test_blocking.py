@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from client_helpers import FullBacklog, open_sockets, socket_name, thread_count
-from peer import PeerConn, ScriptedPeer
+from peer import PeerConn, ScriptedPeer, hold_slow_until
 from pixl_ipc import (
     ConfigError,
     ConnectError,
@@ -650,14 +650,7 @@ def test_pending_count_counts_waiting_requests_and_a_path_object_works(
     peer_factory: PeerFactory,
 ) -> None:
     release = threading.Event()
-
-    def slow(conn: PeerConn) -> None:
-        while (request := conn.read_request()) is not None:
-            if request["uri"] == "/slow":
-                release.wait(5)
-            conn.reply(request, request["uri"])
-
-    peer = peer_factory(slow)
+    peer = peer_factory(hold_slow_until(release))
     with IPCClient(Path(peer.path)) as client:
         assert client.pending_count == 0
         results: list[Any] = []
