@@ -9,10 +9,13 @@ like):
 
 * sequential echo round trips of 1 KiB to 16 MiB for the blocking, asyncio,
   PHP and Node clients against the reference server, the blocking client
-  against floor (b), and floor (a);
+  against floor (b), floor (a), and the peers a Python user would pick
+  instead (multiprocessing.connection, pyzmq REQ/REP);
 * pipelined 1 KiB echo throughput for several in-flight depths and
-  connection counts, against the reference server and floor (b), and of the
-  Node client with 500 in flight against the reference server;
+  connection counts, against the reference server and floor (b), of the
+  Node client with 500 in flight against the reference server, and of pyzmq
+  DEALER/ROUTER;
+* the JSON codecs the kit could use: CPU time per decode and encode;
 * server memory with idle connections, and its peak while echoing one large
   message.
 
@@ -72,6 +75,9 @@ class Plan:
     idle_counts: list[int]
     memory_reps: int
     big_kib: int
+    codec_sizes_kib: list[int]
+    codec_reps: int
+    codec_min_time: float
 
 
 FULL = Plan(
@@ -90,6 +96,9 @@ FULL = Plan(
     idle_counts=[1000, 10_000],
     memory_reps=3,
     big_kib=64 * 1024,
+    codec_sizes_kib=[1, 100, 1024],
+    codec_reps=3,
+    codec_min_time=0.2,
 )
 
 QUICK = Plan(
@@ -107,7 +116,19 @@ QUICK = Plan(
     idle_counts=[1000],
     memory_reps=1,
     big_kib=4 * 1024,
+    codec_sizes_kib=[1, 100, 1024],
+    codec_reps=1,
+    codec_min_time=0.01,
 )
+
+#: Servers other than the reference one: key, floors.py kind, label.
+HELPER_SERVERS = {
+    "floor_a": ("blocking", "floor (a)"),
+    "floor_b": ("asyncio", "floor (b)"),
+    "peer_mpc": ("mpc", "multiprocessing.connection peer"),
+    "peer_zmq_rep": ("zmq-rep", "pyzmq REP peer"),
+    "peer_zmq_router": ("zmq-router", "pyzmq ROUTER peer"),
+}
 
 
 class Run:
@@ -130,10 +151,12 @@ class Run:
         argv = [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, "--log-level", "WARNING", *extra]
         return Server("reference server", argv, path)
 
-    def floor_server(self, kind: str) -> Server:
+    def helper_server(self, key: str) -> Server:
+        """A floor or peer server (see HELPER_SERVERS)."""
+        kind, label = HELPER_SERVERS[key]
         path = self.socket_path()
         argv = [sys.executable, str(HERE / "floors.py"), kind, "--socket", path]
-        return Server(f"floor ({'a' if kind == 'blocking' else 'b'})", argv, path)
+        return Server(label, argv, path)
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
@@ -197,6 +220,8 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "orjson": _version_of("orjson"),
+        "msgspec": _version_of("msgspec"),
+        "pyzmq": _version_of("zmq"),
         "uvloop": uvloop_version is not None,
         "uvloop_version": uvloop_version,
         "php": _php_version(),
@@ -222,6 +247,8 @@ SEQ_SERIES = [
     ("node_ref", "Node IPCClient -> reference server", "node", "reference"),
     ("blocking_floor_b", "IPCClient (blocking) -> floor (b) asyncio echo", "blocking", "floor_b"),
     ("floor_a", "floor (a): blocking sockets + orjson, 2 processes", "raw", "floor_a"),
+    ("mpc_peer", "peer: multiprocessing.connection, orjson payloads", "mpc", "peer_mpc"),
+    ("zmq_peer", "peer: pyzmq REQ/REP over ipc://", "zmq", "peer_zmq_rep"),
 ]
 
 
@@ -277,7 +304,7 @@ def _available(module: str) -> bool:
 
 @contextmanager
 def _servers(run: Run, wanted: Sequence[str]) -> Iterator[dict[str, Server]]:
-    """Start the servers named in ``wanted`` (reference, floor_a, floor_b); stop them after."""
+    """Start the servers named in ``wanted`` (reference, or a HELPER_SERVERS key); stop them after."""
     started: dict[str, Server] = {}
     try:
         for key in wanted:
@@ -285,7 +312,7 @@ def _servers(run: Run, wanted: Sequence[str]) -> Iterator[dict[str, Server]]:
                 if key == "reference":
                     started[key] = run.reference_server()
                 else:
-                    started[key] = run.floor_server("blocking" if key == "floor_a" else "asyncio")
+                    started[key] = run.helper_server(key)
         yield started
     finally:
         for server in started.values():
@@ -326,6 +353,8 @@ def sequential(run: Run) -> dict[str, Any]:
             why = f"{PHP_CLIENT.relative_to(REPO)} does not exist"
         elif client == "node" and shutil.which("node") is None:
             why = "node is not installed"
+        elif client == "zmq" and not _available("zmq"):
+            why = "pyzmq is not installed (pip install 'pixl-ipc[bench]')"
         if why is None:
             wanted.append((key, label, client, server))
         else:
@@ -361,6 +390,7 @@ def sequential(run: Run) -> dict[str, Any]:
             "client": client,
             "server": server_key,
             "floor": key == "floor_a",
+            "peer": server_key.startswith("peer_"),
             "loop": loops.get(key),
         }
         for measure, name in _MEASURES.items():
@@ -410,22 +440,25 @@ def pipelined(run: Run) -> dict[str, Any]:
     """
     plan = run.plan
     section: dict[str, Any] = {"message_kib": 1, "runs": [], "skipped": {}}
-    server_keys = ["floor_b"]
+    servers_of = {"raw": ["floor_b"], "asyncio": ["floor_b"], "zmq": ["peer_zmq_router"]}
     if _available("pixl_ipc.server"):
-        server_keys.insert(0, "reference")
+        servers_of["raw"].insert(0, "reference")
+        servers_of["asyncio"].insert(0, "reference")
     else:
         section["skipped"]["reference"] = "pixl_ipc.server is not available"
-    clients = ["raw"]
-    if _available("pixl_ipc.aio_client"):
-        clients.insert(0, "asyncio")
-    else:
+    if not _available("pixl_ipc.aio_client"):
+        del servers_of["asyncio"]
         section["skipped"]["asyncio"] = "pixl_ipc.aio_client is not available"
+    if not _available("zmq"):
+        del servers_of["zmq"]
+        section["skipped"]["zmq"] = "pyzmq is not installed (pip install 'pixl-ipc[bench]')"
     samples: dict[tuple[str, str, int, int], dict[str, list[float]]] = {}
     loops: dict[str, Any] = {}
     node = shutil.which("node")
     if node is None:
         section["skipped"]["node"] = "node is not installed"
-    with _servers(run, server_keys) as servers:
+    needed = sorted({key for keys in servers_of.values() for key in keys})
+    with _servers(run, needed) as servers:
         for round_no in range(plan.pipe_rounds):
             reference = servers.get("reference")
             if node is not None and reference is not None:
@@ -434,7 +467,7 @@ def pipelined(run: Run) -> dict[str, Any]:
                     into = samples.setdefault(("node", "reference", 1, NODE_INFLIGHT), {})
                     for measure, values in raw["timings"].items():
                         into.setdefault(measure, []).extend(values)
-            for client in clients:
+            for client, server_keys in servers_of.items():
                 for server_key in server_keys:
                     target = servers.get(server_key)
                     if target is None:
@@ -545,7 +578,7 @@ def memory(run: Run) -> dict[str, Any]:
     raise_nofile()
     section: dict[str, Any] = {"idle": {}, "big_echo": {}, "skipped": {}}
     big_max = str(max(2 * plan.big_kib * 1024 + (1 << 20), 64 << 20))
-    servers: list[tuple[str, Callable[..., Server]]] = [("floor_b", lambda *_: run.floor_server("asyncio"))]
+    servers: list[tuple[str, Callable[..., Server]]] = [("floor_b", lambda *_: run.helper_server("floor_b"))]
     if _available("pixl_ipc.server"):
         servers.insert(0, ("reference", run.reference_server))
     else:
@@ -588,6 +621,35 @@ def memory(run: Run) -> dict[str, Any]:
     return section
 
 
+# --- JSON codecs ---------------------------------------------------------------------
+
+
+def codecs(run: Run) -> dict[str, Any]:
+    """The codec section: CPU time per decode and encode of each candidate library.
+
+    Measured in a load process of its own, as every other figure; CPU time
+    rather than wall time, so that other work on the machine moves it little.
+    """
+    plan = run.plan
+    args = [
+        "codec",
+        "--sizes",
+        ",".join(map(str, plan.codec_sizes_kib)),
+        "--reps",
+        str(plan.codec_reps),
+        "--min-time",
+        str(plan.codec_min_time),
+    ]
+    raw = orjson.loads(run_json_worker(args, timeout=600))
+    section: dict[str, Any] = {"sizes_kib": raw["sizes_kib"], "cpu_seconds": {}}
+    for kind, candidates in raw["cpu_seconds"].items():
+        section["cpu_seconds"][kind] = {
+            name: {kib: stats(values).as_dict() for kib, values in by_size.items()}
+            for name, by_size in candidates.items()
+        }
+    return section
+
+
 # --- main ------------------------------------------------------------------------------
 
 
@@ -607,6 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["sequential"] = sequential(run)
         results["pipelined"] = pipelined(run)
         results["memory"] = memory(run)
+        with run.part("JSON codecs"):
+            results["codec"] = codecs(run)
     finally:
         run.close()
     results["environment"]["load_average_at_end"] = list(os.getloadavg())
