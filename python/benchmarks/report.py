@@ -163,7 +163,7 @@ def _pipelined_rows(section: dict[str, Any]) -> list[dict[str, Any]]:
     runs = section.get("runs", [])
     floors = {(r["client"], r["connections"], r["inflight"]): r for r in runs if r["server"] == "floor_b"}
     zmq = {(r["connections"], r["inflight"]): r for r in runs if r["client"] == "zmq"}
-    order = {"asyncio": 0, "raw": 1, "zmq": 2}
+    order = {"asyncio": 0, "raw": 1, "node": 2, "zmq": 3}
     ordered = sorted(runs, key=lambda r: (order[r["client"]], r["connections"], r["inflight"], r["server"]))
     for run in ordered:
         stat = run["msgs_per_second"]
