@@ -25,7 +25,10 @@ SCHEMA_DIR = SPEC / "schema"
 VECTOR_DIR = SPEC / "vectors"
 VECTOR_FORMAT = VECTOR_DIR / "vectors.schema.json"
 #: The recorded answers of the original and their schema: not schema vectors.
-ORIGINAL_ANSWERS = (VECTOR_DIR / "original-answers.json", VECTOR_DIR / "original-answers.schema.json")
+ORIGINAL_ANSWERS = (
+    VECTOR_DIR / "original-answers.json",
+    VECTOR_DIR / "original-answers.schema.json",
+)
 #: The base of every schema's ``$id``; ``.example`` is reserved, so no host answers it.
 BASE = "https://pixl-ipc.example/spec/1.1/"
 METASCHEMA = "https://json-schema.org/draft/2020-12/schema"

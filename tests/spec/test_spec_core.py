@@ -99,7 +99,9 @@ def test_server_core_accepts_exactly_the_requests_the_schema_accepts(
         assert isinstance(event, IncomingRequest), (
             f"{vector.name}: schema accepts it, core answers {event}"
         )
-        assert event.uri == js_string(message["uri"])  # REQ-2: a uri of another type is routed by its text
+        assert event.uri == js_string(
+            message["uri"]
+        )  # REQ-2: a uri of another type is routed by its text
         assert event.message == message  # REQ-1: extra members kept
         request_id = message.get("ipcReqID")
         assert event.id == (None if js_falsy(request_id) else request_id)  # RESP-2
