@@ -9,6 +9,7 @@ original did: that is what makes its derived answers worth recording.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sys
@@ -19,7 +20,18 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]  # no stubs installed
 from pixl_ipc_conformance.server_process import started_server
-from replay import ANSWERS_SCHEMA, MODEL, REPO, Outcome, load_answers, mismatch, replay
+from replay import (
+    ANSWERS_SCHEMA,
+    MODEL,
+    REPO,
+    Outcome,
+    exact_json,
+    line_bytes,
+    load_answers,
+    mismatch,
+    replay,
+    same_value,
+)
 
 ENTRIES: list[dict[str, Any]] = load_answers()["entries"]
 KIT = f"{sys.executable} -m pixl_ipc serve --socket {{socket}}"
@@ -56,7 +68,7 @@ def model_outcomes() -> Iterator[dict[str, Outcome]]:
 
 
 def test_the_file_has_its_shape() -> None:
-    schema = __import__("json").loads(ANSWERS_SCHEMA.read_text(encoding="utf-8"))
+    schema = json.loads(ANSWERS_SCHEMA.read_text(encoding="utf-8"))
     errors = list(Draft202012Validator(schema).iter_errors(load_answers()))
     assert [e.message for e in errors] == []
     ids = [e["id"] for e in ENTRIES]
@@ -94,8 +106,6 @@ def test_model_of_the_original_answers_as_recorded(
 
 def test_declared_differences_are_real() -> None:
     # A row named by an entry whose kit answer equals the original's declares nothing.
-    from replay import exact_json, line_bytes, same_value
-
     for entry in ENTRIES:
         if "kit" not in entry:
             continue
