@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // A model of the original pixl-ipc 1.1 server, for tests only.
 //
-// What it is: a small Node.js server written from the facts that
-// /shared/UPSTREAM.md states about the original (its "Corrections" first),
-// and from nothing else. It lets the kit's tests derive the answers those
+// What it is: a small Node.js server written from the measured facts about
+// the original (the entries marked "measured" in
+// spec/vectors/original-answers.json, and PROTOCOL.md section 13), and from
+// nothing else. It lets the kit's tests derive the answers those
 // facts imply but do not list, and run the conformance cases that encode the
 // original's behaviour against "a server that behaves as the Corrections
 // describe". JavaScript gives the value semantics for free: JSON.parse and
@@ -12,11 +13,11 @@
 // setTimeout's reading of a delay, the UTF-8 decoder's U+FFFD.
 //
 // What it is not: the original's code (which is not available here), a
-// reference, or a server to deploy. Where UPSTREAM is silent, the model does
+// reference, or a server to deploy. Where the facts are silent, the model does
 // what plain Node does and says so below; such answers are marked "derived"
 // in spec/vectors/original-answers.json, never "measured".
 //
-// Modelled, after UPSTREAM:
+// Modelled, after those facts:
 // - lines split on "\n"; a line whose first non-blank character is not "{"
 //   is ignored; a "{" line that JSON.parse refuses is dropped without reply;
 // - the reader keeps the last 1 MiB of an unfinished line (a longer line is
@@ -37,7 +38,7 @@
 // - closeConnections() and shutdown call socket.end() (a half-close): the
 //   socket stays readable until the client closes; shutdown then waits up
 //   to exit_timeout ms and removes the socket path.
-// Plain Node where UPSTREAM is silent: an exception thrown by a handler (and
+// Plain Node where the facts are silent: an exception thrown by a handler (and
 // JSON.stringify's RangeError on very deep nesting) is uncaught and kills
 // the process; the 1 MiB bound counts UTF-16 code units, not bytes.
 //
