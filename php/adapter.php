@@ -180,7 +180,7 @@ final class PixlIPCAdapter
             throw new PixlIPCException('not connected: send before connect', PixlIPCClient::E_SERVER_CLOSE);
         }
         $timeout = $command->timeout_ms ?? null;
-        $data = $this->client->send($command->uri ?? null, $command->data ?? null, $timeout);
+        $data = $this->client->sendValue($command->uri ?? null, $command->data ?? null, $timeout);
         if ($data === false && $this->falseOnTimeout) {
             throw new PixlIPCException('no answer in time (send returned false)', PixlIPCClient::E_TIMEOUT);
         }
