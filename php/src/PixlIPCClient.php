@@ -875,6 +875,9 @@ class PixlIPCClient
     }
 
     /**
+     * JSON as the original writes it: json_encode's defaults, so '/' is
+     * written '\/', non-ASCII characters as \u escapes and 1.0 as 1.
+     *
      * @param mixed $value
      *
      * @throws PixlIPCException E_BAD_REQUEST_TYPE: not representable in JSON
@@ -882,11 +885,7 @@ class PixlIPCClient
     private static function encode($value): string
     {
         try {
-            return json_encode(
-                $value,
-                JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION | JSON_THROW_ON_ERROR,
-                self::JSON_DEPTH
-            );
+            return json_encode($value, JSON_THROW_ON_ERROR, self::JSON_DEPTH);
         } catch (JsonException $e) {
             throw self::error(self::E_BAD_REQUEST_TYPE, 'cannot be encoded as JSON: ' . $e->getMessage(), $e);
         }

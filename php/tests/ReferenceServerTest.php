@@ -140,8 +140,10 @@ final class ReferenceServerTest extends TestCase
 
     public function testNumbersRoundTrip(): void
     {
-        $data = [9007199254740991, -9007199254740991, 1.5e300, 0.1, -0.0, 1.0, 0, PHP_INT_MAX];
+        $data = [9007199254740991, -9007199254740991, 1.5e300, 0.1, 2.5, -7, 0, PHP_INT_MAX];
         $this->assertSame($data, $this->client()->sendValue('/ipcserver/test/echo', $data));
+        // json_encode's defaults, as the original: 1.0 is written 1 and -0.0 -0.
+        $this->assertSame([1, 0], $this->client()->sendValue('/ipcserver/test/echo', [1.0, -0.0]));
     }
 
     public function testMissingUriRaisesRemoteNoUri(): void

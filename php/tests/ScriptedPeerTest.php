@@ -67,8 +67,8 @@ final class ScriptedPeerTest extends TestCase
         $this->assertCount(2, $lines);
         $cwd = getcwd();
         $this->assertSame(
-            '{"uri":"/x/y","ipcReqID":"rq0","data":{"a":1},"pid":' . getmypid()
-            . ',"userAgent":' . json_encode('PHP/PixlIPCClient' . $cwd, JSON_UNESCAPED_SLASHES) . '}',
+            '{"uri":"\\/x\\/y","ipcReqID":"rq0","data":{"a":1},"pid":' . getmypid()
+            . ',"userAgent":' . json_encode('PHP/PixlIPCClient' . $cwd) . '}',
             $lines[0]
         );
         // REQ-1 member order: uri first as the original, ipcReqID before data (CORR-6).
@@ -108,12 +108,18 @@ final class ScriptedPeerTest extends TestCase
         $this->assertStringContainsString('"data":{"list":[]}', $lines[1]);
     }
 
-    public function testFloatsKeepTheirTypeAndSlashesAndUnicodeAreWrittenRaw(): void
+    public function testRequestIsEncodedWithJsonEncodeDefaultsAsTheOriginalWritesIt(): void
     {
+        // The original's bytes: '/' as '\/', non-ASCII as \u escapes, 1.0 as 1.
         $server = $this->peer([[['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path);
-        $client->sendValue('/a/b', ['f' => 1.0, 's' => "/é\u{1F600}"]);
-        $this->assertStringContainsString('"data":{"f":1.0,"s":"/é' . "\u{1F600}" . '"}', $server->lines()[0]);
+        $this->assertSame(
+            ['f' => 1, 's' => "/é\u{1F600}"],
+            $client->sendValue('/a/b', ['f' => 1.0, 's' => "/é\u{1F600}"])
+        );
+        $line = $server->lines()[0];
+        $this->assertStringStartsWith('{"uri":"\\/a\\/b",', $line);
+        $this->assertStringContainsString('"data":{"f":1,"s":"\\/\\u00e9\\ud83d\\ude00"}', $line);
     }
 
     public function testRequestThatIsNotAnArrayOrObjectIsRefusedAndNothingIsSent(): void
