@@ -128,6 +128,20 @@ final class ReferenceServerTest extends TestCase
         $this->assertLessThan(64 * 1024, memory_get_usage() - $memory);
     }
 
+    public function testMemoryAfterALargeAnswerIsBounded(): void
+    {
+        // PHP's stream buffer keeps at most READ_PIECE (4 MiB) and a read
+        // chunk after a long line; everything else is freed.
+        $client = $this->client(['requestTimeout' => 40000]);
+        $client->sendValue('/ipcserver/test/echo', ['small' => 1]);
+        $memory = memory_get_usage();
+        $big = ['big' => str_repeat('m', 16 << 20)];
+        $this->assertSame(16 << 20, strlen($client->sendValue('/ipcserver/test/echo', $big)['big']));
+        unset($big);
+        $client->sendValue('/ipcserver/test/echo', ['small' => 2]);
+        $this->assertLessThan((4 << 20) + (1 << 20), memory_get_usage() - $memory);
+    }
+
     public function testDeepNestingRoundTrip(): void
     {
         // LIMIT-4: at least 256 levels.
