@@ -22,6 +22,7 @@ __all__ = [
     "Listener",
     "activated_socket",
     "bind_unix",
+    "raise_descriptor_limit",
     "unlink_if_ours",
 ]
 
@@ -232,6 +233,31 @@ def bind_unix(path: str, mode: int | None) -> Listener:
         raise
     sock.setblocking(False)
     return Listener(sock, path, identity)
+
+
+def raise_descriptor_limit(wanted: int) -> int:
+    """Raise the soft limit of open descriptors (RLIMIT_NOFILE) to ``wanted``, within the hard limit.
+
+    Never lowers it.
+
+    Returns:
+        The soft limit now in force.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted if soft == resource.RLIM_INFINITY else soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            return soft
+        return target
+    return soft
 
 
 def activated_socket(environ: dict[str, str] | None = None) -> socket.socket | None:

@@ -1,8 +1,13 @@
-"""``pixl-ipc serve``: run the reference server until SIGTERM or SIGINT.
+"""``pixl-ipc serve``: run the reference server until SIGTERM, SIGINT or SIGQUIT.
 
 Prints exactly one line, ``listening on PATH``, to stderr once the socket
 accepts connections. Exit statuses: 0 after a clean shutdown, 1 when start-up
 is refused (LIFE-6), 2 for bad arguments, configuration or handler modules.
+SIGHUP is logged and changes nothing; SIGUSR1 logs the statistics.
+
+The command tunes this process's heap for message buffers
+(:func:`~pixl_ipc._memory.warm_allocator`); a server embedded in another
+program leaves that to the program.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .._memory import warm_allocator
 from ..errors import ConfigError, StartupError
 from ..server import IPCServer
 
@@ -37,7 +43,7 @@ def add_parser(subparsers: Any) -> None:
         "serve",
         help="run the reference server",
         description=(
-            "Serve pixl-ipc requests on a Unix domain socket until SIGTERM or SIGINT. "
+            "Serve pixl-ipc requests on a Unix domain socket until SIGTERM, SIGINT or SIGQUIT. "
             "Prints 'listening on PATH' to stderr once ready."
         ),
     )
@@ -60,6 +66,24 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-message-bytes", type=int, metavar="N", help="largest request accepted, in bytes (>= 16 MiB)"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="connections held at once, half-closed ones included; more get server_busy",
+    )
+    parser.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        metavar="N",
+        help="bytes of unfinished requests and unsent answers held for all clients together",
+    )
+    parser.add_argument(
+        "--close-grace-ms",
+        type=int,
+        metavar="MS",
+        help="how long a half-closed connection is kept before it is closed anyway (default 60000)",
     )
     parser.add_argument(
         "--max-threads",
@@ -141,6 +165,12 @@ def _build_server(args: argparse.Namespace) -> IPCServer:
         block["max_message_bytes"] = args.max_message_bytes
     if args.max_threads is not None:
         block["max_threads"] = args.max_threads
+    if args.max_connections is not None:
+        block["max_connections"] = args.max_connections
+    if args.max_buffered_bytes is not None:
+        block["max_buffered_bytes"] = args.max_buffered_bytes
+    if args.close_grace_ms is not None:
+        block["close_grace_ms"] = args.close_grace_ms
     if "socket_path" not in block:
         raise UsageError("--socket PATH is required (or socket_path in the --config block)")
     server = IPCServer.from_config(block)
@@ -172,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     def ready() -> None:
         print(f"listening on {server.address}", file=sys.stderr, flush=True)
 
+    warm_allocator()
     try:
         server.run(on_ready=ready)
     except StartupError as exc:
