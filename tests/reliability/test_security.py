@@ -58,6 +58,19 @@ def refused_start(path: str, *args: str) -> tuple[int, str]:
     return proc.returncode, proc.stderr.decode(errors="replace")
 
 
+def settled_fds(server: Server, timeout: float = 10.0) -> int:
+    """The server's descriptor count once it has stopped changing (closes are done)."""
+    last = server.fds()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = server.fds()
+        if now == last:
+            break
+        last = now
+    return last
+
+
 def echo_ok(path: str, token: str, timeout: float = 10.0) -> bool:
     """One echo on a fresh connection; True when answered correctly."""
     with RawClient(path, timeout=timeout) as conn:
@@ -122,7 +135,8 @@ while True:
 """
 
 
-def run_as_nobody(path: str) -> list[dict[str, Any]]:
+def run_as_nobody(path: str, groups: list[int] | None = None) -> list[dict[str, Any]]:
+    """Run NOBODY_CLIENT as nobody, with no supplementary groups or with ``groups``."""
     setpriv = shutil.which("setpriv")
     assert setpriv is not None
     proc = subprocess.run(
@@ -130,7 +144,7 @@ def run_as_nobody(path: str) -> list[dict[str, Any]]:
             setpriv,
             f"--reuid={NOBODY}",
             f"--regid={NOBODY}",
-            "--clear-groups",
+            f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
             "/usr/bin/python3",
             "-c",
             NOBODY_CLIENT,
@@ -211,6 +225,37 @@ def test_server_enforces_allowed_uids_and_gids_on_a_second_user(
         ), seen
     # root is listed in every block: served.
     assert echo_ok(path, "root-allowed")
+
+
+@needs_root
+@pytest.mark.parametrize("member", [True, False], ids=["member", "not-member"])
+def test_allowed_gids_count_a_peers_supplementary_groups(
+    short_tmp: Path, servers: list[Server], member: bool
+) -> None:
+    # SEC-2: the kernel reports the peer's supplementary groups with its
+    # credentials (SO_PEERGROUPS); a peer in a listed group is served.
+    os.chmod(short_tmp, 0o755)
+    path = str(short_tmp / "g.sock")
+    block = {"allowed_uids": [0], "allowed_gids": [4242]}
+    serve(
+        servers,
+        path,
+        "--config",
+        config_file(short_tmp, block),
+        "--chmod",
+        "777",
+        "--handlers",
+        str(HANDLERS),
+    )
+    seen = run_as_nobody(path, groups=[4242, 4343] if member else [4343])
+    lines = [item["line"] for item in seen if "line" in item]
+    if member:
+        assert lines == [
+            {"ipcReqID": "nobody0", "data": 1},
+            {"ipcReqID": "nobody1", "data": {"who": "nobody"}},
+        ]
+    else:
+        assert len(lines) == 1 and lines[0]["code"] == "access_denied", seen
 
 
 @needs_root
@@ -464,7 +509,9 @@ def test_two_thousand_idle_connections_do_not_stop_others_being_served(
 ) -> None:
     path = str(short_tmp / "idle.sock")
     server = serve(servers, path)
-    fds_before = server.fds()
+    # The event loop opens one descriptor for good with the first connection.
+    assert echo_ok(path, "warm")
+    fds_before = settled_fds(server)
     rss_before = server.rss()
     idle: list[socket.socket] = []
     try:
