@@ -31,6 +31,16 @@ from ..server import IPCServer
 __all__ = ["add_parser", "load_config_block", "load_handler_module", "run"]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Option (its argparse name) -> the config key it overrides.
+_FLAG_KEYS = {
+    "socket": "socket_path",
+    "chmod": "socket_chmod",
+    "max_message_bytes": "max_message_bytes",
+    "max_threads": "max_threads",
+    "max_connections": "max_connections",
+    "max_buffered_bytes": "max_buffered_bytes",
+    "close_grace_ms": "close_grace_ms",
+}
 
 
 class UsageError(Exception):
@@ -157,20 +167,10 @@ def load_handler_module(spec: str) -> ModuleType:
 def _build_server(args: argparse.Namespace) -> IPCServer:
     block: dict[str, Any] = load_config_block(args.config) if args.config else {}
     # Flags override the config file.
-    if args.socket is not None:
-        block["socket_path"] = args.socket
-    if args.chmod is not None:
-        block["socket_chmod"] = args.chmod
-    if args.max_message_bytes is not None:
-        block["max_message_bytes"] = args.max_message_bytes
-    if args.max_threads is not None:
-        block["max_threads"] = args.max_threads
-    if args.max_connections is not None:
-        block["max_connections"] = args.max_connections
-    if args.max_buffered_bytes is not None:
-        block["max_buffered_bytes"] = args.max_buffered_bytes
-    if args.close_grace_ms is not None:
-        block["close_grace_ms"] = args.close_grace_ms
+    for flag, key in _FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            block[key] = value
     if "socket_path" not in block:
         raise UsageError("--socket PATH is required (or socket_path in the --config block)")
     server = IPCServer.from_config(block)
