@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +45,6 @@ MIB = 1024 * 1024
 RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
 HERE = Path(__file__).resolve().parent
 HANDLERS = str(HERE / "hostile_handlers.py")
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    """Servers started by a test; all are killed afterwards."""
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop(signal.SIGKILL)
 
 
 def serve(

@@ -15,7 +15,6 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,6 @@ LIMIT = (
 )  # the smallest limit a server may use (LIMIT-1); keeps the big lines affordable
 NOBODY = 65534
 ECHO = "/ipcserver/test/echo"
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    """Servers started by a test; all are killed afterwards."""
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop(signal.SIGKILL)
 
 
 def serve(servers: list[Server], path: str, *args: str) -> Server:
@@ -173,6 +163,26 @@ def config_file(directory: Path, block: dict[str, Any]) -> str:
     return str(path)
 
 
+def serve_with_access(
+    servers: list[Server], directory: Path, block: dict[str, Any]
+) -> str:
+    """A server with the access settings of ``block``, mode 777, that nobody can reach; its path."""
+    # Let nobody reach the socket: only the credential check may refuse.
+    os.chmod(directory, 0o755)
+    path = str(directory / "c.sock")
+    serve(
+        servers,
+        path,
+        "--config",
+        config_file(directory, block),
+        "--chmod",
+        "777",
+        "--handlers",
+        str(HANDLERS),
+    )
+    return path
+
+
 @needs_root
 @pytest.mark.parametrize(
     ("block", "nobody_allowed"),
@@ -189,20 +199,7 @@ def test_server_enforces_allowed_uids_and_gids_on_a_second_user(
 ) -> None:
     # SEC-2: refused peers get one access_denied with a null id, then the
     # connection closes, and no request of theirs runs; SEC-3: claims do not count.
-    os.chmod(
-        short_tmp, 0o755
-    )  # let nobody reach the socket: only the credential check may refuse
-    path = str(short_tmp / "c.sock")
-    serve(
-        servers,
-        path,
-        "--config",
-        config_file(short_tmp, block),
-        "--chmod",
-        "777",
-        "--handlers",
-        str(HANDLERS),
-    )
+    path = serve_with_access(servers, short_tmp, block)
     seen = run_as_nobody(path)
     with RawClient(path, timeout=10) as conn:  # root is listed in every block
         conn.send_request("marks", "/soak/marks")
@@ -234,18 +231,8 @@ def test_allowed_gids_count_a_peers_supplementary_groups(
 ) -> None:
     # SEC-2: the kernel reports the peer's supplementary groups with its
     # credentials (SO_PEERGROUPS); a peer in a listed group is served.
-    os.chmod(short_tmp, 0o755)
-    path = str(short_tmp / "g.sock")
-    block = {"allowed_uids": [0], "allowed_gids": [4242]}
-    serve(
-        servers,
-        path,
-        "--config",
-        config_file(short_tmp, block),
-        "--chmod",
-        "777",
-        "--handlers",
-        str(HANDLERS),
+    path = serve_with_access(
+        servers, short_tmp, {"allowed_uids": [0], "allowed_gids": [4242]}
     )
     seen = run_as_nobody(path, groups=[4242, 4343] if member else [4343])
     lines = [item["line"] for item in seen if "line" in item]
@@ -263,18 +250,7 @@ def test_server_refuses_root_when_only_nobody_is_allowed(
     short_tmp: Path, servers: list[Server]
 ) -> None:
     # No bypass for the superuser: the list is the list (SEC-2).
-    os.chmod(short_tmp, 0o755)
-    path = str(short_tmp / "c.sock")
-    serve(
-        servers,
-        path,
-        "--config",
-        config_file(short_tmp, {"allowed_uids": [NOBODY]}),
-        "--chmod",
-        "777",
-        "--handlers",
-        str(HANDLERS),
-    )
+    path = serve_with_access(servers, short_tmp, {"allowed_uids": [NOBODY]})
     with RawClient(path, timeout=10) as conn:
         conn.send_request("root1", ECHO, {"x": 1})
         denied = conn.read_message(10)
