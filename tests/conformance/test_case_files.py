@@ -9,9 +9,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 from pixl_ipc_conformance.model import (
-    CASE_SCHEMA_PATH,
-    CASES_DIR,
-    REPO_ROOT,
     Case,
     CaseFileError,
     load_case_file,
@@ -20,6 +17,9 @@ from pixl_ipc_conformance.model import (
     select_cases,
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CASES_DIR = REPO_ROOT / "conformance" / "cases"
+CASE_SCHEMA_PATH = CASES_DIR / "case.schema.json"
 PROTOCOL = REPO_ROOT / "spec" / "PROTOCOL.md"
 CASE_FILES = sorted(CASES_DIR.glob("*/*.json"))
 # A rule is defined in the spec as a bold identifier at the start of a list item.

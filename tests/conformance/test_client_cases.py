@@ -27,10 +27,11 @@ from pixl_ipc_conformance.client_steps import (
     json_equal,
     padded_string,
 )
-from pixl_ipc_conformance.model import REPO_ROOT, Case, RunOptions, Verdict, load_cases
+from pixl_ipc_conformance.model import Case, RunOptions, Verdict, load_cases
 from pixl_ipc_conformance.schemas import SpecSchemas
 from pixl_ipc_conformance.scripted_server import ScriptedServer
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = REPO_ROOT / "spec" / "PROTOCOL.md"
 NODE_ADAPTER = REPO_ROOT / "conformance" / "examples" / "node-adapter.js"
 SUBMITTING_OPS = {"connect", "send", "pushes", "close", "command"}

@@ -20,10 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, resources
 from .model import (
-    CASES_DIR,
-    REPO_ROOT,
     Case,
     CaseFileError,
     CaseResult,
@@ -38,10 +36,7 @@ from .report import Reporter, summary_counts, write_json, write_junit
 from .schemas import SchemaError, SpecSchemas
 from .server_process import ServerStartError
 
-__all__ = ["MATRIX_FILE", "expand_command", "main"]
-
-#: The implementations ``matrix`` runs.
-MATRIX_FILE = REPO_ROOT / "conformance" / "matrix.json"
+__all__ = ["expand_command", "main"]
 
 
 def expand_command(command: str, **values: str) -> list[str]:
@@ -89,9 +84,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def _add_paths(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--spec-dir", type=Path, default=None, help="the spec directory (default: the kit's spec/)"
+        "--spec-dir", type=Path, default=None, help="read the spec's schemas from DIR/schema instead"
     )
-    parser.add_argument("--cases-dir", type=Path, default=CASES_DIR, help="the cases directory")
+    parser.add_argument(
+        "--cases-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="further case files (DIR/server, DIR/client or DIR): added, or replacing a case of the same id",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument(
         "--out", type=Path, required=True, help="directory for the per-implementation reports"
     )
-    matrix.add_argument("--matrix-file", type=Path, default=MATRIX_FILE, help="the implementations to run")
+    matrix.add_argument(
+        "--matrix-file", type=Path, default=None, help="the implementations to run (default: the kit's)"
+    )
     matrix.add_argument("--only", action="append", metavar="NAME", help="run only these implementations")
     matrix.add_argument("--timeout-scale", type=float, default=1.0, metavar="X")
     matrix.add_argument("--quiet", action="store_true", help="no progress line")
@@ -143,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("kind", nargs="?", choices=["server", "client"], help="only this kind")
     listing.add_argument("--case", action="append", metavar="ID_OR_GLOB")
     listing.add_argument("--level", choices=["must", "should"], type=str.lower)
-    listing.add_argument("--cases-dir", type=Path, default=CASES_DIR)
+    listing.add_argument("--cases-dir", type=Path, default=None, metavar="DIR")
     return parser
 
 
@@ -193,13 +196,12 @@ def _run_server(args: argparse.Namespace) -> int:
         reporter=reporter,
         timeout_scale=args.timeout_scale,
         max_message_bytes=args.max_message_bytes,
-        cwd=REPO_ROOT,
         start_command=args.start,
         server_capabilities=list(args.capability),
     )
     meta: dict[str, Any] = {"kind": "server", "socket": args.socket, "start": args.start}
     if args.start is not None:
-        with started_server(args.start, cwd=REPO_ROOT, timeout=args.start_timeout) as socket_path:
+        with started_server(args.start, timeout=args.start_timeout) as socket_path:
             results = run_server_cases(cases, socket_path, options)
     else:
         results = run_server_cases(cases, args.socket, options)
@@ -220,7 +222,7 @@ def _run_client(args: argparse.Namespace) -> int:
 
     reporter = Reporter(progress=not args.quiet)
     options = RunOptions(
-        schemas=SpecSchemas(args.spec_dir), reporter=reporter, timeout_scale=args.timeout_scale, cwd=REPO_ROOT
+        schemas=SpecSchemas(args.spec_dir), reporter=reporter, timeout_scale=args.timeout_scale
     )
     results = run_client_cases(cases, args.adapter, options)
     return _finish(results, args, reporter, {"kind": "client", "adapter": args.adapter})
@@ -255,7 +257,8 @@ def _slug(name: str) -> str:
 
 
 def _run_matrix(args: argparse.Namespace) -> int:
-    entries = _load_matrix(args.matrix_file)
+    matrix_file = args.matrix_file or resources.default_matrix()
+    entries = _load_matrix(matrix_file)
     if args.only:
         entries = [e for e in entries if e["name"] in args.only]
     schemas = SpecSchemas(args.spec_dir)
@@ -272,7 +275,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
             reporter=reporter,
             timeout_scale=args.timeout_scale,
             max_message_bytes=entry.get("max_message_bytes"),
-            cwd=REPO_ROOT,
+            cwd=matrix_file.parent,
             start_command=entry["command"] if kind == "server" else None,
             server_capabilities=list(entry.get("capabilities", [])),
         )
@@ -282,7 +285,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
             from .server_runner import run_server_cases
 
             try:
-                with started_server(entry["command"], cwd=REPO_ROOT) as socket_path:
+                with started_server(entry["command"], cwd=matrix_file.parent) as socket_path:
                     results = run_server_cases(server_cases, socket_path, options)
             except ServerStartError as exc:
                 results = [not_run(case, f"the server did not start: {exc}") for case in server_cases]
@@ -293,7 +296,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
             results = run_client_cases(client_cases, command, options)
         if entry.get("expect_fail"):
             results = apply_expected_failures(
-                results, load_expected_failures(REPO_ROOT / entry["expect_fail"])
+                results, load_expected_failures(matrix_file.parent / entry["expect_fail"])
             )
         reporter.finish(results)
         print()

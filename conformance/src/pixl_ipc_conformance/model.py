@@ -2,9 +2,11 @@
 
 Case files
     One case per JSON file, under ``conformance/cases/server/`` (ids ``S-...``)
-    and ``conformance/cases/client/`` (ids ``C-...``). The format is defined by
-    ``conformance/cases/case.schema.json`` and every file is validated against
-    it when loaded. Members:
+    and ``conformance/cases/client/`` (ids ``C-...``); the package carries them
+    (:mod:`.resources`). The format is defined by ``case.schema.json`` beside
+    them and every file is validated against it when loaded. A directory of
+    further case files (``--cases-dir``) adds cases, and replaces a carried
+    case that has the same id. Members:
 
     ``id``           unique, ``S-`` for server cases, ``C-`` for client cases
     ``kind``         ``"server"`` or ``"client"``
@@ -44,18 +46,17 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from . import resources
 
 if TYPE_CHECKING:
     from .report import Reporter
     from .schemas import SpecSchemas
 
 __all__ = [
-    "CASES_DIR",
-    "CASE_SCHEMA_PATH",
-    "PACKAGE_DIR",
-    "REPO_ROOT",
     "Case",
     "CaseFileError",
     "CaseResult",
@@ -71,15 +72,6 @@ __all__ = [
     "select_cases",
     "skipped",
 ]
-
-#: The package's source directory (``conformance/src/pixl_ipc_conformance``).
-PACKAGE_DIR = Path(__file__).resolve().parent
-#: The kit's root (holds ``spec/``, ``conformance/``, ``python/``, ``php/``).
-REPO_ROOT = PACKAGE_DIR.parent.parent.parent
-#: Where the case files live.
-CASES_DIR = REPO_ROOT / "conformance" / "cases"
-#: The JSON Schema of a case file.
-CASE_SCHEMA_PATH = CASES_DIR / "case.schema.json"
 
 KINDS = ("server", "client")
 LEVELS = ("MUST", "SHOULD")
@@ -105,7 +97,7 @@ class CaseFileError(ValueError):
         problems: what is wrong with it, one entry per problem.
     """
 
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
+    def __init__(self, path: Path | Traversable | str, problems: Sequence[str]) -> None:
         self.path = str(path)
         self.problems = list(problems)
         super().__init__(f"{self.path}: " + "; ".join(self.problems))
@@ -126,7 +118,7 @@ class Case:
     timeout_s: float
     needs: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
-    path: Path | None = None
+    path: str | None = None
 
     @property
     def is_must(self) -> bool:
@@ -269,7 +261,7 @@ def not_run(case: Case, reason: str) -> CaseResult:
 def _case_validator() -> Any:
     import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 
-    schema = json.loads(CASE_SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = json.loads(resources.case_schema().read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
@@ -289,7 +281,7 @@ def case_schema_problems(document: Any) -> list[str]:
     return problems
 
 
-def load_case_file(path: Path) -> Case:
+def load_case_file(path: Path | Traversable) -> Case:
     """Load and validate one case file.
 
     Raises:
@@ -300,11 +292,6 @@ def load_case_file(path: Path) -> Case:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CaseFileError(path, [str(exc)]) from exc
     problems = case_schema_problems(document)
-    expected_prefix = "S-" if document.get("kind") == "server" else "C-"
-    if not problems and not document["id"].startswith(expected_prefix):
-        problems.append(
-            f"id {document['id']!r} of a {document['kind']} case must start with {expected_prefix}"
-        )
     if problems:
         raise CaseFileError(path, problems)
     return Case(
@@ -319,7 +306,7 @@ def load_case_file(path: Path) -> Case:
         timeout_s=float(document["timeout_s"]),
         needs=list(document.get("needs", [])),
         tags=list(document.get("tags", [])),
-        path=path,
+        path=str(path),
     )
 
 
@@ -353,6 +340,34 @@ def select_cases(
     return chosen
 
 
+def _json_files(directory: Path | Traversable) -> list[Path | Traversable]:
+    return sorted(
+        (item for item in directory.iterdir() if item.is_file() and item.name.endswith(".json")),
+        key=lambda item: item.name,
+    )
+
+
+def _load_dir(directory: Path | Traversable, kind: str) -> list[Case]:
+    """The cases of ``kind`` in ``directory/<kind>/``, and the ``*.json`` files of
+    ``directory`` itself that are cases of that kind; duplicate ids refused."""
+    files = [f for f in _json_files(directory) if f.name != "case.schema.json"]
+    own = directory / kind
+    loose = [load_case_file(f) for f in files]
+    cases = [c for c in loose if c.kind == kind]
+    if own.is_dir():
+        for case in map(load_case_file, _json_files(own)):
+            if case.kind != kind:
+                raise CaseFileError(case.path or str(own), [f"a {case.kind} case in the {kind} directory"])
+            cases.append(case)
+    seen: dict[str, str | None] = {}
+    for case in cases:
+        if case.id in seen:
+            problem = f"duplicate id {case.id} (also in {seen[case.id]})"
+            raise CaseFileError(case.path or str(directory), [problem])
+        seen[case.id] = case.path
+    return cases
+
+
 def load_cases(
     kind: str,
     pattern: str | Sequence[str] | None = None,
@@ -366,31 +381,29 @@ def load_cases(
         kind: ``"server"`` or ``"client"``.
         pattern: see :func:`select_cases`.
         level: see :func:`select_cases`.
-        cases_dir: the directory holding ``server/`` and ``client/``
-            (default :data:`CASES_DIR`).
+        cases_dir: a directory of further cases (in ``server/`` and ``client/``
+            below it, or directly in it): each is added, or replaces the
+            carried case with the same id.
 
     Returns:
         The cases.
 
     Raises:
         ValueError: ``kind`` or ``level`` is not one of the known values.
-        CaseFileError: a case file is invalid, or two files share an id.
+        CaseFileError: a case file is invalid, two files of one directory
+            share an id, or ``cases_dir`` is not a directory.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     if level is not None and level.upper() not in LEVELS:
         raise ValueError(f"level must be 'must' or 'should', not {level!r}")
-    root = (cases_dir or CASES_DIR) / kind
-    cases = [load_case_file(path) for path in sorted(root.glob("*.json"))]
-    seen: dict[str, Path | None] = {}
-    for case in cases:
-        if case.kind != kind:
-            raise CaseFileError(case.path or root, [f"a {case.kind} case in the {kind} directory"])
-        if case.id in seen:
-            raise CaseFileError(case.path or root, [f"duplicate id {case.id} (also in {seen[case.id]})"])
-        seen[case.id] = case.path
-    cases.sort(key=lambda c: c.id)
-    return select_cases(cases, pattern, level)
+    cases = {case.id: case for case in _load_dir(resources.cases_root(), kind)}
+    if cases_dir is not None:
+        if not cases_dir.is_dir():
+            raise CaseFileError(cases_dir, ["not a directory of case files"])
+        cases.update((case.id, case) for case in _load_dir(cases_dir, kind))
+    chosen = sorted(cases.values(), key=lambda c: c.id)
+    return select_cases(chosen, pattern, level)
 
 
 def load_expected_failures(path: Path) -> dict[str, str]:
