@@ -36,7 +36,11 @@ from .report import Reporter, summary_counts, write_json, write_junit
 from .schemas import SchemaError, SpecSchemas
 from .server_process import ServerStartError
 
-__all__ = ["expand_command", "main"]
+__all__ = ["UsageError", "expand_command", "main"]
+
+
+class UsageError(Exception):
+    """A command line that cannot run as given (exit status 2); the text says why."""
 
 
 def expand_command(command: str, **values: str) -> list[str]:
@@ -80,6 +84,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="multiply every case's time bound by X (slow machines)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--cwd",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run the --start or --adapter command in DIR (default: the current directory)",
+    )
 
 
 def _add_paths(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +187,11 @@ def _finish(
     return exit_status(results)
 
 
+def _check_cwd(args: argparse.Namespace) -> None:
+    if args.cwd is not None and not args.cwd.is_dir():
+        raise UsageError(f"--cwd {args.cwd}: not a directory")
+
+
 def _run_server(args: argparse.Namespace) -> int:
     from .server_process import started_server
     from .server_runner import run_server_cases
@@ -185,8 +201,8 @@ def _run_server(args: argparse.Namespace) -> int:
         _print_cases(cases)
         return 0
     if args.socket is None and args.start is None:
-        print("server: give --socket PATH or --start COMMAND", file=sys.stderr)
-        return 2
+        raise UsageError("server: give --socket PATH or --start COMMAND")
+    _check_cwd(args)
     if args.expect_fail is not None:
         load_expected_failures(args.expect_fail)  # a bad file is a usage error, before any run
     schemas = SpecSchemas(args.spec_dir)
@@ -196,12 +212,13 @@ def _run_server(args: argparse.Namespace) -> int:
         reporter=reporter,
         timeout_scale=args.timeout_scale,
         max_message_bytes=args.max_message_bytes,
+        cwd=args.cwd,
         start_command=args.start,
         server_capabilities=list(args.capability),
     )
     meta: dict[str, Any] = {"kind": "server", "socket": args.socket, "start": args.start}
     if args.start is not None:
-        with started_server(args.start, timeout=args.start_timeout) as socket_path:
+        with started_server(args.start, cwd=args.cwd, timeout=args.start_timeout) as socket_path:
             results = run_server_cases(cases, socket_path, options)
     else:
         results = run_server_cases(cases, args.socket, options)
@@ -214,15 +231,18 @@ def _run_client(args: argparse.Namespace) -> int:
         _print_cases(cases)
         return 0
     if not args.adapter:
-        print("client: give --adapter COMMAND", file=sys.stderr)
-        return 2
+        raise UsageError("client: give --adapter COMMAND")
+    _check_cwd(args)
     if args.expect_fail is not None:
         load_expected_failures(args.expect_fail)
     from .client_runner import run_client_cases
 
     reporter = Reporter(progress=not args.quiet)
     options = RunOptions(
-        schemas=SpecSchemas(args.spec_dir), reporter=reporter, timeout_scale=args.timeout_scale
+        schemas=SpecSchemas(args.spec_dir),
+        reporter=reporter,
+        timeout_scale=args.timeout_scale,
+        cwd=args.cwd,
     )
     results = run_client_cases(cases, args.adapter, options)
     return _finish(results, args, reporter, {"kind": "client", "adapter": args.adapter})
@@ -257,7 +277,7 @@ def _slug(name: str) -> str:
 
 
 def _run_matrix(args: argparse.Namespace) -> int:
-    matrix_file = args.matrix_file or resources.default_matrix()
+    matrix_file = args.matrix_file.absolute() if args.matrix_file else resources.default_matrix()
     entries = _load_matrix(matrix_file)
     if args.only:
         entries = [e for e in entries if e["name"] in args.only]
@@ -344,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "client":
             return _run_client(args)
         return _run_matrix(args)
-    except (CaseFileError, SchemaError, ServerStartError) as exc:
+    except (UsageError, CaseFileError, SchemaError, ServerStartError) as exc:
         print(f"pixl-ipc-conformance: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,121 @@
+"""The command line as a user in their own project runs it.
+
+Commands given with ``--start`` and ``--adapter`` run in the caller's working
+directory (or ``--cwd``), the commands of a matrix file in that file's
+directory. A run never passes by accident: a selection that matches nothing is
+a usage error, the summary counts warnings and what was not verified, and
+``--strict`` makes a warning fail the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pixl_ipc_conformance.cli import main
+
+#: An adapter that answers ``start`` and refuses to connect: C-CONNECT-MISSING passes.
+CONNECT_REFUSING_ADAPTER = """\
+import json, sys
+for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd["cmd"] == "start":
+        result = {"name": "x", "language": "python", "version": "1", "capabilities": []}
+        answer = {"id": cmd["id"], "ok": True, "result": result}
+    else:
+        error = {"kind": "connect", "message": "no such file"}
+        answer = {"id": cmd["id"], "ok": False, "error": error}
+    print(json.dumps(answer), flush=True)
+"""
+#: A server script of the user's own: the conformance kit's broken server, no defect.
+SERVER = """\
+import runpy
+runpy.run_module("pixl_ipc_conformance.brokenpeers.broken_server", run_name="__main__")
+"""
+
+
+@pytest.fixture
+def project(short_tmp: Path) -> Path:
+    """A user's project directory holding an adapter and a server script."""
+    directory = short_tmp / "project"
+    directory.mkdir()
+    (directory / "my_adapter.py").write_text(CONNECT_REFUSING_ADAPTER)
+    (directory / "my_server.py").write_text(SERVER)
+    return directory
+
+
+@pytest.fixture
+def elsewhere(short_tmp: Path) -> Path:
+    directory = short_tmp / "elsewhere"
+    directory.mkdir()
+    return directory
+
+
+ADAPTER_RUN = [
+    "client",
+    "--adapter",
+    "{python} my_adapter.py",
+    "--case",
+    "C-CONNECT-MISSING",
+    "--quiet",
+]
+SERVER_RUN = [
+    "server",
+    "--start",
+    "{python} my_server.py --socket {socket}",
+    "--case",
+    "S-ECHO",
+    "--quiet",
+]
+
+
+def test_an_adapter_command_runs_in_the_callers_directory(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    assert main(ADAPTER_RUN) == 0
+
+
+def test_an_adapter_command_runs_in_the_directory_given_by_cwd(
+    project: Path, elsewhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(elsewhere)
+    assert main([*ADAPTER_RUN, "--cwd", str(project)]) == 0
+    assert main(ADAPTER_RUN) == 1  # my_adapter.py is not in elsewhere/
+
+
+def test_a_start_command_runs_in_the_callers_directory_or_cwd(
+    project: Path, elsewhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(project)
+    assert main(SERVER_RUN) == 0
+    monkeypatch.chdir(elsewhere)
+    assert main([*SERVER_RUN, "--cwd", str(project)]) == 0
+
+
+def test_a_cwd_that_is_not_a_directory_is_a_usage_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*ADAPTER_RUN, "--cwd", str(project / "my_adapter.py")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_matrix_commands_run_in_the_matrix_files_directory(
+    project: Path, elsewhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The adapter notes where it runs, then fails its start: every case is cut short.
+    (project / "where.py").write_text(
+        "import os, pathlib, sys\n"
+        "pathlib.Path(sys.argv[1]).write_text(os.getcwd())\n"
+        "sys.exit(3)\n"
+    )
+    matrices = project / "matrices"
+    matrices.mkdir()
+    note = elsewhere / "cwd.txt"
+    entry = {"name": "c", "kind": "client", "command": f"{{python}} ../where.py {note}"}
+    (matrices / "matrix.json").write_text(json.dumps({"implementations": [entry]}))
+    monkeypatch.chdir(elsewhere)
+    argv = ["matrix", "--matrix-file", "../project/matrices/matrix.json"]
+    assert main([*argv, "--out", str(elsewhere / "out"), "--quiet"]) == 1
+    assert note.read_text() == str(matrices)
