@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 BUILD := build
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test lint serve conformance bench soak clean
+.PHONY: help setup test lint serve conformance conformance-installed bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,10 +32,10 @@ php-check:
 	  apt-get update -qq && apt-get install -y -qq php-cli php-mbstring phpunit >/dev/null; \
 	fi
 
-test: setup ## Run every test: pytest, PHPUnit, the conformance matrix
+test: setup ## Run every test: pytest, PHPUnit, the conformance matrix from the installed wheels
 	$(PY) -m pytest
 	phpunit -c php/phpunit.xml
-	$(MAKE) --no-print-directory conformance
+	$(MAKE) --no-print-directory conformance-installed
 
 lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) when installed
 	$(VENV)/bin/ruff check python conformance tests
@@ -51,6 +51,9 @@ serve: $(STAMP) ## Run the reference server on build/pixl-ipc.sock
 conformance: setup ## Conformance matrix: reference server and every client adapter
 	@mkdir -p $(BUILD)/conformance
 	$(PY) -m pixl_ipc_conformance matrix --out $(BUILD)/conformance
+
+conformance-installed: setup ## The same matrix from both wheels, installed in a fresh venv outside the tree
+	PYTHON=$(abspath $(PY)) conformance/check-installed.sh $(BUILD)/conformance
 
 bench: $(STAMP) ## Benchmark against floors; writes build/bench/
 	$(PY) python/benchmarks/bench.py --out $(BUILD)/bench
