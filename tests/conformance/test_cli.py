@@ -119,3 +119,62 @@ def test_matrix_commands_run_in_the_matrix_files_directory(
     argv = ["matrix", "--matrix-file", "../project/matrices/matrix.json"]
     assert main([*argv, "--out", str(elsewhere / "out"), "--quiet"]) == 1
     assert note.read_text() == str(matrices)
+
+
+# -- no accidental pass ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["client", "--adapter", "x", "--case", "C-TIMEOUT-*"], "'C-TIMEOUT-*'"),
+        (["server", "--socket", "/x.sock", "--case", "S-ECHO,S-NOPE"], "'S-NOPE'"),
+        (["list", "client", "--case", "S-ECHO"], "'S-ECHO'"),
+        (["list", "--level", "should", "--case", "S-ECHO"], "--level should"),
+    ],
+)
+def test_a_selection_of_nothing_is_a_usage_error_naming_the_pattern(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert named in captured.err
+    assert captured.out == ""
+
+
+def test_a_warning_is_counted_apart_and_fails_a_strict_run(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(project)
+    start = "{python} my_server.py --socket {socket} --defect half-close-drop"
+    argv = ["server", "--start", start, "--case", "S-HALF-CLOSE,S-ECHO", "--quiet"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == (
+        "1 passed, 1 warned, 0 failed"
+    )
+    assert main([*argv, "--strict"]) == 1
+
+
+def test_cases_not_verified_are_listed_by_reason_in_the_summary_and_report(
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(project)
+    report = project / "report.json"
+    argv = ["server", "--start", "{python} my_server.py --socket {socket}", "--quiet"]
+    argv += ["--case", "S-ECHO,S-LIMIT-OVER,S-SEC-SOCKET-MODE"]
+    assert main([*argv, "--report-json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        out.rstrip().splitlines()[-1] == "1 passed, 0 warned, 0 failed, 2 not verified"
+    )
+    assert "not verified (2):" in out
+    assert "--max-message-bytes is not known to the runner: S-LIMIT-OVER" in out
+    assert "{chmod} placeholder" in out and "S-SEC-SOCKET-MODE" in out
+    document = json.loads(report.read_text())
+    assert [entry["cases"] for entry in document["not_verified"]] == [
+        ["S-LIMIT-OVER"],
+        ["S-SEC-SOCKET-MODE"],
+    ]
+    assert document["meta"]["exit_status"] == 0

@@ -412,9 +412,9 @@ def _results() -> list[CaseResult]:
     ]
 
 
-def test_summary_line_counts_warnings_as_passed_and_names_skips() -> None:
-    assert summary_line(_results()) == "2 passed, 1 failed, 1 skipped"
-    assert summary_line(_results()[:3]) == "2 passed, 1 failed"
+def test_summary_line_counts_warnings_apart_and_what_was_not_verified() -> None:
+    assert summary_line(_results()) == "1 passed, 1 warned, 1 failed, 1 not verified"
+    assert summary_line(_results()[:3]) == "1 passed, 1 warned, 1 failed"
 
 
 def test_reporter_prints_table_and_summary() -> None:
@@ -424,11 +424,13 @@ def test_reporter_prints_table_and_summary() -> None:
     reporter.start(len(results))
     for result in results:
         reporter.case_finished(result)
-    assert reporter.finish(results) == "2 passed, 1 failed, 1 skipped"
+    summary = "1 passed, 1 warned, 1 failed, 1 not verified"
+    assert reporter.finish(results) == summary
     text = out.getvalue()
     assert "expected an echo; got nothing" in text
-    assert "WARN" in text and "SKIP" in text and "needs the limit" in text
-    assert text.rstrip().splitlines()[-1] == "2 passed, 1 failed, 1 skipped"
+    assert "WARN" in text and "SKIP" in text
+    assert "not verified (1):\n  needs the limit: S-D\n" in text
+    assert text.rstrip().splitlines()[-1] == summary
     assert "[4/4] S-D SKIP" in progress.getvalue()
 
 
@@ -438,7 +440,10 @@ def test_expected_failures_do_not_fail_the_run() -> None:
     )
     assert exit_status(_results()) == 1
     assert exit_status(results) == 0
-    assert summary_line(results) == "2 passed, 0 failed, 1 skipped, 1 expected to fail"
+    assert (
+        summary_line(results)
+        == "1 passed, 1 warned, 0 failed, 1 not verified, 1 expected to fail"
+    )
     out = StringIO()
     Reporter(out, None).finish(results)
     assert "XFAIL" in out.getvalue() and "XPASS" in out.getvalue()
@@ -448,7 +453,8 @@ def test_json_and_junit_reports(tmp_path: Path) -> None:
     results = _results()
     write_json(results, tmp_path / "r.json", meta={"name": "x"})
     document = json.loads((tmp_path / "r.json").read_text())
-    assert document["summary"] == "2 passed, 1 failed, 1 skipped"
+    assert document["summary"] == "1 passed, 1 warned, 1 failed, 1 not verified"
+    assert document["not_verified"] == [{"reason": "needs the limit", "cases": ["S-D"]}]
     assert [r["verdict"] for r in document["results"]] == [
         "PASS",
         "FAIL",
@@ -489,7 +495,7 @@ def test_cli_exit_status_follows_must_failures(
         == 1
     )
     out = capsys.readouterr().out
-    assert out.rstrip().splitlines()[-1] == "1 passed, 1 failed"
+    assert out.rstrip().splitlines()[-1] == "1 passed, 0 warned, 1 failed"
     assert json.loads((tmp_path / "r.json").read_text())["counts"]["failed"] == 1
     known = tmp_path / "xf.json"
     known.write_text(

@@ -6,8 +6,18 @@ stops it afterwards. ``client --adapter "CMD"`` checks a client through its
 adapter (spec/ADAPTER.md). ``matrix --out DIR`` runs both sides against every
 implementation listed in ``conformance/matrix.json``. ``list`` prints the cases.
 
-Exit status: 0 when no MUST case failed, 1 when one did, 2 on a usage error
-(bad option, unreadable case or schema file).
+Exit status (the same table is in conformance/README.md):
+
+== ====================================================================
+0  every case selected ran and passed, or failed only as a WARN (a SHOULD
+   case) or as a failure the ``--expect-fail`` file lists; cases that
+   could not be verified are listed, not counted as failures
+1  a MUST case failed (with ``--strict``: a SHOULD case too)
+2  the command cannot run as given: a bad option, a ``--case`` or
+   ``--level`` that selects nothing, an unreadable case, schema, matrix or
+   known-failures file, a ``--start`` server that does not come up
+130 interrupted
+== ====================================================================
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from .model import (
     load_cases,
     load_expected_failures,
     not_run,
+    select_cases,
+    unmatched_patterns,
 )
 from .report import Reporter, summary_counts, write_json, write_junit
 from .schemas import SchemaError, SpecSchemas
@@ -72,6 +84,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--list", action="store_true", help="list the selected cases and exit")
     parser.add_argument("--level", choices=["must", "should"], type=str.lower, help="run only this level")
+    parser.add_argument(
+        "--strict", action="store_true", help="a WARN (a failed SHOULD case) fails the run too"
+    )
     parser.add_argument("--expect-fail", metavar="FILE", type=Path, help="JSON file of known failures")
     parser.add_argument("--report-json", metavar="FILE", type=Path, help="write a JSON report")
     parser.add_argument("--junit", metavar="FILE", type=Path, help="write a JUnit XML report")
@@ -151,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--only", action="append", metavar="NAME", help="run only these implementations")
     matrix.add_argument("--timeout-scale", type=float, default=1.0, metavar="X")
     matrix.add_argument("--quiet", action="store_true", help="no progress line")
+    matrix.add_argument("--strict", action="store_true", help="a WARN fails the run too")
     _add_paths(matrix)
 
     listing = sub.add_parser("list", help="list the cases")
@@ -159,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--level", choices=["must", "should"], type=str.lower)
     listing.add_argument("--cases-dir", type=Path, default=None, metavar="DIR")
     return parser
+
+
+def _selected(kinds: Sequence[str], args: argparse.Namespace) -> list[Case]:
+    """The cases a ``--case``/``--level`` selection names; a selection of nothing is a usage error."""
+    everything = [case for kind in kinds for case in load_cases(kind, cases_dir=args.cases_dir)]
+    where = " or ".join(kinds)
+    unmatched = unmatched_patterns(everything, args.case)
+    if unmatched:
+        names = ", ".join(repr(p) for p in unmatched)
+        hint = "pixl-ipc-conformance list" + (f" {kinds[0]}" if len(kinds) == 1 else "")
+        raise UsageError(f"--case {names} matches no {where} case (see: {hint})")
+    chosen = select_cases(everything, args.case, args.level)
+    if not chosen:
+        selection = " ".join(
+            ([f"--level {args.level}"] if args.level else []) + [f"--case {p!r}" for p in args.case or []]
+        )
+        raise UsageError(f"no {where} case is selected by {selection}")
+    return chosen
 
 
 def _print_cases(cases: Sequence[Case]) -> None:
@@ -180,11 +214,12 @@ def _finish(
     for result in results:
         if result.unexpected_pass:
             print(f"note: {result.case_id} is listed as a known failure but passed", file=sys.stderr)
+    status = exit_status(results, strict=args.strict)
     if args.report_json is not None:
-        write_json(results, args.report_json, meta=meta)
+        write_json(results, args.report_json, meta={**meta, "strict": args.strict, "exit_status": status})
     if args.junit is not None:
         write_junit(results, args.junit)
-    return exit_status(results)
+    return status
 
 
 def _check_cwd(args: argparse.Namespace) -> None:
@@ -196,7 +231,7 @@ def _run_server(args: argparse.Namespace) -> int:
     from .server_process import started_server
     from .server_runner import run_server_cases
 
-    cases = load_cases("server", args.case, args.level, cases_dir=args.cases_dir)
+    cases = _selected(["server"], args)
     if args.list:
         _print_cases(cases)
         return 0
@@ -226,7 +261,7 @@ def _run_server(args: argparse.Namespace) -> int:
 
 
 def _run_client(args: argparse.Namespace) -> int:
-    cases = load_cases("client", args.case, args.level, cases_dir=args.cases_dir)
+    cases = _selected(["client"], args)
     if args.list:
         _print_cases(cases)
         return 0
@@ -325,20 +360,20 @@ def _run_matrix(args: argparse.Namespace) -> int:
             results, args.out / f"{slug}.json", meta={"name": name, "kind": kind, "command": entry["command"]}
         )
         write_junit(results, args.out / f"{slug}.junit.xml", suite=f"pixl-ipc-conformance.{slug}")
-        code = exit_status(results)
+        code = exit_status(results, strict=args.strict)
         status = max(status, code)
         rows.append((name, kind, summary_counts(results), code))
     width = max([len("implementation"), *(len(r[0]) for r in rows)])
-    print(f"{'implementation':<{width}}  kind    passed  failed  skipped  xfail  MUST ok")
+    columns = [("passed", "passed"), ("warned", "warned"), ("failed", "failed")]
+    columns += [("skipped", "not verified"), ("xfailed", "xfail")]
+    print(f"{'implementation':<{width}}  kind    " + "  ".join(title for _, title in columns) + "  conforms")
     for name, kind, counts, code in rows:
-        print(
-            f"{name:<{width}}  {kind:<6}  {counts['passed']:>6}  {counts['failed']:>6}"
-            f"  {counts['skipped']:>7}  {counts['xfailed']:>5}  {'yes' if code == 0 else 'NO'}"
-        )
-    total = {k: sum(r[2][k] for r in rows) for k in ("passed", "failed", "skipped")}
-    line = f"{total['passed']} passed, {total['failed']} failed"
+        cells = "  ".join(f"{counts[key]:>{len(title)}}" for key, title in columns)
+        print(f"{name:<{width}}  {kind:<6}  {cells}  {'yes' if code == 0 else 'NO'}")
+    total = {key: sum(r[2][key] for r in rows) for key, _ in columns}
+    line = f"{total['passed']} passed, {total['warned']} warned, {total['failed']} failed"
     if total["skipped"]:
-        line += f", {total['skipped']} skipped"
+        line += f", {total['skipped']} not verified"
     print(line)
     return status
 
@@ -355,9 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
-            kinds = [args.kind] if args.kind else ["server", "client"]
-            cases = [c for k in kinds for c in load_cases(k, args.case, args.level, cases_dir=args.cases_dir)]
-            _print_cases(cases)
+            _print_cases(_selected([args.kind] if args.kind else ["server", "client"], args))
             return 0
         if args.command == "server":
             return _run_server(args)

@@ -68,6 +68,8 @@ __all__ = [
     "load_cases",
     "load_expected_failures",
     "not_run",
+    "split_patterns",
+    "unmatched_patterns",
     "result_for",
     "select_cases",
     "skipped",
@@ -158,9 +160,19 @@ class CaseResult:
         return self.verdict is Verdict.FAIL and self.xfail_reason is None
 
     @property
+    def warned(self) -> bool:
+        """True for a WARN that is not an expected failure (it fails a ``--strict`` run)."""
+        return self.verdict is Verdict.WARN and self.xfail_reason is None
+
+    @property
+    def expected_failure(self) -> bool:
+        """True for a FAIL or WARN that a known-failures file lists."""
+        return self.xfail_reason is not None and self.verdict in (Verdict.FAIL, Verdict.WARN)
+
+    @property
     def unexpected_pass(self) -> bool:
         """True when a listed known failure passed."""
-        return self.xfail_reason is not None and self.verdict in (Verdict.PASS, Verdict.WARN)
+        return self.xfail_reason is not None and self.verdict is Verdict.PASS
 
     def to_json(self) -> dict[str, Any]:
         """The result as a JSON-ready dict (used by the JSON report)."""
@@ -310,6 +322,18 @@ def load_case_file(path: Path | Traversable) -> Case:
     )
 
 
+def split_patterns(pattern: str | Sequence[str] | None) -> list[str]:
+    """The ids and globs of a ``--case`` selection (comma-separated, repeatable)."""
+    items = [pattern] if isinstance(pattern, str) else list(pattern or [])
+    return [p.strip() for item in items for p in item.split(",") if p.strip()]
+
+
+def unmatched_patterns(cases: Iterable[Case], pattern: str | Sequence[str] | None) -> list[str]:
+    """The ids and globs of a selection that match none of ``cases``."""
+    ids = [case.id.upper() for case in cases]
+    return [p for p in split_patterns(pattern) if not fnmatch.filter(ids, p.upper())]
+
+
 def select_cases(
     cases: Iterable[Case], pattern: str | Sequence[str] | None = None, level: str | None = None
 ) -> list[Case]:
@@ -324,11 +348,7 @@ def select_cases(
     Returns:
         The matching cases, in their original order.
     """
-    patterns: list[str] = []
-    if isinstance(pattern, str):
-        patterns = [p.strip() for p in pattern.split(",") if p.strip()]
-    elif pattern is not None:
-        patterns = [p for item in pattern for p in item.split(",") if p.strip()]
+    patterns = split_patterns(pattern)
     wanted_level = level.upper() if level else None
     chosen = []
     for case in cases:
@@ -452,6 +472,15 @@ def apply_expected_failures(results: Iterable[CaseResult], known: dict[str, str]
     return marked
 
 
-def exit_status(results: Iterable[CaseResult]) -> int:
-    """1 when a MUST case failed (and was not an expected failure), else 0."""
-    return 1 if any(r.failed for r in results) else 0
+def exit_status(results: Iterable[CaseResult], *, strict: bool = False) -> int:
+    """The exit status of a run (the table is in conformance/README.md).
+
+    Args:
+        results: the results.
+        strict: a WARN (a failed SHOULD case) fails the run too.
+
+    Returns:
+        1 when a MUST case failed (or, with ``strict``, a SHOULD case did),
+        unless a known-failures file lists it; else 0.
+    """
+    return 1 if any(r.failed or (strict and r.warned) for r in results) else 0

@@ -2,10 +2,12 @@
 
 :class:`Reporter` is what runners call while they work (``start``,
 ``case_started``, ``case_finished``) and what the CLI calls at the end
-(``finish``). The closing summary line is exactly ``N passed, N failed``,
-followed by ``, N skipped`` when any case was skipped and ``, N expected to
-fail`` when a known-failures file matched; WARN results count as passed but
-are shown in the table.
+(``finish``). After the table come the cases that were not verified, grouped
+by reason, then the closing summary line: ``N passed, N warned, N failed``,
+followed by ``, N not verified`` when cases were skipped and ``, N expected
+to fail`` when a known-failures file matched. A WARN (a failed SHOULD case)
+is counted apart from the passes, so that a run full of warnings never reads
+as a clean pass.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from typing import TextIO
 
 from .model import Case, CaseResult, Verdict
 
-__all__ = ["Reporter", "format_table", "summary_counts", "summary_line", "write_json", "write_junit"]
+__all__ = [
+    "Reporter",
+    "format_table",
+    "not_verified",
+    "summary_counts",
+    "summary_line",
+    "write_json",
+    "write_junit",
+]
 
 _TERSE_LIMIT = 300
 
@@ -31,40 +41,70 @@ def _clip(text: str, limit: int = _TERSE_LIMIT) -> str:
 
 def verdict_label(result: CaseResult) -> str:
     """The verdict as shown in the table (``XFAIL``/``XPASS`` for known failures)."""
-    if result.xfail_reason is not None:
-        if result.verdict is Verdict.FAIL:
-            return "XFAIL"
-        if result.unexpected_pass:
-            return "XPASS"
+    if result.expected_failure:
+        return "XFAIL"
+    if result.unexpected_pass:
+        return "XPASS"
     return result.verdict.value
 
 
 def summary_counts(results: Sequence[CaseResult]) -> dict[str, int]:
-    """Counts for the summary: passed (PASS+WARN), failed, skipped, xfailed."""
-    counts = {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0}
+    """Counts for the summary: passed, warned, failed, skipped (not verified), xfailed.
+
+    A known failure that failed or warned counts as ``xfailed`` only; one that
+    passed counts as passed.
+    """
+    counts = {"passed": 0, "warned": 0, "failed": 0, "skipped": 0, "xfailed": 0}
     for result in results:
-        if result.verdict is Verdict.SKIP:
+        if result.expected_failure:
+            counts["xfailed"] += 1
+        elif result.verdict is Verdict.SKIP:
             counts["skipped"] += 1
         elif result.verdict is Verdict.FAIL:
-            counts["xfailed" if result.xfail_reason is not None else "failed"] += 1
+            counts["failed"] += 1
+        elif result.verdict is Verdict.WARN:
+            counts["warned"] += 1
         else:
             counts["passed"] += 1
     return counts
 
 
 def summary_line(results: Sequence[CaseResult]) -> str:
-    """``N passed, N failed`` (``, N skipped``) (``, N expected to fail``)."""
+    """``N passed, N warned, N failed`` (``, N not verified``) (``, N expected to fail``)."""
     counts = summary_counts(results)
-    line = f"{counts['passed']} passed, {counts['failed']} failed"
+    line = f"{counts['passed']} passed, {counts['warned']} warned, {counts['failed']} failed"
     if counts["skipped"]:
-        line += f", {counts['skipped']} skipped"
+        line += f", {counts['skipped']} not verified"
     if counts["xfailed"]:
         line += f", {counts['xfailed']} expected to fail"
     return line
 
 
+def not_verified(results: Sequence[CaseResult]) -> list[tuple[str, list[str]]]:
+    """The skipped cases grouped by reason, in order of first appearance."""
+    groups: dict[str, list[str]] = {}
+    for result in results:
+        if result.verdict is Verdict.SKIP:
+            groups.setdefault(result.detail, []).append(result.case_id)
+    return list(groups.items())
+
+
+def format_not_verified(results: Sequence[CaseResult]) -> str:
+    """The block that lists what was not verified, or '' when everything ran."""
+    groups = not_verified(results)
+    if not groups:
+        return ""
+    lines = [f"not verified ({sum(len(ids) for _, ids in groups)}):"]
+    for reason, ids in groups:
+        lines.append(f"  {reason}: {', '.join(ids)}")
+    return "\n".join(lines)
+
+
 def format_table(results: Sequence[CaseResult]) -> str:
-    """The result table: case, level, verdict, and the why for non-PASS rows."""
+    """The result table: case, level, verdict, and the why for FAIL and WARN rows.
+
+    Why a case was skipped is in the "not verified" block, once per reason.
+    """
     width = max([len("case"), *(len(r.case_id) for r in results)])
     lines = [f"{'case':<{width}}  {'level':<6}  verdict", f"{'-' * width}  {'-' * 6}  -------"]
     for result in results:
@@ -75,13 +115,9 @@ def format_table(results: Sequence[CaseResult]) -> str:
             notes.append(f"expected {_clip(result.expected)}; got {_clip(result.got)}")
             if result.detail and result.detail not in result.got:
                 notes.append(_clip(result.detail))
-        elif result.verdict is Verdict.SKIP:
-            notes.append(_clip(result.detail))
-        if result.xfail_reason is not None:
-            prefix = (
-                "known failure" if result.verdict is Verdict.FAIL else "listed as a known failure but passed"
-            )
-            notes.append(f"{prefix}: {_clip(result.xfail_reason)}")
+        if result.expected_failure or result.unexpected_pass:
+            prefix = "known failure" if result.expected_failure else "listed as a known failure but passed"
+            notes.append(f"{prefix}: {_clip(result.xfail_reason or '')}")
         lines.append(row)
         lines.extend(f"{' ' * width}    {note}" for note in notes)
     return "\n".join(lines)
@@ -149,6 +185,9 @@ class Reporter:
         if self.title:
             self.out.write(f"{self.title}\n")
         self.out.write(format_table(results) + "\n")
+        skipped = format_not_verified(results)
+        if skipped:
+            self.out.write(skipped + "\n")
         line = summary_line(results)
         self.out.write(line + "\n")
         self.out.flush()
@@ -158,10 +197,11 @@ class Reporter:
 def write_json(
     results: Sequence[CaseResult], path: Path | str, *, meta: dict[str, object] | None = None
 ) -> None:
-    """Write the results as JSON: ``{"summary", "counts", "meta", "results": [...]}``."""
+    """Write the results as JSON: ``{"summary", "counts", "not_verified", "meta", "results": [...]}``."""
     document = {
         "summary": summary_line(results),
         "counts": summary_counts(results),
+        "not_verified": [{"reason": reason, "cases": ids} for reason, ids in not_verified(results)],
         "meta": meta or {},
         "results": [r.to_json() for r in results],
     }
@@ -203,12 +243,12 @@ def write_junit(
         why = f"expected {result.expected}; got {result.got}"
         if result.detail:
             why += f"\n{result.detail}"
-        if result.verdict is Verdict.FAIL and result.xfail_reason is None:
+        if result.failed:
             failure = ET.SubElement(case, "failure", message=_clip(why, 500), type="FAIL")
             failure.text = why
         elif result.verdict is Verdict.SKIP:
-            ET.SubElement(case, "skipped", message=_clip(result.detail, 500))
-        elif result.verdict is Verdict.FAIL:
+            ET.SubElement(case, "skipped", message=f"not verified: {_clip(result.detail, 480)}")
+        elif result.expected_failure:
             ET.SubElement(case, "skipped", message=f"known failure: {_clip(result.xfail_reason or '', 400)}")
         elif result.verdict is Verdict.WARN:
             out = ET.SubElement(case, "system-out")
