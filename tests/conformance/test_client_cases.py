@@ -21,12 +21,7 @@ from typing import Any
 
 import pytest
 from pixl_ipc_conformance.client_runner import run_client_cases
-from pixl_ipc_conformance.client_steps import (
-    KNOWN_CAPABILITIES,
-    STEP_OPS,
-    json_equal,
-    padded_string,
-)
+from pixl_ipc_conformance.client_steps import KNOWN_CAPABILITIES, STEP_OPS
 from pixl_ipc_conformance.model import Case, RunOptions, Verdict, load_cases
 from pixl_ipc_conformance.schemas import SpecSchemas
 from pixl_ipc_conformance.scripted_server import ScriptedServer
@@ -173,38 +168,6 @@ def test_cases_bound_their_waits_within_their_own_timeout(
             for step in case.steps
         )
         assert case.timeout_s >= min(waits, 20), case.id
-
-
-# -- helpers of the runner ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "equal"),
-    [
-        (1, 1.0, True),
-        (True, 1, False),
-        (0, False, False),
-        (None, None, True),
-        ({"a": [1, "x"]}, {"a": [1, "x"]}, True),
-        ({"a": 1}, {"a": 1, "b": None}, False),
-        ([1, 2], [2, 1], False),
-        ("x", "x", True),
-        ("1", 1, False),
-    ],
-)
-def test_json_equal_compares_types_too(a: Any, b: Any, equal: bool) -> None:
-    assert json_equal(a, b) is equal
-
-
-def test_padded_string_has_the_length_asked() -> None:
-    assert [len(padded_string(n)) for n in (0, 1, 63, 64, 65, 1000)] == [
-        0,
-        1,
-        63,
-        64,
-        65,
-        1000,
-    ]
 
 
 # -- the scripted server's checks of what a client writes ---------------------------------

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from pixl_ipc_conformance.cli import main
+from pixl_ipc_conformance.matchers import describe, mismatch
 from pixl_ipc_conformance.model import (
     Case,
     CaseResult,
@@ -35,12 +36,7 @@ from pixl_ipc_conformance.model import (
 from pixl_ipc_conformance.report import Reporter, summary_line, write_json, write_junit
 from pixl_ipc_conformance.schemas import SpecSchemas
 from pixl_ipc_conformance.server_process import started_server
-from pixl_ipc_conformance.server_runner import (
-    describe,
-    mismatch,
-    run_server_case,
-    run_server_cases,
-)
+from pixl_ipc_conformance.server_runner import run_server_case, run_server_cases
 
 LIMIT = 16 * 1024 * 1024
 #: The machine is shared: when it is loaded, the time bounds stretch (up to 3x)
@@ -314,7 +310,7 @@ def test_a_push_is_set_aside(
 
 
 def _why(matcher: dict[str, Any], message: Any, schemas: SpecSchemas) -> str | None:
-    return mismatch(matcher, message, RunOptions(schemas=schemas), {})
+    return mismatch(matcher, message, schemas, {})
 
 
 def test_a_matcher_allows_members_it_does_not_name(schemas: SpecSchemas) -> None:

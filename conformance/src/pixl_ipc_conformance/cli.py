@@ -48,31 +48,11 @@ from .report import Reporter, summary_counts, write_json, write_junit
 from .schemas import SchemaError, SpecSchemas
 from .server_process import ServerStartError
 
-__all__ = ["UsageError", "expand_command", "main"]
+__all__ = ["UsageError", "main"]
 
 
 class UsageError(Exception):
     """A command line that cannot run as given (exit status 2); the text says why."""
-
-
-def expand_command(command: str, **values: str) -> list[str]:
-    """Split a command line and substitute ``{python}``, ``{socket}``, ... in each word.
-
-    Args:
-        command: a shell-like command line (no shell is used).
-        values: the substitutions; ``python`` defaults to :data:`sys.executable`.
-
-    Returns:
-        The argument vector.
-    """
-    values.setdefault("python", sys.executable)
-    words = shlex.split(command)
-    out = []
-    for word in words:
-        for key, value in values.items():
-            word = word.replace("{" + key + "}", value)
-        out.append(word)
-    return out
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

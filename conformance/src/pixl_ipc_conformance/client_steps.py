@@ -55,7 +55,6 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import time
@@ -67,6 +66,7 @@ from typing import Any
 from .adapter_driver import AdapterAnswer, AdapterDriver, PendingCommand
 from .model import Case
 from .scripted_server import ClientConnection, ReceivedRequest, ScriptedServer, make_stale_socket
+from .wirekit import encode_message, json_equal, padded_string, show
 
 __all__ = [
     "KNOWN_CAPABILITIES",
@@ -76,8 +76,6 @@ __all__ = [
     "CaseSkipped",
     "StepContext",
     "StepFailed",
-    "json_equal",
-    "padded_string",
     "run_steps",
 ]
 
@@ -88,7 +86,6 @@ DEFAULT_COMMAND_WITHIN_S = 5.0
 _POLL_S = 0.1
 #: Capabilities ADAPTER.md defines; others an adapter lists are ignored.
 KNOWN_CAPABILITIES = ("concurrent", "push", "auto_reconnect", "reconnect", "max_message_bytes")
-_PATTERN = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 class StepFailed(Exception):
@@ -108,37 +105,6 @@ class CaseScriptError(Exception):
 
 class CaseSkipped(Exception):
     """The case cannot be run here (the reason is the text)."""
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equality of decoded JSON values, types included.
-
-    ``true`` never equals ``1``; ``1`` equals ``1.0`` (JSON has one number type).
-    """
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if a is None or b is None:
-        return a is None and b is None
-    return type(a) is type(b) and bool(a == b)
-
-
-def _show(value: Any, limit: int = 200) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
-
-
-def padded_string(length: int) -> str:
-    """A recognizable ASCII string of ``length`` characters (truncation shows)."""
-    if length <= 0:
-        return ""
-    reps = length // len(_PATTERN) + 1
-    return (_PATTERN * reps)[:length]
 
 
 @dataclass
@@ -176,8 +142,7 @@ class StepContext:
 
 
 def _encode(message: Any, part: dict[str, Any]) -> bytes:
-    text = json.dumps(message, ensure_ascii=bool(part.get("ascii", False)), separators=(",", ":"))
-    return text.encode("utf-8") + str(part.get("eol", "\n")).encode("ascii")
+    return encode_message(message, ascii=bool(part.get("ascii", False))) + str(part.get("eol", "\n")).encode()
 
 
 def _build_part(ctx: StepContext, part: dict[str, Any]) -> tuple[bytes, ReceivedRequest | None]:
@@ -194,8 +159,9 @@ def _build_part(ctx: StepContext, part: dict[str, Any]) -> tuple[bytes, Received
     if "malformed_for" in part:
         request = ctx.request(part["malformed_for"])
         # Starts with "{" and carries the pending id, but does not parse (FRAME-7).
-        text = '{"ipcReqID":' + json.dumps(request.id) + ',"data":{"x":tru'
-        return text.encode("utf-8") + str(part.get("eol", "\n")).encode("ascii"), None
+        return b'{"ipcReqID":' + encode_message(request.id) + b',"data":{"x":tru' + str(
+            part.get("eol", "\n")
+        ).encode(), None
     if "respond" in part:
         label = part["respond"]
         request = ctx.request(label)
@@ -222,7 +188,7 @@ def _build_part(ctx: StepContext, part: dict[str, Any]) -> tuple[bytes, Received
             # Part of the line only: the connection will end inside it.
             return encoded[: int(part["cut"])], None
         return encoded, request
-    raise CaseScriptError(f"unknown write part {_show(part)}")
+    raise CaseScriptError(f"unknown write part {show(part)}")
 
 
 # -- answer checks ------------------------------------------------------------------
@@ -232,13 +198,13 @@ def _check_answer(ctx: StepContext, index: int, answer: AdapterAnswer, expect: d
     if "error" in expect:
         want = expect["error"]
         if answer.ok:
-            raise StepFailed(index, f"an error {_show(want)}", answer.describe())
+            raise StepFailed(index, f"an error {show(want)}", answer.describe())
         kinds = want["kind"] if isinstance(want["kind"], list) else [want["kind"]]
         if answer.error.get("kind") not in kinds:
             raise StepFailed(index, f"an error of kind {' or '.join(kinds)}", answer.describe())
         for key in ("code", "message"):
             if key in want and answer.error.get(key) != want[key]:
-                raise StepFailed(index, f"an error with {key} {_show(want[key])}", answer.describe())
+                raise StepFailed(index, f"an error with {key} {show(want[key])}", answer.describe())
         return
     if not answer.ok:
         raise StepFailed(index, "success" + _expected_data_text(ctx, expect), answer.describe())
@@ -248,7 +214,7 @@ def _check_answer(ctx: StepContext, index: int, answer: AdapterAnswer, expect: d
             raise StepFailed(index, "a result with data", answer.describe())
         got = answer.result["data"]
         if not json_equal(got, want_data):
-            raise StepFailed(index, f"data {_show(want_data)}", f"data {_show(got)}")
+            raise StepFailed(index, f"data {show(want_data)}", f"data {show(got)}")
 
 
 def _describe_expect(ctx: StepContext, expect: dict[str, Any]) -> str:
@@ -264,9 +230,9 @@ def _describe_expect(ctx: StepContext, expect: dict[str, Any]) -> str:
 
 def _expected_data_text(ctx: StepContext, expect: dict[str, Any]) -> str:
     if "data" in expect:
-        return f" with data {_show(expect['data'])}"
+        return f" with data {show(expect['data'])}"
     if "data_written" in expect:
-        return f" with data {_show(ctx.written.get(expect['data_written']))}"
+        return f" with data {show(ctx.written.get(expect['data_written']))}"
     return ""
 
 
@@ -362,13 +328,13 @@ def _request_mismatch(step: dict[str, Any], request: ReceivedRequest) -> str:
     """Why ``request`` is not the one ``step`` waits for, or ''."""
     message = request.message
     if "uri" in step and message.get("uri") != step["uri"]:
-        return f"uri {_show(message.get('uri'))}"
+        return f"uri {show(message.get('uri'))}"
     if "data" in step or "data_string_bytes" in step:
         want = _step_data(step)
         if "data" not in message and want is not None:
             return "no data member"
         if not json_equal(message.get("data"), want):
-            return f"data {_show(message.get('data'))}"
+            return f"data {show(message.get('data'))}"
     return ""
 
 
@@ -377,7 +343,7 @@ def _wanted_request(step: dict[str, Any]) -> str:
     if "uri" in step:
         parts.append(f"uri {step['uri']!r}")
     if "data" in step or "data_string_bytes" in step:
-        parts.append(f"data {_show(_step_data(step))}")
+        parts.append(f"data {show(_step_data(step))}")
     return "a request" + (" with " + " and ".join(parts) if parts else "")
 
 
@@ -431,7 +397,7 @@ async def _step_request(ctx: StepContext, index: int, step: dict[str, Any]) -> N
             raise StepFailed(
                 index,
                 f"a request whose {member} is a {kind}",
-                f"{member} {_show(message.get(member, '(absent)'))}",
+                f"{member} {show(message.get(member, '(absent)'))}",
             )
     if "same_connection_as" in step:
         other = ctx.request(step["same_connection_as"])
@@ -497,7 +463,7 @@ async def _step_pushes(ctx: StepContext, index: int, step: dict[str, Any]) -> No
         raise StepFailed(index, "the pushes received", answer.describe())
     got = answer.result.get("pushes")
     if not json_equal(got, step["expect"]):
-        raise StepFailed(index, f"pushes {_show(step['expect'])} (PUSH-2)", f"pushes {_show(got)}")
+        raise StepFailed(index, f"pushes {show(step['expect'])} (PUSH-2)", f"pushes {show(got)}")
 
 
 async def _step_close(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
@@ -512,7 +478,7 @@ async def _step_command(ctx: StepContext, index: int, step: dict[str, Any]) -> N
     within = float(step.get("within_s", DEFAULT_COMMAND_WITHIN_S)) * ctx.scale
     answer = await ctx.driver.wait(await _submit(ctx, dict(step["command"])), within)
     if answer is None:
-        raise StepFailed(index, f"an answer to {_show(step['command'])} within {within:g} s", "none")
+        raise StepFailed(index, f"an answer to {show(step['command'])} within {within:g} s", "none")
     _check_answer(ctx, index, answer, step.get("expect", {}))
 
 
@@ -520,10 +486,10 @@ async def _step_check_start(ctx: StepContext, index: int, step: dict[str, Any]) 
     result = ctx.start_result
     for key in ("name", "language", "version"):
         if not isinstance(result.get(key), str) or not result[key]:
-            raise StepFailed(index, f"start result with a non-empty string {key!r}", _show(result))
+            raise StepFailed(index, f"start result with a non-empty string {key!r}", show(result))
     capabilities = result.get("capabilities")
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
-        raise StepFailed(index, "start result with capabilities, a list of strings", _show(result))
+        raise StepFailed(index, "start result with capabilities, a list of strings", show(result))
 
 
 async def _step_original_server(ctx: StepContext, index: int, step: dict[str, Any]) -> None:

@@ -48,18 +48,18 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import resources
 
 if TYPE_CHECKING:
-    from .report import Reporter
     from .schemas import SpecSchemas
 
 __all__ = [
     "Case",
     "CaseFileError",
     "CaseResult",
+    "Progress",
     "RunOptions",
     "Verdict",
     "apply_expected_failures",
@@ -176,7 +176,7 @@ class CaseResult:
 
     def to_json(self) -> dict[str, Any]:
         """The result as a JSON-ready dict (used by the JSON report)."""
-        return {
+        document: dict[str, Any] = {
             "case": self.case_id,
             "level": self.level,
             "verdict": self.verdict.value,
@@ -187,6 +187,20 @@ class CaseResult:
             "duration_s": round(self.duration_s, 4),
             "xfail_reason": self.xfail_reason,
         }
+        return document
+
+
+class Progress(Protocol):
+    """What a runner tells while it works (:class:`~.report.Reporter` is one)."""
+
+    def start(self, total: int) -> None:
+        """``total`` cases are about to run."""
+
+    def case_started(self, case: Case) -> None:
+        """A case starts."""
+
+    def case_finished(self, result: CaseResult) -> None:
+        """A case ended with ``result``."""
 
 
 @dataclass
@@ -212,7 +226,7 @@ class RunOptions:
     """
 
     schemas: SpecSchemas
-    reporter: Reporter | None = None
+    reporter: Progress | None = None
     timeout_scale: float = 1.0
     max_message_bytes: int | None = None
     cwd: Path | None = None

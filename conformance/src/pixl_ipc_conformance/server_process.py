@@ -17,11 +17,14 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from .wirekit import fill_command
 
 __all__ = [
     "DEFAULT_CHMOD",
@@ -29,6 +32,7 @@ __all__ = [
     "ServerStartError",
     "Spawned",
     "accepts",
+    "command_argv",
     "describe_fingerprint",
     "fingerprint",
     "log_tail",
@@ -42,6 +46,15 @@ DEFAULT_CHMOD = "777"
 
 class ServerStartError(RuntimeError):
     """A server command did not come up (exited, or never accepted connections)."""
+
+
+def command_argv(command: str, **values: str) -> list[str]:
+    """A server or adapter command as an argument vector, its placeholders filled.
+
+    ``{python}`` is this interpreter unless ``values`` says otherwise; the
+    command is split with :mod:`shlex`, no shell is used.
+    """
+    return fill_command(command, {"python": sys.executable, **values})
 
 
 def write_access_config(directory: str, *, allow_runner: bool) -> str:
@@ -67,21 +80,24 @@ class Spawned:
     def __init__(
         self, name: str, path: str, command: str, cwd: Path | None, chmod: str, *, allow_runner: bool = True
     ) -> None:
-        from .cli import expand_command
-
         self.name = name
         self.path = path
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         access = write_access_config(os.path.dirname(path), allow_runner=allow_runner)
         self.proc = subprocess.Popen(
-            expand_command(command, socket=path, chmod=chmod, access_config=access),
+            command_argv(command, socket=path, chmod=chmod, access_config=access),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=self.log,
         )
 
+    def output_tail(self) -> str:
+        """The end of what it wrote on stdout and stderr."""
+        return log_tail(self.log)
+
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 3 s; its output is then gone."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -164,12 +180,10 @@ def started_server(
     Raises:
         ServerStartError: the server exited or did not accept connections in time.
     """
-    from .cli import expand_command
-
     directory = tempfile.mkdtemp(prefix="pxc-")
     path = os.path.join(directory, "server.sock")
     access = write_access_config(directory, allow_runner=True)
-    argv = expand_command(command, socket=path, chmod=DEFAULT_CHMOD, access_config=access)
+    argv = command_argv(command, socket=path, chmod=DEFAULT_CHMOD, access_config=access)
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server stops
     try:
         proc = subprocess.Popen(
