@@ -178,3 +178,48 @@ def test_cases_not_verified_are_listed_by_reason_in_the_summary_and_report(
         ["S-SEC-SOCKET-MODE"],
     ]
     assert document["meta"]["exit_status"] == 0
+
+
+# -- wire transcripts --------------------------------------------------------------
+
+
+def test_a_failed_case_reports_its_wire_transcript(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(project)
+    report = project / "report.json"
+    start = "{python} my_server.py --socket {socket} --defect crlf-bad-json"
+    argv = ["server", "--start", start, "--case", "S-FRAME-CRLF,S-ECHO", "--quiet"]
+    assert main([*argv, "--report-json", str(report)]) == 1
+    assert "wire transcript" not in capsys.readouterr().out
+    results = {r["case"]: r for r in json.loads(report.read_text())["results"]}
+    assert "transcript" not in results["S-ECHO"]  # passed: nothing to show
+    entries = results["S-FRAME-CRLF"]["transcript"]["entries"]
+    sent = [e for e in entries if e["dir"] == "out"]
+    read = [e for e in entries if e["dir"] == "in"]
+    assert sent[0]["data"].endswith("\r\n") and sent[0]["bytes"] == len(sent[0]["data"])
+    assert '"code":"bad_json"' in read[0]["data"]
+    assert 0 <= sent[0]["t"] <= read[0]["t"]
+    assert {"connected", "the runner closed the connection"} <= {
+        e["data"] for e in entries
+    }
+    assert main([*argv, "--transcript"]) == 1
+    out = capsys.readouterr().out
+    assert "wire transcript (> the suite wrote, < it read, = an event):" in out
+    assert "> main (" in out and '\\r\\n"' in out and "< main (" in out
+
+
+def test_a_transcript_keeps_its_ends_and_cuts_each_entry() -> None:
+    from pixl_ipc_conformance.transcript import Transcript
+
+    transcript = Transcript(keep_each_end=3, entry_bytes=4)
+    for n in range(10):
+        transcript.record("out", "main", f"message {n}".encode())
+    kept = transcript.to_json()
+    assert kept["omitted"] == 4
+    assert [e["data"] for e in kept["entries"]][:2] == [
+        "mess... (5 more bytes)",
+        "mess... (5 more bytes)",
+    ]
+    assert len(kept["entries"]) == 6 and kept["entries"][-1]["bytes"] == 9
+    assert "... 4 entries omitted ..." in transcript.format()

@@ -400,3 +400,19 @@ def test_node_example_adapter_passes_the_client_suite(client_cases: list[Case]) 
 
 def test_node_example_adapter_is_under_one_hundred_lines() -> None:
     assert len(NODE_ADAPTER.read_text(encoding="utf-8").splitlines()) < 100
+
+
+def test_a_failed_client_case_carries_the_wire_and_the_adapter_transcript() -> None:
+    from pixl_ipc_conformance.brokenpeers import broken_adapter
+
+    case = next(iter(load_cases("client", "C-ERR-NO-URI")))
+    command = f"{sys.executable} {broken_adapter.__file__} --defect null_for_errors"
+    [result] = run_client_cases([case], command, RunOptions(schemas=SpecSchemas()))
+    assert result.verdict is Verdict.FAIL
+    assert result.transcript is not None
+    entries = result.transcript.to_json()["entries"]
+    commands = [e["data"] for e in entries if e["conn"] == "adapter" and e["dir"] == "out"]
+    assert '"cmd":"start"' in commands[0]
+    wire = [e for e in entries if e["conn"] == "conn#0"]
+    assert any(e["dir"] == "in" and '"ipcReqID":"rq0"' in e["data"] for e in wire)
+    assert any(e["dir"] == "out" and '"code":"no_uri"' in e["data"] for e in wire)

@@ -80,6 +80,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
+        "--transcript",
+        action="store_true",
+        help="show the wire transcript of each failed case (the JSON report always has it)",
+    )
+    parser.add_argument(
         "--cwd",
         type=Path,
         default=None,
@@ -221,7 +226,7 @@ def _run_server(args: argparse.Namespace) -> int:
     if args.expect_fail is not None:
         load_expected_failures(args.expect_fail)  # a bad file is a usage error, before any run
     schemas = SpecSchemas(args.spec_dir)
-    reporter = Reporter(progress=not args.quiet)
+    reporter = Reporter(progress=not args.quiet, transcripts=args.transcript)
     options = RunOptions(
         schemas=schemas,
         reporter=reporter,
@@ -252,7 +257,7 @@ def _run_client(args: argparse.Namespace) -> int:
         load_expected_failures(args.expect_fail)
     from .client_runner import run_client_cases
 
-    reporter = Reporter(progress=not args.quiet)
+    reporter = Reporter(progress=not args.quiet, transcripts=args.transcript)
     options = RunOptions(
         schemas=SpecSchemas(args.spec_dir),
         reporter=reporter,

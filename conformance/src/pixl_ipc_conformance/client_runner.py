@@ -33,6 +33,7 @@ from .adapter_driver import AdapterDriver, AdapterError
 from .client_steps import CaseScriptError, CaseSkipped, StepContext, StepFailed, run_steps
 from .model import Case, CaseResult, RunOptions, Verdict, skipped
 from .scripted_server import ScriptedServer
+from .transcript import Transcript
 
 __all__ = ["adapter_argv", "run_client_cases", "run_client_cases_async"]
 
@@ -64,8 +65,10 @@ def adapter_argv(command: str) -> list[str]:
     return [sys.executable if word == "{python}" else word for word in shlex.split(command)]
 
 
-async def _start_adapter(command: str, options: RunOptions) -> tuple[AdapterDriver, dict[str, Any]]:
-    driver = AdapterDriver(adapter_argv(command), cwd=options.cwd)
+async def _start_adapter(
+    command: str, options: RunOptions, transcript: Transcript | None = None
+) -> tuple[AdapterDriver, dict[str, Any]]:
+    driver = AdapterDriver(adapter_argv(command), cwd=options.cwd, transcript=transcript)
     await driver.spawn()
     try:
         answer = await driver.call({"cmd": "start"}, START_TIMEOUT_S * options.timeout_scale)
@@ -81,13 +84,14 @@ async def _start_adapter(command: str, options: RunOptions) -> tuple[AdapterDriv
 async def _run_case(case: Case, command: str, options: RunOptions) -> CaseResult:
     started = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="pxc-"))
-    server = ScriptedServer(str(directory / "s.sock"), _request_validator(options))
+    transcript = Transcript()
+    server = ScriptedServer(str(directory / "s.sock"), _request_validator(options), transcript)
     driver: AdapterDriver | None = None
     outcome = _Outcome()
     try:
         await server.start()
         try:
-            driver, start_result = await _start_adapter(command, options)
+            driver, start_result = await _start_adapter(command, options, transcript)
         except AdapterError as exc:
             return _result(
                 case, started, Verdict.FAIL, f"adapter start failed: {exc}", "a working adapter", str(exc)
@@ -117,7 +121,10 @@ async def _run_case(case: Case, command: str, options: RunOptions) -> CaseResult
         status = await driver.stop(STOP_TIMEOUT_S)
         if status is not None and status != 0 and outcome.failure is None:
             driver.problems.append(f"the adapter exited with status {status} at the end of its input, not 0")
-        return _judge(case, started, outcome, server, driver)
+        result = _judge(case, started, outcome, server, driver)
+        if result.verdict is not Verdict.PASS:
+            result.transcript = transcript
+        return result
     finally:
         for close in outcome.closers:
             close()

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import resources
+from .transcript import Transcript
 
 if TYPE_CHECKING:
     from .schemas import SpecSchemas
@@ -142,6 +143,7 @@ class CaseResult:
         rules: the rule IDs the case checks.
         duration_s: wall time spent on the case.
         xfail_reason: set when a known-failures file lists the case.
+        transcript: what went over the wire, for a case that did not pass.
     """
 
     case_id: str
@@ -153,6 +155,7 @@ class CaseResult:
     rules: list[str]
     duration_s: float
     xfail_reason: str | None = None
+    transcript: Transcript | None = None
 
     @property
     def failed(self) -> bool:
@@ -187,6 +190,8 @@ class CaseResult:
             "duration_s": round(self.duration_s, 4),
             "xfail_reason": self.xfail_reason,
         }
+        if self.transcript is not None:
+            document["transcript"] = self.transcript.to_json()
         return document
 
 

@@ -100,10 +100,14 @@ def format_not_verified(results: Sequence[CaseResult]) -> str:
     return "\n".join(lines)
 
 
-def format_table(results: Sequence[CaseResult]) -> str:
+def format_table(results: Sequence[CaseResult], *, transcripts: bool = False) -> str:
     """The result table: case, level, verdict, and the why for FAIL and WARN rows.
 
     Why a case was skipped is in the "not verified" block, once per reason.
+
+    Args:
+        results: the results.
+        transcripts: also show the wire transcript under each FAIL and WARN row.
     """
     width = max([len("case"), *(len(r.case_id) for r in results)])
     lines = [f"{'case':<{width}}  {'level':<6}  verdict", f"{'-' * width}  {'-' * 6}  -------"]
@@ -120,6 +124,9 @@ def format_table(results: Sequence[CaseResult]) -> str:
             notes.append(f"{prefix}: {_clip(result.xfail_reason or '')}")
         lines.append(row)
         lines.extend(f"{' ' * width}    {note}" for note in notes)
+        if transcripts and result.transcript is not None and result.verdict in (Verdict.FAIL, Verdict.WARN):
+            lines.append(f"{' ' * width}    wire transcript (> the suite wrote, < it read, = an event):")
+            lines.extend(f"{' ' * width}      {line}" for line in result.transcript.format().splitlines())
     return "\n".join(lines)
 
 
@@ -132,11 +139,18 @@ class Reporter:
             it is rewritten in place, elsewhere one line per case is written.
             None disables progress.
         title: a heading printed before the table (e.g. the implementation).
+        transcripts: show the wire transcript of each failed case in the table.
     """
 
     def __init__(
-        self, out: TextIO | None = None, progress: TextIO | bool | None = True, *, title: str = ""
+        self,
+        out: TextIO | None = None,
+        progress: TextIO | bool | None = True,
+        *,
+        title: str = "",
+        transcripts: bool = False,
     ) -> None:
+        self.transcripts = transcripts
         self.out = out if out is not None else sys.stdout
         if progress is True:
             self.progress: TextIO | None = sys.stderr
@@ -184,7 +198,7 @@ class Reporter:
             self.progress.flush()
         if self.title:
             self.out.write(f"{self.title}\n")
-        self.out.write(format_table(results) + "\n")
+        self.out.write(format_table(results, transcripts=self.transcripts) + "\n")
         skipped = format_not_verified(results)
         if skipped:
             self.out.write(skipped + "\n")
@@ -197,7 +211,11 @@ class Reporter:
 def write_json(
     results: Sequence[CaseResult], path: Path | str, *, meta: dict[str, object] | None = None
 ) -> None:
-    """Write the results as JSON: ``{"summary", "counts", "not_verified", "meta", "results": [...]}``."""
+    """Write the results as JSON: ``{"summary", "counts", "not_verified", "meta", "results": [...]}``.
+
+    A result that is not a PASS carries its wire transcript:
+    ``{"entries": [{"t", "dir", "conn", "bytes", "data"}], "omitted": N}``.
+    """
     document = {
         "summary": summary_line(results),
         "counts": summary_counts(results),

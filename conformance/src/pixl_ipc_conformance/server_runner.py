@@ -85,7 +85,8 @@ def run_server_case(
         server_pid: the server's process id, when the runner started it.
 
     Returns:
-        The case's result (SKIP when a need is not met).
+        The case's result (SKIP when a need is not met). A result that is not
+        a PASS carries the case's wire transcript.
     """
     reason = _unmet_need(case, options)
     if reason is not None:
@@ -94,7 +95,7 @@ def run_server_case(
     try:
         _run_steps(ctx)
     except StepFailed as exc:
-        return result_for(
+        result = result_for(
             case,
             ok=False,
             expected=exc.expected,
@@ -102,6 +103,8 @@ def run_server_case(
             detail=exc.detail,
             duration_s=time.monotonic() - ctx.started,
         )
+        result.transcript = ctx.transcript
+        return result
     finally:
         ctx.close_all()
     return result_for(case, ok=True, duration_s=time.monotonic() - ctx.started)

@@ -10,6 +10,7 @@ report. No I/O here: the connections call :meth:`Transcript.record`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -55,9 +56,11 @@ class Entry:
         }
 
     def format(self) -> str:
-        """One line: ``+0.0123s > main (42 bytes) {"ipcReqID":...}``."""
-        size = f" ({self.size} bytes)" if self.direction != "event" else ""
-        return f"+{self.at:.4f}s {ARROWS[self.direction]} {self.channel}{size} {self.text!r}"[:4000]
+        """One line: ``+0.0123s > main (42 bytes) "{\"ipcReqID\":...}\n"``."""
+        if self.direction == "event":
+            return f"+{self.at:.4f}s = {self.channel} {self.text}"
+        text = json.dumps(self.text, ensure_ascii=False)
+        return f"+{self.at:.4f}s {ARROWS[self.direction]} {self.channel} ({self.size} bytes) {text}"
 
 
 class Transcript:
