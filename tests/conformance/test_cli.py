@@ -223,3 +223,55 @@ def test_a_transcript_keeps_its_ends_and_cuts_each_entry() -> None:
     ]
     assert len(kept["entries"]) == 6 and kept["entries"][-1]["bytes"] == 9
     assert "... 4 entries omitted ..." in transcript.format()
+
+
+# -- a server under test that dies -------------------------------------------------
+
+
+def test_a_server_the_runner_started_that_dies_is_named_once_and_restarted(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(project)
+    report = project / "report.json"
+    start = "{python} my_server.py --socket {socket} --defect crash-deep"
+    argv = ["server", "--start", start, "--case", "S-DEEP-NESTING,S-ECHO,S-ID-*"]
+    assert main([*argv, "--quiet", "--report-json", str(report)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("exited with status 70") == 2  # the case's row and the note
+    assert (
+        "note: the server exited with status 70 during S-DEEP-NESTING; restarted" in out
+    )
+    document = json.loads(report.read_text())
+    verdicts = {r["case"]: r["verdict"] for r in document["results"]}
+    assert verdicts.pop("S-DEEP-NESTING") == "FAIL"
+    assert set(verdicts.values()) == {"PASS"}
+    assert len(document["notes"]) == 1
+
+
+def test_a_server_at_a_socket_that_dies_leaves_the_rest_not_run(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pixl_ipc_conformance.server_process import started_server
+
+    command = (
+        f"{{python}} {project / 'my_server.py'} --socket {{socket}} --defect crash-deep"
+    )
+    with started_server(command) as server:
+        argv = ["server", "--socket", server.path, "--quiet"]
+        assert main([*argv, "--case", "S-DEEP-NESTING,S-ECHO,S-ID-MISSING"]) == 1
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1] == "0 passed, 0 warned, 1 failed, 2 not run"
+    assert out.count("not run: the server stopped serving during S-DEEP-NESTING") == 2
+    assert (
+        "note: the server stopped serving during S-DEEP-NESTING (nothing accepts" in out
+    )
+
+
+def test_nothing_at_the_socket_is_said_once(
+    short_tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(short_tmp / "none.sock")
+    assert main(["server", "--socket", path, "--case", "S-ECHO,S-ID-*", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert f"note: no server serves at {path}: the socket {path} is gone" in out
+    assert out.rstrip().splitlines()[-1].startswith("0 passed, 0 warned, 0 failed, ")

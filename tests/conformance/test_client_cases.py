@@ -16,13 +16,21 @@ import re
 import shutil
 import sys
 import time
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pixl_ipc_conformance.client_runner import run_client_cases
 from pixl_ipc_conformance.client_steps import KNOWN_CAPABILITIES, STEP_OPS
-from pixl_ipc_conformance.model import Case, RunOptions, Verdict, load_cases
+from pixl_ipc_conformance.model import (
+    Case,
+    RunOptions,
+    Verdict,
+    exit_status,
+    load_cases,
+)
+from pixl_ipc_conformance.report import Reporter
 from pixl_ipc_conformance.schemas import SpecSchemas
 from pixl_ipc_conformance.scripted_server import ScriptedServer
 
@@ -318,12 +326,12 @@ def _run_fake(
     return result, time.monotonic() - started
 
 
-def test_an_adapter_that_never_answers_start_fails_within_bounds(
+def test_an_adapter_that_never_answers_start_is_reported_within_bounds(
     short_tmp: Path,
 ) -> None:
     result, elapsed = _run_fake("silent", short_tmp)
-    assert result.verdict is Verdict.FAIL
-    assert "start" in result.detail
+    assert result.verdict is Verdict.ERROR
+    assert "the adapter did not start" in result.detail
     assert elapsed < 20
 
 
@@ -369,14 +377,37 @@ def test_an_adapter_ending_well_passes_and_one_that_lingers_or_exits_nonzero_fai
     assert "status 5" in result.detail
 
 
-def test_a_missing_adapter_command_fails_every_case_without_hanging(
+def _run_reported(command: str, case_ids: str) -> tuple[list[Any], Reporter]:
+    reporter = Reporter(StringIO(), None)
+    options = RunOptions(schemas=SpecSchemas(), reporter=reporter)
+    return run_client_cases(load_cases("client", case_ids), command, options), reporter
+
+
+def test_a_missing_adapter_command_is_said_once_and_no_case_runs(
     short_tmp: Path,
 ) -> None:
-    cases = load_cases("client", "C-ECHO,C-CONNECT-MISSING")
-    options = RunOptions(schemas=SpecSchemas())
-    results = run_client_cases(cases, str(short_tmp / "no-such-adapter"), options)
-    assert [r.verdict for r in results] == [Verdict.FAIL, Verdict.FAIL]
-    assert all("cannot start" in r.detail for r in results)
+    results, reporter = _run_reported(
+        str(short_tmp / "no-such-adapter"), "C-ECHO,C-CONNECT-MISSING"
+    )
+    assert [r.verdict for r in results] == [Verdict.ERROR, Verdict.ERROR]
+    assert all(
+        r.detail.startswith("not run: the adapter did not start") for r in results
+    )
+    [note] = reporter.notes
+    assert "cannot start the adapter" in note
+    assert exit_status(results) == 1
+
+
+def test_an_adapter_that_crashes_at_start_shows_its_stderr(short_tmp: Path) -> None:
+    script = short_tmp / "crashes.py"
+    script.write_text(
+        "import sys\nprint('missing module frobnicate', file=sys.stderr)\nsys.exit(1)\n"
+    )
+    results, reporter = _run_reported(f"{sys.executable} {script}", "C-ECHO")
+    assert [r.verdict for r in results] == [Verdict.ERROR]
+    [note] = reporter.notes
+    assert "status 1" in note
+    assert "adapter stderr (tail): missing module frobnicate" in note
 
 
 # -- the README's example adapter ------------------------------------------------------
@@ -411,7 +442,9 @@ def test_a_failed_client_case_carries_the_wire_and_the_adapter_transcript() -> N
     assert result.verdict is Verdict.FAIL
     assert result.transcript is not None
     entries = result.transcript.to_json()["entries"]
-    commands = [e["data"] for e in entries if e["conn"] == "adapter" and e["dir"] == "out"]
+    commands = [
+        e["data"] for e in entries if e["conn"] == "adapter" and e["dir"] == "out"
+    ]
     assert '"cmd":"start"' in commands[0]
     wire = [e for e in entries if e["conn"] == "conn#0"]
     assert any(e["dir"] == "in" and '"ipcReqID":"rq0"' in e["data"] for e in wire)

@@ -66,8 +66,8 @@ def _run_reference(cases: list[Case], schemas: SpecSchemas) -> list[CaseResult]:
         start_command=REFERENCE,
         server_capabilities=["app_handlers"],
     )
-    with started_server(REFERENCE) as path:
-        return run_server_cases(cases, path, options)
+    with started_server(REFERENCE) as server:
+        return run_server_cases(cases, server, options)
 
 
 @pytest.fixture(scope="module")

@@ -150,6 +150,11 @@ class AdapterDriver:
         """The tail of what the adapter wrote to stderr."""
         return self._stderr.decode("utf-8", errors="replace")
 
+    def stderr_tail(self, limit: int = 1500) -> str:
+        """`` adapter stderr (tail): ...`` for a report, or '' when it wrote nothing."""
+        text = self.stderr_text.strip()
+        return f"adapter stderr (tail): {text[-limit:]}" if text else ""
+
     @property
     def outstanding(self) -> int:
         """How many commands wait for their answer."""
@@ -180,6 +185,9 @@ class AdapterDriver:
         if status is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 5.0)
+        # Read what it wrote to the end (its stderr tells why it failed),
+        # but not forever: a child it left behind may hold the pipes open.
+        await asyncio.wait(self._tasks, timeout=1.0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

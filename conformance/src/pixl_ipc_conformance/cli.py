@@ -12,7 +12,8 @@ Exit status (the same table is in conformance/README.md):
 0  every case selected ran and passed, or failed only as a WARN (a SHOULD
    case) or as a failure the ``--expect-fail`` file lists; cases that
    could not be verified are listed, not counted as failures
-1  a MUST case failed (with ``--strict``: a SHOULD case too)
+1  a MUST case failed (with ``--strict``: a SHOULD case too), or a case
+   could not run (ERROR: the server was gone, the adapter did not start)
 2  the command cannot run as given: a bad option, a ``--case`` or
    ``--level`` that selects nothing, an unreadable case, schema, matrix or
    known-failures file, a ``--start`` server that does not come up
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,7 +201,8 @@ def _finish(
             print(f"note: {result.case_id} is listed as a known failure but passed", file=sys.stderr)
     status = exit_status(results, strict=args.strict)
     if args.report_json is not None:
-        write_json(results, args.report_json, meta={**meta, "strict": args.strict, "exit_status": status})
+        meta = {**meta, "strict": args.strict, "exit_status": status}
+        write_json(results, args.report_json, meta=meta, notes=reporter.notes)
     if args.junit is not None:
         write_junit(results, args.junit)
     return status
@@ -238,8 +239,8 @@ def _run_server(args: argparse.Namespace) -> int:
     )
     meta: dict[str, Any] = {"kind": "server", "socket": args.socket, "start": args.start}
     if args.start is not None:
-        with started_server(args.start, cwd=args.cwd, timeout=args.start_timeout) as socket_path:
-            results = run_server_cases(cases, socket_path, options)
+        with started_server(args.start, cwd=args.cwd, timeout=args.start_timeout) as server:
+            results = run_server_cases(cases, server, options)
     else:
         results = run_server_cases(cases, args.socket, options)
     return _finish(results, args, reporter, meta)
@@ -325,15 +326,15 @@ def _run_matrix(args: argparse.Namespace) -> int:
             from .server_runner import run_server_cases
 
             try:
-                with started_server(entry["command"], cwd=matrix_file.parent) as socket_path:
-                    results = run_server_cases(server_cases, socket_path, options)
+                with started_server(entry["command"], cwd=matrix_file.parent) as server:
+                    results = run_server_cases(server_cases, server, options)
             except ServerStartError as exc:
-                results = [not_run(case, f"the server did not start: {exc}") for case in server_cases]
+                reporter.note(f"the server did not start: {exc}")
+                results = [not_run(case, "the server did not start") for case in server_cases]
         else:
             from .client_runner import run_client_cases
 
-            command = entry["command"].replace("{python}", shlex.quote(sys.executable))
-            results = run_client_cases(client_cases, command, options)
+            results = run_client_cases(client_cases, entry["command"], options)
         if entry.get("expect_fail"):
             results = apply_expected_failures(
                 results, load_expected_failures(matrix_file.parent / entry["expect_fail"])
@@ -341,15 +342,14 @@ def _run_matrix(args: argparse.Namespace) -> int:
         reporter.finish(results)
         print()
         slug = _slug(name)
-        write_json(
-            results, args.out / f"{slug}.json", meta={"name": name, "kind": kind, "command": entry["command"]}
-        )
-        write_junit(results, args.out / f"{slug}.junit.xml", suite=f"pixl-ipc-conformance.{slug}")
         code = exit_status(results, strict=args.strict)
+        meta = {"name": name, "kind": kind, "command": entry["command"], "exit_status": code}
+        write_json(results, args.out / f"{slug}.json", meta=meta, notes=reporter.notes)
+        write_junit(results, args.out / f"{slug}.junit.xml", suite=f"pixl-ipc-conformance.{slug}")
         status = max(status, code)
         rows.append((name, kind, summary_counts(results), code))
     width = max([len("implementation"), *(len(r[0]) for r in rows)])
-    columns = [("passed", "passed"), ("warned", "warned"), ("failed", "failed")]
+    columns = [("passed", "passed"), ("warned", "warned"), ("failed", "failed"), ("not_run", "not run")]
     columns += [("skipped", "not verified"), ("xfailed", "xfail")]
     print(f"{'implementation':<{width}}  kind    " + "  ".join(title for _, title in columns) + "  conforms")
     for name, kind, counts, code in rows:
@@ -357,6 +357,8 @@ def _run_matrix(args: argparse.Namespace) -> int:
         print(f"{name:<{width}}  {kind:<6}  {cells}  {'yes' if code == 0 else 'NO'}")
     total = {key: sum(r[2][key] for r in rows) for key, _ in columns}
     line = f"{total['passed']} passed, {total['warned']} warned, {total['failed']} failed"
+    if total["not_run"]:
+        line += f", {total['not_run']} not run"
     if total["skipped"]:
         line += f", {total['skipped']} not verified"
     print(line)

@@ -32,10 +32,12 @@ Runner API
     bounded by its ``timeout_s`` times ``options.timeout_scale``.
 
 Verdicts
-    PASS, FAIL (a MUST case failed), WARN (a SHOULD case failed; counts as
-    passed), SKIP (not run, with the reason in ``detail``). A result may carry
-    ``xfail_reason`` when a known-failures file (``--expect-fail``) lists it:
-    an expected FAIL does not fail the run, an unexpected PASS is reported.
+    PASS, FAIL (a MUST case failed), WARN (a SHOULD case failed), SKIP (not
+    verified here, with the reason in ``detail``), ERROR (could not run: the
+    server under test was gone or the adapter did not start; it fails the
+    run). A result may carry ``xfail_reason`` when a known-failures file
+    (``--expect-fail``) lists it: an expected FAIL or WARN does not fail the
+    run, an unexpected PASS is reported.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Verdict(enum.StrEnum):
     FAIL = "FAIL"
     WARN = "WARN"
     SKIP = "SKIP"
+    ERROR = "ERROR"
 
     def __str__(self) -> str:
         return self.value
@@ -163,6 +166,11 @@ class CaseResult:
         return self.verdict is Verdict.FAIL and self.xfail_reason is None
 
     @property
+    def not_run(self) -> bool:
+        """True for an ERROR: the case could not run, which fails the run."""
+        return self.verdict is Verdict.ERROR
+
+    @property
     def warned(self) -> bool:
         """True for a WARN that is not an expected failure (it fails a ``--strict`` run)."""
         return self.verdict is Verdict.WARN and self.xfail_reason is None
@@ -200,6 +208,9 @@ class Progress(Protocol):
 
     def start(self, total: int) -> None:
         """``total`` cases are about to run."""
+
+    def note(self, text: str) -> None:
+        """Something about the whole run, said once (the server exited and was restarted)."""
 
     def case_started(self, case: Case) -> None:
         """A case starts."""
@@ -280,12 +291,12 @@ def skipped(case: Case, reason: str) -> CaseResult:
 
 
 def not_run(case: Case, reason: str) -> CaseResult:
-    """The result of a case that could not run because the peer is unusable.
+    """The ERROR result of a case that could not run because the peer is unusable.
 
-    It fails like the case would (FAIL for MUST, WARN for SHOULD): a peer that
-    cannot be started has not shown that it conforms.
+    A peer that cannot be started, or is gone, has not shown that it
+    conforms: the run fails. ``reason`` is short; the run's notes say the rest once.
     """
-    return result_for(case, ok=False, expected=case.expect, got=reason, detail=reason)
+    return CaseResult(case.id, case.level, Verdict.ERROR, f"not run: {reason}", "", "", list(case.rules), 0.0)
 
 
 @cache
@@ -500,6 +511,7 @@ def exit_status(results: Iterable[CaseResult], *, strict: bool = False) -> int:
 
     Returns:
         1 when a MUST case failed (or, with ``strict``, a SHOULD case did),
-        unless a known-failures file lists it; else 0.
+        unless a known-failures file lists it, or when a case could not run;
+        else 0.
     """
-    return 1 if any(r.failed or (strict and r.warned) for r in results) else 0
+    return 1 if any(r.failed or r.not_run or (strict and r.warned) for r in results) else 0

@@ -49,15 +49,17 @@ def verdict_label(result: CaseResult) -> str:
 
 
 def summary_counts(results: Sequence[CaseResult]) -> dict[str, int]:
-    """Counts for the summary: passed, warned, failed, skipped (not verified), xfailed.
+    """Counts for the summary: passed, warned, failed, not_run, skipped (not verified), xfailed.
 
     A known failure that failed or warned counts as ``xfailed`` only; one that
     passed counts as passed.
     """
-    counts = {"passed": 0, "warned": 0, "failed": 0, "skipped": 0, "xfailed": 0}
+    counts = {"passed": 0, "warned": 0, "failed": 0, "not_run": 0, "skipped": 0, "xfailed": 0}
     for result in results:
         if result.expected_failure:
             counts["xfailed"] += 1
+        elif result.verdict is Verdict.ERROR:
+            counts["not_run"] += 1
         elif result.verdict is Verdict.SKIP:
             counts["skipped"] += 1
         elif result.verdict is Verdict.FAIL:
@@ -70,9 +72,14 @@ def summary_counts(results: Sequence[CaseResult]) -> dict[str, int]:
 
 
 def summary_line(results: Sequence[CaseResult]) -> str:
-    """``N passed, N warned, N failed`` (``, N not verified``) (``, N expected to fail``)."""
+    """``N passed, N warned, N failed``, then ``N not run``, ``N not verified``, ``N expected to fail``.
+
+    The last three only when there are any.
+    """
     counts = summary_counts(results)
     line = f"{counts['passed']} passed, {counts['warned']} warned, {counts['failed']} failed"
+    if counts["not_run"]:
+        line += f", {counts['not_run']} not run"
     if counts["skipped"]:
         line += f", {counts['skipped']} not verified"
     if counts["xfailed"]:
@@ -119,6 +126,8 @@ def format_table(results: Sequence[CaseResult], *, transcripts: bool = False) ->
             notes.append(f"expected {_clip(result.expected)}; got {_clip(result.got)}")
             if result.detail and result.detail not in result.got:
                 notes.append(_clip(result.detail))
+        elif result.not_run:
+            notes.append(_clip(result.detail))
         if result.expected_failure or result.unexpected_pass:
             prefix = "known failure" if result.expected_failure else "listed as a known failure but passed"
             notes.append(f"{prefix}: {_clip(result.xfail_reason or '')}")
@@ -159,6 +168,7 @@ class Reporter:
         else:
             self.progress = progress
         self.title = title
+        self.notes: list[str] = []
         self.total = 0
         self.done = 0
         self._tty = bool(self.progress is not None and self.progress.isatty())
@@ -167,6 +177,13 @@ class Reporter:
         """Announce how many cases will run."""
         self.total = total
         self.done = 0
+
+    def note(self, text: str) -> None:
+        """Say something about the whole run now, and again before the summary."""
+        self.notes.append(text)
+        if self.progress is not None:
+            self.progress.write(("\r\x1b[K" if self._tty else "") + f"note: {text}\n")
+            self.progress.flush()
 
     def case_started(self, case: Case) -> None:
         """Show the case now running."""
@@ -202,6 +219,8 @@ class Reporter:
         skipped = format_not_verified(results)
         if skipped:
             self.out.write(skipped + "\n")
+        for text in self.notes:
+            self.out.write(f"note: {text}\n")
         line = summary_line(results)
         self.out.write(line + "\n")
         self.out.flush()
@@ -209,9 +228,13 @@ class Reporter:
 
 
 def write_json(
-    results: Sequence[CaseResult], path: Path | str, *, meta: dict[str, object] | None = None
+    results: Sequence[CaseResult],
+    path: Path | str,
+    *,
+    meta: dict[str, object] | None = None,
+    notes: Sequence[str] = (),
 ) -> None:
-    """Write the results as JSON: ``{"summary", "counts", "not_verified", "meta", "results": [...]}``.
+    """Write the results as JSON: ``{"summary", "counts", "not_verified", "notes", "meta", "results"}``.
 
     A result that is not a PASS carries its wire transcript:
     ``{"entries": [{"t", "dir", "conn", "bytes", "data"}], "omitted": N}``.
@@ -220,6 +243,7 @@ def write_json(
         "summary": summary_line(results),
         "counts": summary_counts(results),
         "not_verified": [{"reason": reason, "cases": ids} for reason, ids in not_verified(results)],
+        "notes": list(notes),
         "meta": meta or {},
         "results": [r.to_json() for r in results],
     }
@@ -242,7 +266,7 @@ def write_junit(
         name=suite,
         tests=str(len(results)),
         failures=str(counts["failed"]),
-        errors="0",
+        errors=str(counts["not_run"]),
         skipped=str(counts["skipped"] + counts["xfailed"]),
         time=f"{sum(r.duration_s for r in results):.3f}",
     )
@@ -266,6 +290,8 @@ def write_junit(
             failure.text = why
         elif result.verdict is Verdict.SKIP:
             ET.SubElement(case, "skipped", message=f"not verified: {_clip(result.detail, 480)}")
+        elif result.not_run:
+            ET.SubElement(case, "error", message=_clip(result.detail, 500), type="ERROR")
         elif result.expected_failure:
             ET.SubElement(case, "skipped", message=f"known failure: {_clip(result.xfail_reason or '', 400)}")
         elif result.verdict is Verdict.WARN:

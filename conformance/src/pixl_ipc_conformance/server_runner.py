@@ -22,8 +22,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import server_lifecycle, server_load, server_steps
-from .model import Case, CaseResult, RunOptions, result_for, skipped
+from .model import Case, CaseResult, Progress, RunOptions, Verdict, not_run, result_for, skipped
 from .server_context import ServerCaseContext, StepFailed
+from .server_process import ServerStartError, ServerUnderTest, gone_reason
 from .wirekit import show
 
 __all__ = ["SERVER_NEEDS", "STEPS", "run_server_case", "run_server_cases"]
@@ -110,26 +111,90 @@ def run_server_case(
     return result_for(case, ok=True, duration_s=time.monotonic() - ctx.started)
 
 
-def run_server_cases(cases: Sequence[Case], socket_path: str, options: RunOptions) -> list[CaseResult]:
-    """Run server cases in order against the server at ``socket_path``.
+def _died_during(case: Case, result: CaseResult, why: str) -> CaseResult:
+    """The result of a case during which the server died: a FAIL whatever the level.
+
+    A server MUST NOT crash on any input (LIMIT-4).
+    """
+    if result.verdict is Verdict.PASS:
+        result = result_for(case, ok=False, duration_s=result.duration_s)
+        result.expected = "the server to keep running (a server MUST NOT crash on any input, LIMIT-4)"
+        result.got = why
+    else:
+        result.detail = f"{why}\n{result.detail}" if result.detail else why
+    result.verdict = Verdict.FAIL
+    return result
+
+
+def run_server_cases(
+    cases: Sequence[Case], target: str | ServerUnderTest, options: RunOptions
+) -> list[CaseResult]:
+    """Run server cases in order against a server.
+
+    After each case the runner looks whether the server is still there. A
+    server it started (``target`` a :class:`~.server_process.ServerUnderTest`)
+    whose process exited fails that case, naming the exit status, and is
+    started again for the remaining cases; one that will not start again, or
+    a server at a socket path that stopped accepting connections, leaves the
+    remaining cases not run (ERROR). Each is said once in the reporter's notes.
 
     Args:
         cases: server cases.
-        socket_path: where the server under test listens.
-        options: the run's options (its reporter gets progress calls).
+        target: the socket path of a running server, or the server the runner started.
+        options: the run's options (its reporter gets progress calls and notes).
 
     Returns:
         One result per case, in order.
     """
     reporter = options.reporter
+    server = target if isinstance(target, ServerUnderTest) else None
+    path = target.path if isinstance(target, ServerUnderTest) else target
     if reporter is not None:
         reporter.start(len(cases))
     results = []
+    gone = gone_reason(path) if server is None else None
+    if gone is not None and reporter is not None:
+        reporter.note(f"no server serves at {path}: {gone}")
     for case in cases:
         if reporter is not None:
             reporter.case_started(case)
-        result = run_server_case(case, socket_path, options)
+        if gone is not None:
+            result = not_run(case, gone)
+        else:
+            result = run_server_case(case, path, options, server_pid=server.pid if server else None)
+            result, gone = _after_case(case, result, server, path, reporter)
         results.append(result)
         if reporter is not None:
             reporter.case_finished(result)
     return results
+
+
+def _after_case(
+    case: Case, result: CaseResult, server: ServerUnderTest | None, path: str, reporter: Progress | None
+) -> tuple[CaseResult, str | None]:
+    """Look whether the server survived ``case``; returns the result and why the rest cannot run."""
+    if server is not None:
+        status = server.exited()
+        if status is None:
+            return result, None
+        why = f"the server process exited with status {status} during this case; its output ends: "
+        result = _died_during(case, result, why + server.output_tail())
+        try:
+            server.restart()
+        except ServerStartError as exc:
+            text = f"the server exited with status {status} during {case.id} and did not start again: {exc}"
+            if reporter is not None:
+                reporter.note(text)
+            return result, f"the server exited during {case.id} and did not start again"
+        if reporter is not None:
+            reporter.note(f"the server exited with status {status} during {case.id}; restarted for the rest")
+        return result, None
+    reason = gone_reason(path)
+    if reason is None:
+        return result, None
+    result = _died_during(case, result, f"the server stopped serving during this case: {reason}")
+    if reporter is not None:
+        reporter.note(
+            f"the server stopped serving during {case.id} ({reason}); the cases after it did not run"
+        )
+    return result, f"the server stopped serving during {case.id}"

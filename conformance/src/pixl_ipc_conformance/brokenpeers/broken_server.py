@@ -84,6 +84,7 @@ DEFECTS: dict[str, str] = {
     "info-app-first": "/ipcserver/info lists the application's handlers before the built-ins (BUILTIN-3)",
     "leaky-bad-request": "bad_request messages carry the exception text and a source file path (ERR-5)",
     "leaky-too-large": "message_too_large messages carry the exception text and a source file path (ERR-5)",
+    "crash-deep": "deeply nested JSON kills the server process, as it kills the original (LIMIT-4)",
 }
 
 ECHO = "/ipcserver/test/echo"
@@ -405,6 +406,8 @@ class BrokenServer:
             if self.defect == "deep-close":
                 conn.close()
                 return
+            if self.defect == "crash-deep":
+                os._exit(70)
             await self._bad_json(conn, line)
             return
         except (ValueError, UnicodeDecodeError):
