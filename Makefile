@@ -32,17 +32,20 @@ php-check:
 	  apt-get update -qq && apt-get install -y -qq php-cli php-mbstring phpunit >/dev/null; \
 	fi
 
-test: setup ## Run every test: pytest, PHPUnit, the conformance matrix from the installed wheels
+test: setup ## Run every test: pytest, PHPUnit, node --test, the conformance matrix from the installed wheels
 	$(PY) -m pytest
 	phpunit -c php/phpunit.xml
+	@if command -v node >/dev/null; then node --test node/test/*.test.js; else echo "node is not installed: Node client tests skipped"; fi
 	$(MAKE) --no-print-directory conformance-installed
 
-lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) when installed
+lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) and tsc when installed
 	$(VENV)/bin/ruff check python conformance tests
 	$(VENV)/bin/ruff format --check python conformance tests
 	$(VENV)/bin/mypy --strict python/src python/adapters python/benchmarks conformance/src
 	@if command -v phpcs >/dev/null; then phpcs --standard=php/phpcs.xml; \
 	else echo "phpcs is not installed (apt-get install php-codesniffer): PHP style not checked"; fi
+	@if command -v tsc >/dev/null; then tsc -p node; \
+	else echo "tsc is not installed (npm install -g typescript): node/index.d.ts not checked"; fi
 
 serve: $(STAMP) ## Run the reference server on build/pixl-ipc.sock
 	@mkdir -p $(BUILD)
