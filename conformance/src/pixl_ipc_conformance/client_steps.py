@@ -10,16 +10,19 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
     Adapter side:
     ``connect``   ``{"options", "socket", "expect", "within_s"}``; socket is
                   ``server`` (default), ``stale`` (a socket file nobody listens
-                  on), ``missing`` (no such path) or ``denied`` (mode 000; the
-                  case is skipped when the runner is root)
-    ``send``      ``{"as", "uri", "data" | "data_string_bytes", "timeout_ms"}``
-                  sends and does not wait
+                  on), ``missing`` (no such path), ``denied`` (mode 000; the
+                  case is skipped when the runner is root) or ``full`` (a
+                  listener whose backlog is full: connecting waits)
+    ``send``      ``{"as", "uri", "data" | "data_string_bytes" | "omit_data",
+                  "timeout_ms"}`` sends and does not wait
     ``answer``    ``{"send", "expect", "within_s", "not_before_s"}`` waits for the
                   answer of a send (``within_s`` from the step's start,
                   ``not_before_s`` from the send) and checks it
     ``silent``    ``{"send", "for_s"}`` the send has no answer for that long
-    ``pushes``    ``{"expect": [...]}`` the ``pushes`` command
+    ``pushes``    ``{"expect": [...]}`` or ``{"count": N}`` the ``pushes`` command
     ``close``     the ``close`` command
+    ``introspect`` ``{"pending", "within_s"}`` asks ``introspect`` until the
+                  client reports that many pending entries, within the bound
     ``command``   ``{"command", "expect"}`` any raw command
     ``check_start`` the ``start`` result has the fields ADAPTER.md lists
 
@@ -33,6 +36,10 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
     ``drop``      closes the client's connections (the server keeps listening)
     ``stop_server`` / ``start_server``  stop listening (and drop) / listen again
     ``connection`` ``{"within_s"}`` a new connection arrives (a reconnect)
+    ``eof``       ``{"within_s", "of"}`` the client ends the stream of its
+                  latest connection (or of the one request ``of`` came on)
+    ``echo_server`` from now on the server answers each request itself, with
+                  its data, as the echo built-in does
     ``original_server`` from now on the server answers the probes
                   ``/ipcserver/info`` and ``/ipcserver/stats`` as the original
                   does (``no_handler_found`` in data, VER-5) instead of as an
@@ -65,7 +72,13 @@ from typing import Any
 
 from .adapter_driver import AdapterAnswer, AdapterDriver, PendingCommand
 from .model import Case
-from .scripted_server import ClientConnection, ReceivedRequest, ScriptedServer, make_stale_socket
+from .scripted_server import (
+    ClientConnection,
+    ReceivedRequest,
+    ScriptedServer,
+    fill_backlog,
+    make_stale_socket,
+)
 from .wirekit import encode_message, json_equal, padded_string, show
 
 __all__ = [
@@ -85,7 +98,16 @@ DEFAULT_ANSWER_GRACE_S = 5.0
 DEFAULT_COMMAND_WITHIN_S = 5.0
 _POLL_S = 0.1
 #: Capabilities ADAPTER.md defines; others an adapter lists are ignored.
-KNOWN_CAPABILITIES = ("concurrent", "push", "auto_reconnect", "reconnect", "max_message_bytes")
+KNOWN_CAPABILITIES = (
+    "concurrent",
+    "push",
+    "auto_reconnect",
+    "reconnect",
+    "max_message_bytes",
+    "timeout",
+    "introspect",
+    "code_to_err",
+)
 
 
 class StepFailed(Exception):
@@ -195,6 +217,14 @@ def _build_part(ctx: StepContext, part: dict[str, Any]) -> tuple[bytes, Received
 
 
 def _check_answer(ctx: StepContext, index: int, answer: AdapterAnswer, expect: dict[str, Any]) -> None:
+    if "any_of" in expect:
+        for choice in expect["any_of"]:
+            try:
+                _check_answer(ctx, index, answer, choice)
+                return
+            except StepFailed:
+                continue
+        raise StepFailed(index, _describe_expect(ctx, expect), answer.describe())
     if "error" in expect:
         want = expect["error"]
         if answer.ok:
@@ -219,6 +249,8 @@ def _check_answer(ctx: StepContext, index: int, answer: AdapterAnswer, expect: d
 
 def _describe_expect(ctx: StepContext, expect: dict[str, Any]) -> str:
     """An expectation in words: "an error of kind closed", "data 1", "an answer"."""
+    if "any_of" in expect:
+        return " or ".join(_describe_expect(ctx, choice) for choice in expect["any_of"])
     if "error" in expect:
         kinds = expect["error"]["kind"]
         kinds = " or ".join(kinds) if isinstance(kinds, list) else kinds
@@ -257,6 +289,9 @@ async def _step_connect(ctx: StepContext, index: int, step: dict[str, Any]) -> N
         listener.listen(1)
         ctx.closers.append(listener.close)
         os.chmod(path, 0)
+    elif target == "full":
+        path = str(ctx.directory / "full.sock")
+        ctx.closers.extend(fill_backlog(path))
     else:
         raise CaseScriptError(f"unknown socket {target!r}")
     pending = await _submit(ctx, {"cmd": "connect", "socket": path, "options": step.get("options", {})})
@@ -274,12 +309,9 @@ async def _submit(ctx: StepContext, command: dict[str, Any]) -> PendingCommand:
 
 
 async def _step_send(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
-    command = {
-        "cmd": "send",
-        "uri": step["uri"],
-        "data": _step_data(step),
-        "timeout_ms": int(step.get("timeout_ms", 10000)),
-    }
+    command = {"cmd": "send", "uri": step["uri"], "timeout_ms": int(step.get("timeout_ms", 10000))}
+    if not step.get("omit_data"):
+        command["data"] = _step_data(step)
     ctx.sends[step["as"]] = await _submit(ctx, command)
 
 
@@ -462,7 +494,10 @@ async def _step_pushes(ctx: StepContext, index: int, step: dict[str, Any]) -> No
     if not answer.ok:
         raise StepFailed(index, "the pushes received", answer.describe())
     got = answer.result.get("pushes")
-    if not json_equal(got, step["expect"]):
+    if "count" in step:
+        if not isinstance(got, list) or len(got) != step["count"]:
+            raise StepFailed(index, f"{step['count']} pushes (PUSH-2)", f"pushes {show(got)}")
+    elif not json_equal(got, step["expect"]):
         raise StepFailed(index, f"pushes {show(step['expect'])} (PUSH-2)", f"pushes {show(got)}")
 
 
@@ -480,6 +515,49 @@ async def _step_command(ctx: StepContext, index: int, step: dict[str, Any]) -> N
     if answer is None:
         raise StepFailed(index, f"an answer to {show(step['command'])} within {within:g} s", "none")
     _check_answer(ctx, index, answer, step.get("expect", {}))
+
+
+async def _step_introspect(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
+    within = float(step.get("within_s", DEFAULT_COMMAND_WITHIN_S)) * ctx.scale
+    deadline = time.monotonic() + within
+    wanted = step["pending"]
+    while True:
+        answer = await ctx.driver.wait(await _submit(ctx, {"cmd": "introspect"}), within)
+        if answer is None:
+            raise StepFailed(index, f"an answer to introspect within {within:g} s", "none")
+        if not answer.ok:
+            raise StepFailed(index, "the introspect result (ADAPTER.md)", answer.describe())
+        pending = answer.result.get("pending")
+        if not isinstance(pending, int) or isinstance(pending, bool) or pending < 0:
+            raise StepFailed(index, "introspect's pending, a non-negative integer", answer.describe())
+        if pending == wanted:
+            return
+        if time.monotonic() >= deadline:
+            raise StepFailed(
+                index,
+                f"the client to hold {wanted} per-request entries within {within:g} s (introspect)",
+                f"it still holds {pending}" + _adapter_view(ctx),
+            )
+        await asyncio.sleep(_POLL_S)
+
+
+async def _step_eof(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
+    within = float(step.get("within_s", DEFAULT_COMMAND_WITHIN_S)) * ctx.scale
+    connection = ctx.request(step["of"]).connection if "of" in step else ctx.server.latest_connection()
+    if connection is None:
+        raise StepFailed(index, "a client connection", "the client never connected")
+    try:
+        await asyncio.wait_for(connection.client_ended.wait(), within)
+    except TimeoutError:
+        raise StepFailed(
+            index,
+            f"the client to close its connection (end of stream) within {within:g} s",
+            "the connection stayed open" + _adapter_view(ctx),
+        ) from None
+
+
+async def _step_echo_server(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
+    ctx.server.echo = True
 
 
 async def _step_check_start(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
@@ -522,6 +600,7 @@ STEPS: dict[str, Callable[[StepContext, int, dict[str, Any]], Any]] = {
     "pushes": _step_pushes,
     "close": _step_close,
     "command": _step_command,
+    "introspect": _step_introspect,
     "check_start": _step_check_start,
     "request": _step_request,
     "write": _step_write,
@@ -529,6 +608,8 @@ STEPS: dict[str, Callable[[StepContext, int, dict[str, Any]], Any]] = {
     "stop_server": _step_stop_server,
     "start_server": _step_start_server,
     "connection": _step_connection,
+    "eof": _step_eof,
+    "echo_server": _step_echo_server,
     "sleep": _step_sleep,
     "original_server": _step_original_server,
 }

@@ -210,6 +210,27 @@ class ClientConnection:
         self.closed.set()
 
 
+def fill_backlog(path: str) -> list[Callable[[], None]]:
+    """Listen at ``path`` with a full backlog: nobody accepts, and a new connect waits.
+
+    Returns:
+        What closes the listener and the connections that fill its backlog.
+    """
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    closers: list[Callable[[], None]] = [listener.close]
+    for _ in range(64):
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        closers.append(filler.close)
+        try:
+            filler.connect(path)
+        except BlockingIOError:
+            break  # EAGAIN: the backlog is full
+    return closers
+
+
 def make_stale_socket(path: str) -> None:
     """Leave a socket file at ``path`` where nobody listens (connecting is refused)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -244,6 +265,8 @@ class ScriptedServer:
         self.transcript = transcript
         #: Answer probes as the original server (no extensions) does.
         self.original = False
+        #: Answer every request with its data, as the echo built-in does.
+        self.echo = False
         #: The probes answered, in order.
         self.probes: list[ReceivedRequest] = []
         self._server: asyncio.AbstractServer | None = None
@@ -391,6 +414,12 @@ class ScriptedServer:
         self.requests.append(request)
         if message.get("uri") in PROBE_URIS:
             self._answer_probe(request)
+            return
+        if self.echo:
+            request.connection.send_now(
+                encode_message({"ipcReqID": request.id, "data": message.get("data")}) + b"\n"
+            )
+            request.connection.mark_answered(request.id)
             return
         self._request_queue.put_nowait(request)
 
