@@ -251,12 +251,12 @@ def test_a_server_the_runner_started_that_dies_is_named_once_and_restarted(
 def test_a_server_at_a_socket_that_dies_leaves_the_rest_not_run(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pixl_ipc_conformance.server_process import started_server
+    from pixl_ipc_conformance.server_process import running_server
 
     command = (
         f"{{python}} {project / 'my_server.py'} --socket {{socket}} --defect crash-deep"
     )
-    with started_server(command) as server:
+    with running_server(command) as server:
         argv = ["server", "--socket", server.path, "--quiet"]
         assert main([*argv, "--case", "S-DEEP-NESTING,S-ECHO,S-ID-MISSING"]) == 1
     out = capsys.readouterr().out

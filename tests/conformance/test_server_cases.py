@@ -36,7 +36,7 @@ from pixl_ipc_conformance.model import (
 )
 from pixl_ipc_conformance.report import Reporter, summary_line, write_json, write_junit
 from pixl_ipc_conformance.schemas import SpecSchemas
-from pixl_ipc_conformance.server_process import started_server
+from pixl_ipc_conformance.server_process import running_server
 from pixl_ipc_conformance.server_runner import run_server_case, run_server_cases
 
 LIMIT = 16 * 1024 * 1024
@@ -73,7 +73,7 @@ def _run_reference(cases: list[Case], schemas: SpecSchemas) -> list[CaseResult]:
         start_command=REFERENCE,
         server_capabilities=["app_handlers"],
     )
-    with started_server(REFERENCE) as server:
+    with running_server(REFERENCE) as server:
         return run_server_cases(cases, server, options)
 
 

@@ -214,7 +214,7 @@ def _check_cwd(args: argparse.Namespace) -> None:
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from .server_process import started_server
+    from .server_process import running_server
     from .server_runner import run_server_cases
 
     cases = _selected(["server"], args)
@@ -239,7 +239,7 @@ def _run_server(args: argparse.Namespace) -> int:
     )
     meta: dict[str, Any] = {"kind": "server", "socket": args.socket, "start": args.start}
     if args.start is not None:
-        with started_server(args.start, cwd=args.cwd, timeout=args.start_timeout) as server:
+        with running_server(args.start, cwd=args.cwd, timeout=args.start_timeout) as server:
             results = run_server_cases(cases, server, options)
     else:
         results = run_server_cases(cases, args.socket, options)
@@ -322,11 +322,11 @@ def _run_matrix(args: argparse.Namespace) -> int:
         )
         results: list[CaseResult]
         if kind == "server":
-            from .server_process import started_server
+            from .server_process import running_server
             from .server_runner import run_server_cases
 
             try:
-                with started_server(entry["command"], cwd=matrix_file.parent) as server:
+                with running_server(entry["command"], cwd=matrix_file.parent) as server:
                     results = run_server_cases(server_cases, server, options)
             except ServerStartError as exc:
                 reporter.note(f"the server did not start: {exc}")

@@ -9,9 +9,11 @@ A matcher lists what must hold: ``ipcReqID`` (exact) or ``ipcReqID_in``,
 included), ``data_absent``, ``data_schema`` (a JSON Schema that may ``$ref``
 the spec's), ``members``, ``absent``, ``kind`` (valid as this schema kind),
 ``any_of``, ``list`` (a JSON Pointer's array starts and ends with given
-items), ``value`` (a JSON Pointer's value equals one given) and ``exact`` (no
-member but those named). ``{"$var": NAME}`` in ``members`` and ``value``
-stands for a value known at run time.
+items), ``value`` (a JSON Pointer's value equals, or is at least or at most,
+a given value ``plus`` an offset) and ``exact`` (no member but those named).
+``{"$var": NAME}`` in ``members`` and ``value`` stands for a value known at
+run time; ``capture`` (``{NAME: POINTER}``) sets such values from the message
+that matched (:func:`capture`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .wirekit import json_equal, resolve_vars, show
 if TYPE_CHECKING:
     from .schemas import SpecSchemas
 
-__all__ = ["describe", "mismatch", "pointed"]
+__all__ = ["capture", "describe", "mismatch", "pointed"]
 
 #: The matcher keys that name each top-level member (for ``exact``).
 _NAMING = {
@@ -151,13 +153,9 @@ def _structure_mismatch(
         if reason is not None:
             return reason
     if "value" in matcher:
-        check = matcher["value"]
-        found = pointed(message, check["pointer"])
-        wanted = resolve_vars(check["equals"], variables)
-        if found is _MISSING:
-            return f"{check['pointer']} is missing"
-        if not json_equal(found, wanted):
-            return f"{check['pointer']} is {_clip(found)}, not {_clip(wanted)}"
+        reason = _value_mismatch(matcher["value"], message, variables)
+        if reason is not None:
+            return reason
     if matcher.get("exact"):
         allowed = _named_members(matcher)
         extra = [name for name in message if name not in allowed]
@@ -167,6 +165,40 @@ def _structure_mismatch(
                 f" may hold only {', '.join(sorted(allowed))}"
             )
     return None
+
+
+_BOUNDS = {"equals": "", "at_least": "at least ", "at_most": "at most "}
+
+
+def _value_wanted(check: dict[str, Any], variables: dict[str, Any]) -> tuple[str, Any]:
+    """The comparison of a ``value`` check and the value it compares with (``plus`` added)."""
+    key = next(k for k in _BOUNDS if k in check)
+    wanted = resolve_vars(check[key], variables)
+    if "plus" in check and isinstance(wanted, int | float) and not isinstance(wanted, bool):
+        wanted += check["plus"]
+    return key, wanted
+
+
+def _value_mismatch(check: dict[str, Any], message: dict[str, Any], variables: dict[str, Any]) -> str | None:
+    found = pointed(message, check["pointer"])
+    if found is _MISSING:
+        return f"{check['pointer']} is missing"
+    key, wanted = _value_wanted(check, variables)
+    if key == "equals":
+        ok = json_equal(found, wanted)
+    else:
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (found, wanted))
+        ok = numbers and (found >= wanted if key == "at_least" else found <= wanted)
+    return None if ok else f"{check['pointer']} is {_clip(found)}, not {_BOUNDS[key]}{_clip(wanted)}"
+
+
+def capture(matcher: dict[str, Any], message: Any) -> dict[str, Any]:
+    """The values a matcher's ``capture`` (``{NAME: POINTER}``) takes from a message it matched."""
+    taken = {}
+    for name, pointer in matcher.get("capture", {}).items():
+        value = pointed(message, pointer)
+        taken[name] = None if value is _MISSING else value
+    return taken
 
 
 def _list_mismatch(check: dict[str, Any], message: dict[str, Any]) -> str | None:
@@ -220,8 +252,8 @@ def describe(matcher: dict[str, Any], variables: dict[str, Any] | None = None) -
             if key in check:
                 parts.append(f"{check['pointer']} {verb} with {_clip(check[key], 80)}")
     if "value" in matcher:
-        wanted = resolve_vars(matcher["value"]["equals"], variables or {})
-        parts.append(f"{matcher['value']['pointer']} {_clip(wanted, 80)}")
+        key, wanted = _value_wanted(matcher["value"], variables or {})
+        parts.append(f"{matcher['value']['pointer']} {_BOUNDS[key]}{_clip(wanted, 80)}")
     if matcher.get("exact"):
         parts.append("no other member")
     return "a message with " + ", ".join(parts) if parts else "a message"

@@ -8,7 +8,9 @@ answer must carry, which a later ``expect`` with ``generated`` checks:
 ``echo_batch``  ``count`` echo requests ``id_prefix0``.., data ``{"i": n}``
 ``echo_big``    one echo request whose line is exactly ``bytes`` long
 ``oversize``    one echo request ``over`` bytes longer than the server's limit
+                (``over`` 0: exactly the limit, for a line whose CR passes it)
 ``nested``      ``depth`` nested arrays, as an echo's data or ``bare``
+``delay_batch`` ``count`` delay requests ``id_prefix0``.. of ``delay_ms`` each
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 from .server_context import Conn, StepFailed
 from .wirekit import ECHO_URI, echo_line, encode_message, padded_echo, resolve_vars
+
+DELAY_URI = "/ipcserver/test/delay"
 
 __all__ = ["EXPECTED_NESTING_MAX", "generate", "send_payload"]
 
@@ -71,6 +75,17 @@ def generate(conn: Conn, spec: dict[str, Any], variables: dict[str, Any]) -> byt
             raise StepFailed("the server's message limit", "none given (--max-message-bytes)")
         line, _ = padded_echo(spec["id"], limit + spec["over"])
         return line
+    if kind == "delay_batch":
+        lines = []
+        for n in range(spec["count"]):
+            request_id = f"{spec['id_prefix']}{n}"
+            conn.pending[request_id] = {"delay": spec["delay_ms"]}
+            lines.append(
+                encode_message(
+                    {"ipcReqID": request_id, "uri": DELAY_URI, "data": {"delay": spec["delay_ms"]}}
+                )
+            )
+        return b"\n".join(lines)
     if kind == "nested":
         depth: int = spec["depth"]
         arrays = b"[" * depth + b"]" * depth

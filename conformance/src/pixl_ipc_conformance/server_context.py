@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -78,9 +79,18 @@ class ServerCaseContext:
         options: the run's options.
         server_pid: the process id of the server under test when the runner
             started it (the resource steps look at it), else None.
+        facts: values known of the server before the case (from its
+            ``/ipcserver/info``), which the case's ``{"$var": NAME}`` can use.
     """
 
-    def __init__(self, case: Case, path: str, options: RunOptions, server_pid: int | None = None) -> None:
+    def __init__(
+        self,
+        case: Case,
+        path: str,
+        options: RunOptions,
+        server_pid: int | None = None,
+        facts: dict[str, Any] | None = None,
+    ) -> None:
         self.case = case
         self.path = path
         self.options = options
@@ -90,10 +100,14 @@ class ServerCaseContext:
         self.deadline = self.started + case.timeout_s * self.scale
         self.transcript = Transcript()
         self.conns: dict[str, Conn] = {}
-        self.variables: dict[str, Any] = {"max_message_bytes": options.max_message_bytes}
+        #: Connections a ``fanout`` with ``keep`` left open, by name.
+        self.crowds: dict[str, list[WireConnection]] = {}
+        self.variables: dict[str, Any] = {"max_message_bytes": options.max_message_bytes, **(facts or {})}
         self.probes = 0
         self.spawned: dict[str, Spawned] = {}
         self.scratch: str | None = None
+        #: What to close when the case ends (sockets a step made).
+        self.closers: list[Callable[[], None]] = []
 
     def clip(self, value: Any, limit: int = _CLIP) -> str:
         """A short printable form of a received value or line."""
@@ -169,7 +183,12 @@ class ServerCaseContext:
         """Close every connection, stop the servers the case started, remove its files."""
         for conn in self.conns.values():
             conn.wire.close()
+        for crowd in self.crowds.values():
+            for wire in crowd:
+                wire.close()
         for spawned in self.spawned.values():
             spawned.stop()
+        for close in self.closers:
+            close()
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)

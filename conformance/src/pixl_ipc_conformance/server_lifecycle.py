@@ -9,7 +9,11 @@ each server they start gets a fresh path in the case's scratch directory.
                  path as it was (LIFE-6)
 ``signal``       send it a signal (default SIGTERM)
 ``expect_mode``  its socket file has the mode it was given (SEC-1)
-``expect_exit``  it exits within ``within_s`` and removes its socket path (LIFE-7)
+``replace_path`` put another socket (a listening one, as another server's)
+                 or a regular file at its socket path
+``expect_exit``  it exits within ``within_s`` and removes its socket path, or,
+                 with ``path_kept``, leaves what ``replace_path`` put there
+                 (LIFE-7: only the socket it created is its own)
 """
 
 from __future__ import annotations
@@ -115,6 +119,19 @@ def op_signal(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
     spawned.proc.send_signal(getattr(signal, step.get("signal", "SIGTERM")))
 
 
+def op_replace_path(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
+    spawned = ctx.spawned[step["server"]]
+    os.unlink(spawned.path)
+    if step.get("with", "socket") == "socket":
+        other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        other.bind(spawned.path)
+        other.listen(1)
+        ctx.closers.append(other.close)
+    else:
+        Path(spawned.path).write_text("a file that is not the server's\n")
+    spawned.replaced_by = fingerprint(spawned.path)
+
+
 def op_expect_exit(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
     spawned = ctx.spawned[step["server"]]
     deadline = ctx.bound(step.get("within_s"))
@@ -122,10 +139,18 @@ def op_expect_exit(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
         if time.monotonic() > deadline:
             raise StepFailed("the server to exit", "it was still running at the time bound")
         time.sleep(0.02)
-    if step.get("path_removed", True) and fingerprint(spawned.path) is not None:
+    now = fingerprint(spawned.path)
+    if step.get("path_kept"):
+        if now != spawned.replaced_by:
+            raise StepFailed(
+                f"{describe_fingerprint(spawned.replaced_by)} put at the path after start-up left alone"
+                " at shutdown (LIFE-7: only the socket the server created is its own)",
+                f"{describe_fingerprint(now)} at the path",
+            )
+    elif step.get("path_removed", True) and now is not None:
         raise StepFailed(
             "the socket path removed at shutdown (LIFE-7)",
-            f"{describe_fingerprint(fingerprint(spawned.path))} left at the path",
+            f"{describe_fingerprint(now)} left at the path",
         )
 
 
@@ -133,5 +158,6 @@ STEPS = {
     "spawn": op_spawn,
     "signal": op_signal,
     "expect_mode": op_expect_mode,
+    "replace_path": op_replace_path,
     "expect_exit": op_expect_exit,
 }

@@ -1,7 +1,8 @@
 """Server case steps that put load on the server: many connections, a peer that does not read.
 
 ``fanout``  ``count`` connections at once, one echo on each, every answer on
-            its own connection within ``within_s`` (TRANS-2, RESP-6)
+            its own connection within ``within_s`` (TRANS-2, RESP-6); with
+            ``keep``, they stay open under that name until a ``close`` of it
 ``flood``   big echo requests written without reading until the server stops
             reading (LIMIT-5), then another connection must be served
             (LIMIT-6), then every answer is read while the rest is written
@@ -56,6 +57,10 @@ def op_fanout(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
                 if _fanout_answer(ctx, wires[n], n):
                     selector.unregister(wires[n].sock)
                     waiting.discard(n)
+        if "keep" in step:
+            for wire in wires:
+                wire.sock.setblocking(True)
+            ctx.crowds[step["keep"]], wires = wires, []
     finally:
         selector.close()
         for wire in wires:

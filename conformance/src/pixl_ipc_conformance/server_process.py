@@ -2,10 +2,11 @@
 
 :class:`ServerUnderTest` is the server the runner starts for a run
 (``--start``), on a temporary socket, watched so that one that dies is
-reported and started again; :func:`started_server` gives one for the length of
-a ``with`` block. :class:`Spawned` is a server a lifecycle case starts itself
-(LIFE-6, LIFE-7, SEC-1, SEC-2); :func:`fingerprint` tells what is at a path
-without following a symbolic link; :func:`gone_reason` tells whether a
+reported and started again; :func:`running_server` gives one for the length
+of a ``with`` block (:func:`started_server` only its socket path).
+:class:`Spawned` is a server a lifecycle case starts itself (LIFE-6, LIFE-7,
+SEC-1, SEC-2); :func:`fingerprint` tells what is at a path without following
+a symbolic link; :func:`gone_reason` tells whether a
 server the runner did not start is gone.
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "Spawned",
     "accepts",
     "gone_reason",
+    "running_server",
     "command_argv",
     "describe_fingerprint",
     "fingerprint",
@@ -87,6 +89,8 @@ class Spawned:
     ) -> None:
         self.name = name
         self.path = path
+        #: What a ``replace_path`` step put at the path (its fingerprint).
+        self.replaced_by: Any = None
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop()
         access = write_access_config(os.path.dirname(path), allow_runner=allow_runner)
         self.proc = subprocess.Popen(
@@ -218,9 +222,14 @@ class ServerUnderTest:
         """The running server's process id."""
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
-    def exited(self) -> int | None:
-        """The exit status when the server process has ended, else None."""
-        return self.proc.poll() if self.proc is not None else None
+    def exited(self, wait_s: float = 0.0) -> int | None:
+        """The exit status when the server process has ended (within ``wait_s``), else None."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(wait_s) if wait_s else self.proc.poll()
+        except subprocess.TimeoutExpired:
+            return None
 
     def output_tail(self) -> str:
         """The end of what the server wrote on stdout and stderr."""
@@ -290,7 +299,7 @@ class ServerUnderTest:
 
 
 @contextlib.contextmanager
-def started_server(
+def running_server(
     command: str,
     *,
     cwd: Path | None = None,
@@ -298,6 +307,9 @@ def started_server(
     env: dict[str, str] | None = None,
 ) -> Iterator[ServerUnderTest]:
     """A :class:`ServerUnderTest`, started, for the length of a ``with`` block.
+
+    Give it to :func:`~.server_runner.run_server_cases`, so that a server that
+    dies is reported and started again, and its descriptors can be counted.
 
     Raises:
         ServerStartError: the server exited or did not accept connections in time.
@@ -308,6 +320,23 @@ def started_server(
         yield server
     finally:
         server.close()
+
+
+@contextlib.contextmanager
+def started_server(
+    command: str,
+    *,
+    cwd: Path | None = None,
+    timeout: float = 15.0,
+    env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """As :func:`running_server`, but gives only the socket path.
+
+    Raises:
+        ServerStartError: the server exited or did not accept connections in time.
+    """
+    with running_server(command, cwd=cwd, timeout=timeout, env=env) as server:
+        yield server.path
 
 
 def log_tail(log: Any) -> str:

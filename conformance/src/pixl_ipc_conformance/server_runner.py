@@ -8,7 +8,14 @@ table :data:`STEPS` (``$defs/server_step`` of ``case.schema.json``):
 - :mod:`.server_steps`: ``connect``, ``send``, ``expect``, ``expect_none``,
   ``expect_closed``, ``shutdown_write``, ``close``, ``sleep``, ``probe``;
 - :mod:`.server_load`: ``fanout``, ``flood``;
-- :mod:`.server_lifecycle`: ``spawn``, ``signal``, ``expect_mode``, ``expect_exit``.
+- :mod:`.server_lifecycle`: ``spawn``, ``signal``, ``expect_mode``,
+  ``replace_path``, ``expect_exit``;
+- :mod:`.server_resources`: ``count_fds``, ``expect_fds``, ``poll``.
+
+Before the first case that needs it, the runner asks the server's
+``/ipcserver/info`` once: what it reports (its limits) is then known to the
+cases as variables, so that they can check that the server does what it
+says (BUILTIN-4).
 
 Every message received is checked against the spec's schemas besides the
 case's matchers (:mod:`.matchers`). Starting servers lives in
@@ -17,15 +24,17 @@ case's matchers (:mod:`.matchers`). Starting servers lives in
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import server_lifecycle, server_load, server_steps
+from . import server_lifecycle, server_load, server_resources, server_steps
 from .model import Case, CaseResult, Progress, RunOptions, Verdict, not_run, result_for, skipped
 from .server_context import ServerCaseContext, StepFailed
 from .server_process import ServerStartError, ServerUnderTest, gone_reason
-from .wirekit import show
+from .wire import WireConnection, WireError
+from .wirekit import encode_message, show
 
 __all__ = ["SERVER_NEEDS", "STEPS", "run_server_case", "run_server_cases"]
 
@@ -34,7 +43,10 @@ STEPS: dict[str, Callable[[ServerCaseContext, dict[str, Any]], None]] = {
     **server_steps.STEPS,
     **server_load.STEPS,
     **server_lifecycle.STEPS,
+    **server_resources.STEPS,
 }
+#: The most requests a case writes to fill a server's per-connection maximum.
+MAX_INFLIGHT_FILLED = 4096
 #: What a server case may list in ``needs``, and why the case is not verified without it.
 SERVER_NEEDS = {
     "max_message_bytes": "the server's --max-message-bytes is not known to the runner",
@@ -42,18 +54,29 @@ SERVER_NEEDS = {
     "chmod": "the start command has no {chmod} placeholder for the socket's mode",
     "app_handlers": "the server has not declared the conformance handlers (--capability app_handlers)",
     "access_control": "the start command has no {access_config} placeholder for an allow-list",
+    "server_process": "the runner did not start the server (--start) or cannot see its descriptors (/proc)",
+    "info": "the server does not serve /ipcserver/info (an extension), so what it reports cannot be checked",
+    "inflight_cap": "the server's /ipcserver/info reports no max_inflight_per_connection from 1 to 4096",
 }
+#: How long a case that failed waits for a server process that is dying to be seen gone.
+_EXIT_GRACE_S = 0.25
+#: Needs that need the server's /ipcserver/info first.
+_INFO_NEEDS = {"info", "inflight_cap"}
 
 
-def _unmet_need(case: Case, options: RunOptions) -> str | None:
+def _unmet_need(case: Case, options: RunOptions, server_pid: int | None, facts: dict[str, Any]) -> str | None:
     """Why the case cannot be verified with these options, or None."""
     command = options.start_command or ""
+    inflight = facts.get("max_inflight_per_connection")
     met = {
         "max_message_bytes": options.max_message_bytes is not None,
         "start_command": options.start_command is not None,
         "chmod": "{chmod}" in command,
         "access_control": "{access_config}" in command,
         "app_handlers": "app_handlers" in options.server_capabilities,
+        "server_process": server_pid is not None and os.path.isdir(f"/proc/{server_pid}/fd"),
+        "info": bool(facts),
+        "inflight_cap": isinstance(inflight, int) and 1 <= inflight <= MAX_INFLIGHT_FILLED,
     }
     for need in case.needs:
         if need not in SERVER_NEEDS:
@@ -74,8 +97,51 @@ def _run_steps(ctx: ServerCaseContext) -> None:
             raise
 
 
+def server_facts(socket_path: str, options: RunOptions) -> dict[str, Any]:
+    """What the server's ``/ipcserver/info`` reports, as variables for the cases.
+
+    Returns:
+        ``info`` (the whole answer), ``info_max_message_bytes`` and
+        ``max_inflight_per_connection``; empty when the server does not answer
+        it with an object other than an error (the original answers
+        ``no_handler_found`` in data). Whether the object is valid is the
+        info cases' to say.
+    """
+    try:
+        wire = WireConnection(socket_path, time.monotonic() + 5.0 * options.timeout_scale, name="info")
+    except WireError:
+        return {}
+    try:
+        deadline = time.monotonic() + 5.0 * options.timeout_scale
+        wire.send_bytes(
+            encode_message({"ipcReqID": "runner-info", "uri": "/ipcserver/info"}) + b"\n", deadline
+        )
+        while True:
+            received = wire.read_message(deadline)
+            if received is None or (isinstance(received.value, dict) and "ipcReqID" in received.value):
+                break
+    except WireError:
+        return {}
+    finally:
+        wire.close()
+    info = received.value.get("data") if received is not None and isinstance(received.value, dict) else None
+    if not isinstance(info, dict) or "code" in info:
+        return {}
+    limits = info["limits"] if isinstance(info.get("limits"), dict) else {}
+    return {
+        "info": info,
+        "info_max_message_bytes": limits.get("max_message_bytes"),
+        "max_inflight_per_connection": limits.get("max_inflight_per_connection"),
+    }
+
+
 def run_server_case(
-    case: Case, socket_path: str, options: RunOptions, *, server_pid: int | None = None
+    case: Case,
+    socket_path: str,
+    options: RunOptions,
+    *,
+    server_pid: int | None = None,
+    facts: dict[str, Any] | None = None,
 ) -> CaseResult:
     """Run one server case; never raises for the server's faults, never hangs.
 
@@ -84,15 +150,19 @@ def run_server_case(
         socket_path: where the server under test listens.
         options: the run's options.
         server_pid: the server's process id, when the runner started it.
+        facts: what the server's ``/ipcserver/info`` reports (:func:`server_facts`);
+            asked here when the case needs it and this is None.
 
     Returns:
         The case's result (SKIP when a need is not met). A result that is not
         a PASS carries the case's wire transcript.
     """
-    reason = _unmet_need(case, options)
+    if facts is None and _INFO_NEEDS & set(case.needs):
+        facts = server_facts(socket_path, options)
+    reason = _unmet_need(case, options, server_pid, facts or {})
     if reason is not None:
         return skipped(case, reason)
-    ctx = ServerCaseContext(case, socket_path, options, server_pid)
+    ctx = ServerCaseContext(case, socket_path, options, server_pid, facts)
     try:
         _run_steps(ctx)
     except StepFailed as exc:
@@ -151,17 +221,24 @@ def run_server_cases(
     path = target.path if isinstance(target, ServerUnderTest) else target
     if reporter is not None:
         reporter.start(len(cases))
-    results = []
+    results: list[CaseResult] = []
+    facts: dict[str, Any] | None = None
     gone = gone_reason(path) if server is None else None
     if gone is not None and reporter is not None:
         reporter.note(f"no server serves at {path}: {gone}")
     for case in cases:
+        if server is not None and results and gone is None and server.exited() is not None:
+            # It died late in the case before (after its result was taken).
+            results[-1], gone = _after_case(cases[len(results) - 1], results[-1], server, path, reporter)
         if reporter is not None:
             reporter.case_started(case)
         if gone is not None:
             result = not_run(case, gone)
         else:
-            result = run_server_case(case, path, options, server_pid=server.pid if server else None)
+            if facts is None and _INFO_NEEDS & set(case.needs):
+                facts = server_facts(path, options)
+            pid = server.pid if server else None
+            result = run_server_case(case, path, options, server_pid=pid, facts=facts)
             result, gone = _after_case(case, result, server, path, reporter)
         results.append(result)
         if reporter is not None:
@@ -174,7 +251,8 @@ def _after_case(
 ) -> tuple[CaseResult, str | None]:
     """Look whether the server survived ``case``; returns the result and why the rest cannot run."""
     if server is not None:
-        status = server.exited()
+        # A process that just died may not be reaped yet: a failed case waits a moment.
+        status = server.exited(0.0 if result.verdict in (Verdict.PASS, Verdict.SKIP) else _EXIT_GRACE_S)
         if status is None:
             return result, None
         why = f"the server process exited with status {status} during this case; its output ends: "

@@ -11,7 +11,9 @@
                    ``not_before_s``
 ``expect_none``    nothing but pushes for ``for_s`` seconds
 ``expect_closed``  the server ends the stream within ``within_s``
-``shutdown_write`` half-close; ``close`` close; ``sleep`` wait ``s`` seconds
+``shutdown_write`` half-close; ``close`` close (a connection, or the
+                   connections a ``fanout`` kept under that name); ``sleep``
+                   wait ``s`` seconds
 ``probe``          a fresh connection gets an echo answered: the server is alive
 
 A message without an ``ipcReqID`` member is a push (PUSH-1): it is set
@@ -23,7 +25,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .matchers import describe, mismatch
+from .matchers import capture, describe, mismatch
 from .payloads import send_payload
 from .server_context import DEFAULT_CONN, Conn, ServerCaseContext, StepFailed, is_push
 from .wire import WireClosed, WireError, WireTimeout
@@ -87,6 +89,7 @@ def op_expect(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
         for matcher in candidates:
             if mismatch(matcher, message, ctx.options.schemas, ctx.variables) is None:
                 matchers.remove(matcher)
+                ctx.variables.update(capture(matcher, message))
                 break
         else:
             raise StepFailed(*_explain(ctx, matchers, message, exact))
@@ -196,6 +199,8 @@ def op_close(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
     name = step.get("conn", DEFAULT_CONN)
     if name in ctx.conns:
         ctx.conns.pop(name).wire.close()
+    for wire in ctx.crowds.pop(name, []):
+        wire.close()
 
 
 def op_sleep(ctx: ServerCaseContext, step: dict[str, Any]) -> None:

@@ -267,9 +267,9 @@ def padded_string(length: int) -> str:
     return (_PATTERN * (length // len(_PATTERN) + 1))[:length]
 
 
-def echo_line(request_id: Any, data: Any, uri: str = ECHO_URI) -> bytes:
+def echo_line(request_id: Any, data: Any) -> bytes:
     """An echo request, compact, without the LF."""
-    return encode_message({"ipcReqID": request_id, "uri": uri, "data": data})
+    return encode_message({"ipcReqID": request_id, "uri": ECHO_URI, "data": data})
 
 
 def padded_echo(request_id: Any, size: int) -> tuple[bytes, str]:
