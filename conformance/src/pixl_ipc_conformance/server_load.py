@@ -136,8 +136,9 @@ def op_flood(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise StepFailed(
-                    f"answers to all {count} requests",
-                    f"{len(expected)} unanswered within the time bound (first {min(expected)})",
+                    f"answers to all {count} requests (CORR-4: none dropped)",
+                    f"{len(expected)} unanswered within the time bound (first {min(expected)}): dropped, or"
+                    " never answered (a line split over reads lost? FRAME-3)",
                 )
             for _, events in selector.select(left):
                 if events & selectors.EVENT_WRITE and writing:
