@@ -151,3 +151,11 @@ def test_expected_failures_file_needs_reasons(tmp_path: Path) -> None:
     path.write_text(json.dumps({"expected_failures": [{"case": "S-ECHO"}]}))
     with pytest.raises(CaseFileError, match="reason"):
         load_expected_failures(path)
+
+
+def test_the_readme_counts_the_cases_there_are() -> None:
+    readme = (REPO_ROOT / "conformance" / "README.md").read_text(encoding="utf-8")
+    for kind in ("server", "client"):
+        said = re.search(rf"^(\d+) {kind} cases \(", readme, re.MULTILINE)
+        assert said is not None, kind
+        assert int(said.group(1)) == len(load_cases(kind)), kind

@@ -120,6 +120,16 @@ def test_the_unpacked_wheel_runs_from_another_directory(
     )
     count = len(load_cases("server")) + len(load_cases("client"))
     assert listing.stdout.rstrip().splitlines()[-1] == f"{count} cases"
+    example = subprocess.run(
+        [sys.executable, "-m", "pixl_ipc_conformance", "example", "node-adapter.js"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    node_adapter = REPO / "conformance" / "examples" / "node-adapter.js"
+    assert example.stdout == node_adapter.read_text(encoding="utf-8")
     # The schemas load too: a run against nothing listening gets as far as connecting.
     run = subprocess.run(
         [

@@ -1,10 +1,11 @@
-"""Command line: ``pixl-ipc-conformance server|client|matrix|list``.
+"""Command line: ``pixl-ipc-conformance server|client|matrix|list|example``.
 
 ``server --socket PATH`` checks a server already listening on PATH;
 ``server --start "CMD {socket}"`` starts one on a temporary socket first and
 stops it afterwards. ``client --adapter "CMD"`` checks a client through its
 adapter (spec/ADAPTER.md). ``matrix --out DIR`` runs both sides against every
-implementation listed in ``conformance/matrix.json``. ``list`` prints the cases.
+implementation listed in ``conformance/matrix.json``. ``list`` prints the cases;
+``example NAME`` prints a file of ``conformance/examples/`` (the example adapter).
 
 Exit status (the same table is in conformance/README.md):
 
@@ -154,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--strict", action="store_true", help="a WARN fails the run too")
     _add_paths(matrix)
 
+    example = sub.add_parser("example", help="print an example the package carries (the Node adapter)")
+    example.add_argument("name", nargs="?", help="the file (default: list them)")
+
     listing = sub.add_parser("list", help="list the cases")
     listing.add_argument("kind", nargs="?", choices=["server", "client"], help="only this kind")
     listing.add_argument("--case", action="append", metavar="ID_OR_GLOB")
@@ -206,6 +210,18 @@ def _finish(
     if args.junit is not None:
         write_junit(results, args.junit)
     return status
+
+
+def _print_example(name: str | None) -> int:
+    examples = resources.data_root() / "examples"
+    names = sorted(item.name for item in examples.iterdir() if item.is_file())
+    if name is None:
+        print("\n".join(names))
+        return 0
+    if name not in names:
+        raise UsageError(f"no example {name!r}; there are: {', '.join(names)}")
+    sys.stdout.write(resources.example(name).read_text(encoding="utf-8"))
+    return 0
 
 
 def _check_cwd(args: argparse.Namespace) -> None:
@@ -379,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             _print_cases(_selected([args.kind] if args.kind else ["server", "client"], args))
             return 0
+        if args.command == "example":
+            return _print_example(args.name)
         if args.command == "server":
             return _run_server(args)
         if args.command == "client":

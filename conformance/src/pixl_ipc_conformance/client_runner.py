@@ -33,7 +33,7 @@ from .client_steps import CaseScriptError, CaseSkipped, StepContext, StepFailed,
 from .model import Case, CaseResult, RunOptions, Verdict, not_run, skipped
 from .scripted_server import ScriptedServer
 from .transcript import Transcript
-from .wirekit import fill_command
+from .wirekit import fill_command, show
 
 __all__ = ["adapter_argv", "run_client_cases", "run_client_cases_async"]
 
@@ -145,7 +145,11 @@ def _judge(
     if failure is not None:
         verdict = Verdict.FAIL if case.is_must else Verdict.WARN
         expected, got = failure.expected, failure.got
-        where = f"step {failure.step} ({case.steps[failure.step].get('op')})" if failure.step >= 0 else "case"
+        where = (
+            f"step {failure.step + 1} of {len(case.steps)}: {show(case.steps[failure.step], 160)}"
+            if failure.step >= 0
+            else "case"
+        )
         details.append(f"{where}: expected {failure.expected}; got {failure.got}")
         if failure.detail:
             details.append(failure.detail)

@@ -173,7 +173,7 @@ def gone_reason(path: str, timeout: float = 5.0) -> str | None:
     try:
         probe.connect(path)
     except FileNotFoundError:
-        return f"the socket {path} is gone"
+        return f"there is no socket at {path}"
     except ConnectionRefusedError:
         return f"nothing accepts connections at {path} any more (connection refused)"
     except OSError:

@@ -223,7 +223,7 @@ def run_server_cases(
         reporter.start(len(cases))
     results: list[CaseResult] = []
     facts: dict[str, Any] | None = None
-    gone = gone_reason(path) if server is None else None
+    gone = None if server is not None else _waited_for(path, options)
     if gone is not None and reporter is not None:
         reporter.note(f"no server serves at {path}: {gone}")
     for case in cases:
@@ -244,6 +244,14 @@ def run_server_cases(
         if reporter is not None:
             reporter.case_finished(result)
     return results
+
+
+def _waited_for(path: str, options: RunOptions) -> str | None:
+    """Why nothing serves at ``path``, after giving a server started just now 5 s to listen."""
+    deadline = time.monotonic() + 5.0 * options.timeout_scale
+    while (reason := gone_reason(path)) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return reason
 
 
 def _after_case(
@@ -267,6 +275,8 @@ def _after_case(
         if reporter is not None:
             reporter.note(f"the server exited with status {status} during {case.id}; restarted for the rest")
         return result, None
+    if result.verdict not in (Verdict.PASS, Verdict.SKIP):
+        time.sleep(_EXIT_GRACE_S)  # a server that is dying may still hold its listener a moment
     reason = gone_reason(path)
     if reason is None:
         return result, None
