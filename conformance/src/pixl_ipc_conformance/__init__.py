@@ -7,11 +7,11 @@ checks. Modules: :mod:`.model` (cases, verdicts, results), :mod:`.resources`
 wire toolkit every part shares), :mod:`.transcript` (what went over the
 wire), :mod:`.wire` (raw client connections), :mod:`.server_runner` (server
 cases, with their steps in :mod:`.server_steps`, :mod:`.server_load` and
-:mod:`.server_lifecycle`, matchers in :mod:`.matchers`, payloads in
+:mod:`.server_lifecycle` and :mod:`.server_resources`, matchers in :mod:`.matchers`, payloads in
 :mod:`.payloads`), :mod:`.server_process` (servers the runner starts),
-:mod:`.client_runner` (client cases: :mod:`.client_steps`,
-:mod:`.scripted_server`, :mod:`.adapter_driver`), :mod:`.cli` (the command
-line).
+:mod:`.client_runner` (client cases: :mod:`.client_steps` over
+:mod:`.client_context`, :mod:`.client_parts`, :mod:`.scripted_server`,
+:mod:`.adapter_driver`), :mod:`.cli` (the command line).
 """
 
 from __future__ import annotations

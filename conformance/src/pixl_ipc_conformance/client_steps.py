@@ -48,15 +48,8 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
 
     Any step may carry ``"if": CAPABILITY``: it runs only when the adapter has it.
 
-    A write part is one of ``{"respond": LABEL, ...}`` (the answer to the
-    request taken as LABEL: with ``data``, ``echo`` (the request's data),
-    ``line_bytes`` (data padded so the line is that long), ``nested_depth``,
-    ``error`` (top-level error members) or ``omit_data``, plus ``members``
-    (further top-level members) and ``cut`` (only the first bytes)),
-    ``{"push": VALUE, "null_id": bool}``, ``{"message": OBJECT}``,
-    ``{"malformed_for": LABEL}`` (a broken ``{`` line carrying that request's
-    id) and ``{"text": STRING}`` (raw text, no LF added). ``eol`` and ``ascii``
-    adjust how a message part is encoded.
+    The write parts and the checks of the adapter's answers are in
+    :mod:`.client_parts`; the context the steps share is in :mod:`.client_context`.
 """
 
 from __future__ import annotations
@@ -66,20 +59,23 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .adapter_driver import AdapterAnswer, AdapterDriver, PendingCommand
-from .model import Case
-from .scripted_server import (
-    ClientConnection,
-    ReceivedRequest,
-    ScriptedServer,
-    fill_backlog,
-    make_stale_socket,
+from .adapter_driver import PendingCommand
+from .client_context import (
+    DEFAULT_ANSWER_GRACE_S,
+    DEFAULT_COMMAND_WITHIN_S,
+    DEFAULT_REQUEST_WITHIN_S,
+    KNOWN_CAPABILITIES,
+    POLL_S,
+    CaseScriptError,
+    CaseSkipped,
+    StepContext,
+    StepFailed,
 )
-from .wirekit import encode_message, json_equal, padded_string, show
+from .client_parts import build_part, check_answer, describe_expect
+from .scripted_server import ClientConnection, ReceivedRequest, fill_backlog, make_stale_socket
+from .wirekit import json_equal, padded_string, show
 
 __all__ = [
     "KNOWN_CAPABILITIES",
@@ -91,181 +87,6 @@ __all__ = [
     "StepFailed",
     "run_steps",
 ]
-
-#: Default bounds of the steps that wait.
-DEFAULT_REQUEST_WITHIN_S = 5.0
-DEFAULT_ANSWER_GRACE_S = 5.0
-DEFAULT_COMMAND_WITHIN_S = 5.0
-_POLL_S = 0.1
-#: Capabilities ADAPTER.md defines; others an adapter lists are ignored.
-KNOWN_CAPABILITIES = (
-    "concurrent",
-    "push",
-    "auto_reconnect",
-    "reconnect",
-    "max_message_bytes",
-    "timeout",
-    "introspect",
-    "code_to_err",
-)
-
-
-class StepFailed(Exception):
-    """An expectation of a step did not hold."""
-
-    def __init__(self, step: int, expected: str, got: str, detail: str = "") -> None:
-        self.step = step
-        self.expected = expected
-        self.got = got
-        self.detail = detail
-        super().__init__(f"step {step}: expected {expected}; got {got}")
-
-
-class CaseScriptError(Exception):
-    """The case itself is wrong (an unknown label, two commands in flight without ``concurrent``)."""
-
-
-class CaseSkipped(Exception):
-    """The case cannot be run here (the reason is the text)."""
-
-
-@dataclass
-class StepContext:
-    """What the steps of one case share: both peers, the labels taken so far."""
-
-    case: Case
-    driver: AdapterDriver
-    server: ScriptedServer
-    directory: Path
-    capabilities: set[str]
-    start_result: dict[str, Any]
-    scale: float
-    sends: dict[str, PendingCommand] = field(default_factory=dict)
-    requests: dict[str, ReceivedRequest] = field(default_factory=dict)
-    written: dict[str, Any] = field(default_factory=dict)
-    connections_seen: int = 0
-    closers: list[Callable[[], None]] = field(default_factory=list)
-    stash: list[ReceivedRequest] = field(default_factory=list)
-
-    def request(self, label: str) -> ReceivedRequest:
-        """The request taken as ``label`` (CaseScriptError when there is none)."""
-        if label not in self.requests:
-            raise CaseScriptError(f"no request was taken as {label!r}")
-        return self.requests[label]
-
-    def pending_send(self, label: str) -> PendingCommand:
-        """The send made as ``label`` (CaseScriptError when there is none)."""
-        if label not in self.sends:
-            raise CaseScriptError(f"no send was made as {label!r}")
-        return self.sends[label]
-
-
-# -- write parts ------------------------------------------------------------------
-
-
-def _encode(message: Any, part: dict[str, Any]) -> bytes:
-    return encode_message(message, ascii=bool(part.get("ascii", False))) + str(part.get("eol", "\n")).encode()
-
-
-def _build_part(ctx: StepContext, part: dict[str, Any]) -> tuple[bytes, ReceivedRequest | None]:
-    """The bytes of one write part, and the request it answers (if any)."""
-    if "text" in part:
-        return str(part["text"]).encode("utf-8"), None
-    if "message" in part:
-        return _encode(part["message"], part), None
-    if "push" in part:
-        push: dict[str, Any] = {"data": part["push"]}
-        if part.get("null_id"):
-            push = {"ipcReqID": None, **push}
-        return _encode(push, part), None
-    if "malformed_for" in part:
-        request = ctx.request(part["malformed_for"])
-        # Starts with "{" and carries the pending id, but does not parse (FRAME-7).
-        return b'{"ipcReqID":' + encode_message(request.id) + b',"data":{"x":tru' + str(
-            part.get("eol", "\n")
-        ).encode(), None
-    if "respond" in part:
-        label = part["respond"]
-        request = ctx.request(label)
-        message: dict[str, Any] = {"ipcReqID": request.id}
-        if "error" in part:
-            message.update(part["error"])
-        elif not part.get("omit_data"):
-            if part.get("echo"):
-                data = request.message.get("data")
-            elif "nested_depth" in part:
-                data = 1
-                for _ in range(int(part["nested_depth"])):
-                    data = [data]
-            elif "line_bytes" in part:
-                overhead = len(_encode({"ipcReqID": request.id, "data": ""}, {"eol": ""}))
-                data = padded_string(int(part["line_bytes"]) - overhead)
-            else:
-                data = part.get("data")
-            message["data"] = data
-            ctx.written[label] = data
-        message.update(part.get("members", {}))
-        encoded = _encode(message, part)
-        if "cut" in part:
-            # Part of the line only: the connection will end inside it.
-            return encoded[: int(part["cut"])], None
-        return encoded, request
-    raise CaseScriptError(f"unknown write part {show(part)}")
-
-
-# -- answer checks ------------------------------------------------------------------
-
-
-def _check_answer(ctx: StepContext, index: int, answer: AdapterAnswer, expect: dict[str, Any]) -> None:
-    if "any_of" in expect:
-        for choice in expect["any_of"]:
-            try:
-                _check_answer(ctx, index, answer, choice)
-                return
-            except StepFailed:
-                continue
-        raise StepFailed(index, _describe_expect(ctx, expect), answer.describe())
-    if "error" in expect:
-        want = expect["error"]
-        if answer.ok:
-            raise StepFailed(index, f"an error {show(want)}", answer.describe())
-        kinds = want["kind"] if isinstance(want["kind"], list) else [want["kind"]]
-        if answer.error.get("kind") not in kinds:
-            raise StepFailed(index, f"an error of kind {' or '.join(kinds)}", answer.describe())
-        for key in ("code", "message"):
-            if key in want and answer.error.get(key) != want[key]:
-                raise StepFailed(index, f"an error with {key} {show(want[key])}", answer.describe())
-        return
-    if not answer.ok:
-        raise StepFailed(index, "success" + _expected_data_text(ctx, expect), answer.describe())
-    if "data" in expect or "data_written" in expect:
-        want_data = expect["data"] if "data" in expect else ctx.written.get(expect["data_written"])
-        if "data" not in answer.result:
-            raise StepFailed(index, "a result with data", answer.describe())
-        got = answer.result["data"]
-        if not json_equal(got, want_data):
-            raise StepFailed(index, f"data {show(want_data)}", f"data {show(got)}")
-
-
-def _describe_expect(ctx: StepContext, expect: dict[str, Any]) -> str:
-    """An expectation in words: "an error of kind closed", "data 1", "an answer"."""
-    if "any_of" in expect:
-        return " or ".join(_describe_expect(ctx, choice) for choice in expect["any_of"])
-    if "error" in expect:
-        kinds = expect["error"]["kind"]
-        kinds = " or ".join(kinds) if isinstance(kinds, list) else kinds
-        code = expect["error"].get("code")
-        return f"an error of kind {kinds}" + (f" (code {code})" if code else "")
-    data = _expected_data_text(ctx, expect)
-    return "an answer" + data
-
-
-def _expected_data_text(ctx: StepContext, expect: dict[str, Any]) -> str:
-    if "data" in expect:
-        return f" with data {show(expect['data'])}"
-    if "data_written" in expect:
-        return f" with data {show(ctx.written.get(expect['data_written']))}"
-    return ""
 
 
 # -- steps ------------------------------------------------------------------------
@@ -299,7 +120,7 @@ async def _step_connect(ctx: StepContext, index: int, step: dict[str, Any]) -> N
     answer = await ctx.driver.wait(pending, within)
     if answer is None:
         raise StepFailed(index, f"an answer to connect within {within:g} s", "none")
-    _check_answer(ctx, index, answer, step.get("expect", {}))
+    check_answer(ctx, index, answer, step.get("expect", {}))
 
 
 async def _submit(ctx: StepContext, command: dict[str, Any]) -> PendingCommand:
@@ -325,11 +146,11 @@ async def _step_answer(ctx: StepContext, index: int, step: dict[str, Any]) -> No
     if answer is None:
         raise StepFailed(
             index,
-            f"{_describe_expect(ctx, step.get('expect', {}))} for send {step['send']!r} within {within:g} s",
+            f"{describe_expect(ctx, step.get('expect', {}))} for send {step['send']!r} within {within:g} s",
             "no answer",
             _server_view(ctx),
         )
-    _check_answer(ctx, index, answer, step.get("expect", {}))
+    check_answer(ctx, index, answer, step.get("expect", {}))
     if "not_before_s" in step:
         elapsed = answer.at - pending.sent_at
         if elapsed < float(step["not_before_s"]):
@@ -399,8 +220,8 @@ async def _step_request(ctx: StepContext, index: int, step: dict[str, Any]) -> N
             break
     while request is None:
         remaining = deadline - time.monotonic()
-        arrived = await ctx.server.next_request(max(0.0, min(remaining, _POLL_S)))
-        if arrived is None and remaining > _POLL_S:
+        arrived = await ctx.server.next_request(max(0.0, min(remaining, POLL_S)))
+        if arrived is None and remaining > POLL_S:
             broken = [v for v in ctx.server.violations if v.level == "MUST"]
             if broken:
                 # The client wrote something that is not a request: waiting
@@ -449,7 +270,7 @@ async def _step_write(ctx: StepContext, index: int, step: dict[str, Any]) -> Non
     chunks: list[bytes] = []
     answered: list[ReceivedRequest] = []
     for part in step["parts"]:
-        data, request = _build_part(ctx, part)
+        data, request = build_part(ctx, part)
         chunks.append(data)
         if request is not None:
             answered.append(request)
@@ -506,7 +327,7 @@ async def _step_close(ctx: StepContext, index: int, step: dict[str, Any]) -> Non
     answer = await ctx.driver.wait(await ctx.driver.submit({"cmd": "close"}), within)
     if answer is None:
         raise StepFailed(index, f"an answer to close within {within:g} s", "none")
-    _check_answer(ctx, index, answer, step.get("expect", {}))
+    check_answer(ctx, index, answer, step.get("expect", {}))
 
 
 async def _step_command(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
@@ -514,7 +335,7 @@ async def _step_command(ctx: StepContext, index: int, step: dict[str, Any]) -> N
     answer = await ctx.driver.wait(await _submit(ctx, dict(step["command"])), within)
     if answer is None:
         raise StepFailed(index, f"an answer to {show(step['command'])} within {within:g} s", "none")
-    _check_answer(ctx, index, answer, step.get("expect", {}))
+    check_answer(ctx, index, answer, step.get("expect", {}))
 
 
 async def _step_introspect(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
@@ -538,7 +359,7 @@ async def _step_introspect(ctx: StepContext, index: int, step: dict[str, Any]) -
                 f"the client to hold {wanted} per-request entries within {within:g} s (introspect)",
                 f"it still holds {pending}" + _adapter_view(ctx),
             )
-        await asyncio.sleep(_POLL_S)
+        await asyncio.sleep(POLL_S)
 
 
 async def _step_eof(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
