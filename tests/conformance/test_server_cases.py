@@ -33,6 +33,7 @@ from pixl_ipc_conformance.model import (
     exit_status,
     load_cases,
     load_expected_failures,
+    not_run,
 )
 from pixl_ipc_conformance.report import Reporter, summary_line, write_json, write_junit
 from pixl_ipc_conformance.schemas import SpecSchemas
@@ -483,6 +484,22 @@ def test_json_and_junit_reports(tmp_path: Path) -> None:
     )
     failed = root.find("testcase[@name='S-B']")
     assert failed is not None and failed.find("failure") is not None
+
+
+def test_a_case_that_could_not_run_is_an_error_everywhere(tmp_path: Path) -> None:
+    case = _case("S-ECHO")
+    results = [*_results(), not_run(case, "the server stopped serving during S-B")]
+    assert exit_status(results[:1]) == 0 and exit_status([results[-1]]) == 1
+    assert summary_line(results).startswith("1 passed, 1 warned, 1 failed, 1 not run, ")
+    out = StringIO()
+    Reporter(out, None).finish(results)
+    assert "S-ECHO  MUST    ERROR" in out.getvalue()
+    assert "not run: the server stopped serving during S-B" in out.getvalue()
+    write_junit(results, tmp_path / "r.xml")
+    root = ET.parse(tmp_path / "r.xml").getroot()
+    assert root.get("errors") == "1"
+    error = root.find("testcase[@name='S-ECHO']/error")
+    assert error is not None and "stopped serving" in (error.get("message") or "")
 
 
 # --------------------------------------------------------------------------
