@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compare_inputs import Input, parts_bytes
+from .compare_inputs import Input, line_bytes
 from .compare_replay import Bounds, End, Outcome, Side
 from .wirekit import decode_line, json_equal
 
@@ -124,10 +124,7 @@ def matches_recorded(recorded: dict[str, Any], outcome: Outcome) -> bool:
         return outcome.end is End.CLOSED
     if outcome.end is not End.ANSWERED:
         return False
-    expected = [
-        line.encode("utf-8", "surrogatepass") if isinstance(line, str) else parts_bytes(line)
-        for line in recorded["lines"]
-    ]
+    expected = [line_bytes(line) for line in recorded["lines"]]
     only_a, only_b = _unmatched(outcome.lines, expected, True)
     return not only_a and not only_b
 

@@ -44,6 +44,7 @@ __all__ = [
     "Input",
     "case_inputs",
     "delay_wait_ms",
+    "line_bytes",
     "load_inputs_file",
     "parts_bytes",
     "recorded_inputs",
@@ -143,6 +144,11 @@ def parts_bytes(parts: list[Any]) -> bytes:
         else:
             out += part["fill"]["text"].encode("utf-8", "surrogatepass") * part["fill"]["count"]
     return bytes(out)
+
+
+def line_bytes(line: str | list[Any]) -> bytes:
+    """A recorded answer line of original-answers.json as bytes: its text, or parts for a long line."""
+    return line.encode("utf-8", "surrogatepass") if isinstance(line, str) else parts_bytes(line)
 
 
 def _js_number(value: Any) -> float:
