@@ -267,6 +267,26 @@ def test_no_answer_within_the_bound_is_an_answer_to_compare(short_tmp: Path) -> 
     assert status == 1
 
 
+def test_answers_the_delay_built_in_holds_back_are_waited_for(tmp_path: Path) -> None:
+    status, _, report = _compare(
+        "--start",
+        KIT,
+        "--start",
+        BROKEN,
+        "--settle-ms",
+        "0",
+        "--case",
+        "delay-out-of-order,S-OUT-OF-ORDER",
+        json_path=tmp_path / "r.json",
+    )
+    assert report is not None
+    for item in report["inputs"]:
+        assert item["verdict"] == "same", item["id"]
+        assert len(item["A"]["answers"]) == 2, item["id"]
+        assert max(a["at_s"] for a in item["A"]["answers"]) >= 0.24, item["id"]
+    assert status == 0
+
+
 def test_inputs_of_ones_own_are_replayed_and_listed(tmp_path: Path) -> None:
     mine = tmp_path / "mine.json"
     entries = [

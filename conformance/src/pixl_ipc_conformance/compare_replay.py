@@ -2,10 +2,11 @@
 
 :func:`replay` writes an input on a fresh connection and collects what comes
 back. Unless the input half-closes, a *sentinel* follows it on the same
-connection: an echo request with an id the input does not hold. The answers
-are what arrives before the sentinel's answer, and within a settle time after
-it (longer when the input asks the delay built-in to wait). An input that
-half-closes is answered by what arrives until end of stream; one that ends
+connection: an echo request with an id the input does not hold (a delay
+request a little longer than the input's, when it asks the delay built-in to
+wait). The answers are what arrives before the sentinel's answer, and within
+a settle time after it. An input that half-closes is answered by what
+arrives until end of stream; one that ends
 inside a line (no sentinel can follow it) by what arrives within the settle
 time. How the exchange ended is part of the outcome: answered, the
 connection ended first, no answer within the bound, or no connection at all.
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .compare_inputs import Input
+from .payloads import DELAY_URI
 from .server_process import ServerStartError, ServerUnderTest, gone_reason
 from .wire import WireConnection, WireError, WireTimeout
 from .wirekit import ECHO_URI, decode_line, encode_message
@@ -31,6 +33,8 @@ __all__ = ["Bounds", "End", "Outcome", "Side", "replay"]
 
 #: How long a server that fails an input may take to be seen exiting.
 _EXIT_GRACE_S = 0.25
+#: How much longer the sentinel waits than the longest delay of the input.
+_SENTINEL_LAG_MS = 50
 #: How long a server given by its socket path is watched after an input it failed.
 _DYING_S = 1.0
 #: How long a server given by its socket path has to accept a connection.
@@ -82,12 +86,22 @@ class Outcome:
     server: str = ""
 
 
-def _sentinel(data: bytes) -> tuple[str, bytes]:
-    """An id the input does not hold, and the echo request that carries it."""
+def _sentinel(item: Input) -> tuple[str, bytes]:
+    """An id the input does not hold, and the request that carries it.
+
+    An echo; or, when the input asks the delay built-in to wait, a delay a
+    little longer, so that the server's own timers, not the runner's clock,
+    say when the input's delayed answers are in.
+    """
     request_id = "pixl-ipc-compare-sentinel"
-    while request_id.encode() in data:
+    while request_id.encode() in item.data:
         request_id += "-"
-    return request_id, encode_message({"ipcReqID": request_id, "uri": ECHO_URI, "data": "sentinel"}) + b"\n"
+    if item.wait_s:
+        delay = round(item.wait_s * 1000) + _SENTINEL_LAG_MS
+        request = {"ipcReqID": request_id, "uri": DELAY_URI, "data": {"delay": delay}}
+    else:
+        request = {"ipcReqID": request_id, "uri": ECHO_URI, "data": "sentinel"}
+    return request_id, encode_message(request) + b"\n"
 
 
 def _is_answer_to(line: bytes, request_id: str) -> bool:
@@ -112,7 +126,7 @@ def replay(path: str, item: Input, bounds: Bounds) -> Outcome:
 
 
 def _exchange(wire: WireConnection, item: Input, bounds: Bounds) -> Outcome:
-    request_id, sentinel = _sentinel(item.data)
+    request_id, sentinel = _sentinel(item)
     use_sentinel = not item.half_close and item.data.endswith(b"\n")
     deadline = time.monotonic() + bounds.answer_s + item.wait_s
     broken = ""
@@ -165,7 +179,7 @@ def _exchange(wire: WireConnection, item: Input, bounds: Bounds) -> Outcome:
             continue  # FRAME-4: a blank line is no message
         if use_sentinel and not seen and _is_answer_to(line, request_id):
             seen = True
-            deadline = max(time.monotonic(), sent + item.wait_s) + bounds.settle_s
+            deadline = time.monotonic() + bounds.settle_s
             continue
         lines.append(line)
         at.append(time.monotonic() - sent)
