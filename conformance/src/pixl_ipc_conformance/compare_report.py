@@ -20,7 +20,7 @@ from .compare import CompareVerdict, Comparison
 from .compare_inputs import Input
 from .compare_replay import End, Outcome, Side
 
-__all__ = ["Progress", "counts", "format_table", "summary_line", "write_json"]
+__all__ = ["Progress", "counts", "format_skipped", "format_table", "summary_line", "write_json"]
 
 #: Characters of an input or an answer shown on the terminal.
 _SHOWN = 240
@@ -90,7 +90,7 @@ def _details(comparison: Comparison) -> list[tuple[str, str]]:
             rows.append((f"{label} only", "-"))
     common = len(a.lines) - len(comparison.only_a)
     if common and (comparison.only_a or comparison.only_b):
-        rows.append(("equal", f"{common} answer{'s' if common != 1 else ''} of each"))
+        rows.append(("alike", f"{common} other answer{'s' if common != 1 else ''}, the same from both"))
     for label, outcome in (("A", a), ("B", b)):
         if outcome.end is not End.ANSWERED or a.end is not b.end or outcome.server:
             rows.append((f"{label} ended", _end_text(outcome)))
