@@ -21,6 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError, StartupError
 from ..server import IPCServer
+from ._service import activated_socket_path, notify_ready, notify_stopping
 
 __all__ = ["add_parser", "load_config_block", "load_handler_module", "run"]
 
@@ -163,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.socket is None:
+        # Socket activation passes the socket: its path stands for --socket.
+        args.socket = activated_socket_path()
     try:
         server = _build_server(args)
     except (UsageError, ConfigError) as exc:
@@ -171,12 +175,14 @@ def run(args: argparse.Namespace) -> int:
 
     def ready() -> None:
         print(f"listening on {server.address}", file=sys.stderr, flush=True)
+        notify_ready(server.address)
 
     try:
         server.run(on_ready=ready)
     except StartupError as exc:
         print(f"pixl-ipc serve: {exc}", file=sys.stderr)
         return 1
+    notify_stopping("shut down")
     stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if stuck:
         # LIFE-7: a threaded handler still running past exit_timeout would be

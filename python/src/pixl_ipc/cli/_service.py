@@ -1,0 +1,56 @@
+"""What ``pixl-ipc serve`` does for a service manager: socket activation and sd_notify.
+
+Under systemd socket activation (``LISTEN_FDS``, ``LISTEN_PID``) the listening
+socket is inherited, so ``--socket`` is not needed: its path is read from the
+socket. With ``NOTIFY_SOCKET`` set (``Type=notify``), systemd is told
+``READY=1`` once the socket accepts connections and ``STOPPING=1`` when the
+shutdown begins, each with a ``STATUS=`` line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+
+from .._socket import SD_LISTEN_FDS_START
+from ..sdnotify import notify
+
+__all__ = ["activated_socket_path", "notify_ready", "notify_stopping"]
+
+
+def activated_socket_path(environ: Mapping[str, str] | None = None) -> str | None:
+    """The filesystem path of the socket that socket activation passes to this process.
+
+    Leaves the socket and the environment as they are: the server adopts them
+    when it starts.
+
+    Returns:
+        The path, or None when the process was not socket-activated or the
+        inherited socket has no filesystem path (unnamed or abstract).
+    """
+    env = os.environ if environ is None else environ
+    try:
+        if int(env.get("LISTEN_PID", "")) != os.getpid() or int(env.get("LISTEN_FDS", "")) < 1:
+            return None
+    except ValueError:
+        return None
+    try:
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START)
+    except OSError:
+        return None
+    try:
+        name = sock.getsockname() if sock.family == socket.AF_UNIX else None
+    finally:
+        sock.detach()
+    return name if isinstance(name, str) and name.startswith("/") else None
+
+
+def notify_ready(address: str) -> None:
+    """Tell the service manager the server accepts connections on ``address``."""
+    notify("READY=1", f"STATUS=listening on {address}")
+
+
+def notify_stopping(reason: str) -> None:
+    """Tell the service manager the server is shutting down, and why."""
+    notify("STOPPING=1", f"STATUS=stopping: {reason}")
