@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import ConfigError, StartupError
+from ..logs import configure_logging
 from ..server import IPCServer
 from ._service import activated_socket_path, notify_ready, notify_stopping
 
@@ -159,11 +160,7 @@ def _build_server(args: argparse.Namespace) -> IPCServer:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``serve``; return the exit status."""
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(level=args.log_level)
     if args.socket is None:
         # Socket activation passes the socket: its path stands for --socket.
         args.socket = activated_socket_path()
