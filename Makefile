@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 BUILD := build
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test lint serve conformance bench soak clean
+.PHONY: help setup test test-asyncio lint serve conformance bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ setup: $(STAMP) php-check ## Create .venv and install the kit, its tools and PHP
 $(STAMP): python/pyproject.toml conformance/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e 'python[dev,bench]' -e conformance
+	$(PIP) install --quiet -e 'python[dev,bench,uvloop]' -e conformance
 	@touch $@
 
 .PHONY: php-check
@@ -34,8 +34,17 @@ php-check:
 
 test: setup ## Run every test: pytest, PHPUnit, the conformance matrix
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-asyncio
 	phpunit -c php/phpunit.xml
 	$(MAKE) --no-print-directory conformance
+
+# uvloop is an extra: without it the server runs on plain asyncio. This hides
+# it (tests/without_uvloop/uvloop.py fails to import) for a representative part.
+test-asyncio: $(STAMP) ## The CLI and service tests and the server's conformance cases without uvloop
+	PYTHONPATH=$(CURDIR)/tests/without_uvloop $(PY) -m pytest -q -p no:cacheprovider tests/cli tests/service
+	PYTHONPATH=$(CURDIR)/tests/without_uvloop $(PY) -m pixl_ipc_conformance server --quiet \
+	  --start "$(PY) -m pixl_ipc serve --socket {socket} --max-message-bytes 16777216 --handlers conformance/app/pixl_ipc_python.py" \
+	  --max-message-bytes 16777216 --capability app_handlers
 
 lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) when installed
 	$(VENV)/bin/ruff check python conformance tests
