@@ -149,3 +149,9 @@ def test_link_targets_finds_relative_links_outside_code() -> None:
         "../LICENSE",
         "x.html",
     ]
+
+
+def test_the_changelog_has_an_entry_for_this_version() -> None:
+    text = (REPO / "CHANGELOG.md").read_text()
+    headings = re.findall(r"^## \[([^\]]+)\]", text, re.MULTILINE)
+    assert headings and headings[0] == pixl_ipc.__version__, headings[:3]
