@@ -32,10 +32,11 @@ php-check:
 	  apt-get update -qq && apt-get install -y -qq php-cli php-mbstring phpunit >/dev/null; \
 	fi
 
-test: setup ## Run every test: pytest, PHPUnit, the conformance matrix
+test: setup ## Run every test: pytest, PHPUnit, node --test, the conformance matrix
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-asyncio
 	phpunit -c php/phpunit.xml
+	@if command -v node >/dev/null; then node --test node/test/*.test.js; else echo "node is not installed: Node client tests skipped"; fi
 	$(MAKE) --no-print-directory conformance
 
 # uvloop is an extra: without it the server runs on plain asyncio. This hides
@@ -46,12 +47,14 @@ test-asyncio: $(STAMP) ## The CLI and service tests and the server's conformance
 	  --start "$(PY) -m pixl_ipc serve --socket {socket} --max-message-bytes 16777216 --handlers conformance/app/pixl_ipc_python.py" \
 	  --max-message-bytes 16777216 --capability app_handlers
 
-lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) when installed
+lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) and tsc when installed
 	$(VENV)/bin/ruff check python conformance tests
 	$(VENV)/bin/ruff format --check python conformance tests
 	$(VENV)/bin/mypy --strict python/src python/adapters python/benchmarks conformance/src
 	@if command -v phpcs >/dev/null; then phpcs --standard=php/phpcs.xml; \
 	else echo "phpcs is not installed (apt-get install php-codesniffer): PHP style not checked"; fi
+	@if command -v tsc >/dev/null; then tsc -p node; \
+	else echo "tsc is not installed (npm install -g typescript): node/index.d.ts not checked"; fi
 
 serve: $(STAMP) ## Run the reference server on build/pixl-ipc.sock
 	@mkdir -p $(BUILD)

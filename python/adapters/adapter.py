@@ -40,8 +40,16 @@ logger = logging.getLogger("pixl_ipc.adapter")
 
 CAPABILITIES = {
     # IPCClient matches answers by id across threads; it reconnects on the next send.
-    "blocking": ["concurrent", "push", "reconnect", "max_message_bytes"],
-    "asyncio": ["concurrent", "push", "auto_reconnect", "reconnect", "max_message_bytes"],
+    "blocking": ["concurrent", "push", "reconnect", "max_message_bytes", "introspect", "code_to_err"],
+    "asyncio": [
+        "concurrent",
+        "push",
+        "auto_reconnect",
+        "reconnect",
+        "max_message_bytes",
+        "introspect",
+        "code_to_err",
+    ],
 }
 NAMES = {"blocking": "pixl-ipc python IPCClient", "asyncio": "pixl-ipc python AsyncIPCClient"}
 
@@ -64,7 +72,11 @@ def error_of(exc: BaseException) -> dict[str, Any]:
 
 
 def client_options(options: Any) -> dict[str, Any]:
-    """Keyword options of a client from the ``connect`` command's ``options``."""
+    """Keyword options of a client from the ``connect`` command's ``options``.
+
+    ``expire_request_ms`` is accepted and ignored: the Python clients keep no
+    timed-out id (a late answer matches no pending id and is dropped).
+    """
     if not isinstance(options, dict):
         return {}
     out: dict[str, Any] = {}
@@ -81,7 +93,14 @@ def client_options(options: Any) -> dict[str, Any]:
     limit = options.get("max_message_bytes")
     if isinstance(limit, int) and not isinstance(limit, bool):
         out["max_message_bytes"] = limit
+    if isinstance(options.get("code_to_err"), bool):
+        out["code_to_err"] = options["code_to_err"]
     return out
+
+
+def introspect_result(client: IPCClient | AsyncIPCClient | None) -> dict[str, Any]:
+    """The ``introspect`` answer: per-request entries the client still holds (ADAPTER.md)."""
+    return {"pending": 0 if client is None else client.pending_count}
 
 
 def send_timeout(command: dict[str, Any]) -> float | None:
@@ -179,6 +198,8 @@ class BlockingAdapter:
                 if self.client is not None:
                     self.client.close()
                 self.out.ok(cid, {})
+            elif cmd == "introspect":
+                self.out.ok(cid, introspect_result(self.client))
             elif cmd == "pushes":
                 if self.client is not None and self.client.connected:
                     self.client.poll(0)  # pushes that came after the last answer
@@ -269,6 +290,8 @@ class AsyncAdapter:
                 if self.client is not None:
                     await self.client.close()
                 self.out.ok(cid, {})
+            elif cmd == "introspect":
+                self.out.ok(cid, introspect_result(self.client))
             elif cmd == "pushes":
                 pushes, self.pushes = self.pushes, []
                 self.out.ok(cid, {"pushes": pushes})

@@ -7,11 +7,15 @@ Usage::
 Measures, on this machine and in this run (so that ratios compare like with
 like):
 
-* sequential echo round trips of 1 KiB to 16 MiB for the blocking, asyncio
-  and PHP clients against the reference server, the blocking client against
-  floor (b), and floor (a);
+* sequential echo round trips of 1 KiB to 16 MiB for the blocking, asyncio,
+  PHP and Node clients against the reference server, the blocking client
+  against floor (b), floor (a), and the peers a Python user would pick
+  instead (multiprocessing.connection, pyzmq REQ/REP);
 * pipelined 1 KiB echo throughput for several in-flight depths and
-  connection counts, against the reference server and floor (b);
+  connection counts, against the reference server and floor (b), of the
+  Node client with 500 in flight against the reference server, and of pyzmq
+  DEALER/ROUTER;
+* the JSON codecs the kit could use: CPU time per decode and encode;
 * server memory with idle connections, and its peak while echoing one large
   message.
 
@@ -48,6 +52,9 @@ from workload import RawClient, make_data, stats
 REPO = HERE.parent.parent
 PHP_CLIENT = REPO / "php" / "src" / "PixlIPCClient.php"
 PHP_BENCH = HERE / "bench_client.php"
+NODE_BENCH = REPO / "node" / "bench" / "bench_client.js"
+#: Requests the Node client keeps in flight in the pipelined section.
+NODE_INFLIGHT = 500
 
 
 @dataclass
@@ -68,6 +75,9 @@ class Plan:
     idle_counts: list[int]
     memory_reps: int
     big_kib: int
+    codec_sizes_kib: list[int]
+    codec_reps: int
+    codec_min_time: float
 
 
 FULL = Plan(
@@ -86,6 +96,9 @@ FULL = Plan(
     idle_counts=[1000, 10_000],
     memory_reps=3,
     big_kib=64 * 1024,
+    codec_sizes_kib=[1, 100, 1024],
+    codec_reps=3,
+    codec_min_time=0.2,
 )
 
 QUICK = Plan(
@@ -103,7 +116,19 @@ QUICK = Plan(
     idle_counts=[1000],
     memory_reps=1,
     big_kib=4 * 1024,
+    codec_sizes_kib=[1, 100, 1024],
+    codec_reps=1,
+    codec_min_time=0.01,
 )
+
+#: Servers other than the reference one: key, floors.py kind, label.
+HELPER_SERVERS = {
+    "floor_a": ("blocking", "floor (a)"),
+    "floor_b": ("asyncio", "floor (b)"),
+    "peer_mpc": ("mpc", "multiprocessing.connection peer"),
+    "peer_zmq_rep": ("zmq-rep", "pyzmq REP peer"),
+    "peer_zmq_router": ("zmq-router", "pyzmq ROUTER peer"),
+}
 
 
 class Run:
@@ -126,10 +151,12 @@ class Run:
         argv = [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, "--log-level", "WARNING", *extra]
         return Server("reference server", argv, path)
 
-    def floor_server(self, kind: str) -> Server:
+    def helper_server(self, key: str) -> Server:
+        """A floor or peer server (see HELPER_SERVERS)."""
+        kind, label = HELPER_SERVERS[key]
         path = self.socket_path()
         argv = [sys.executable, str(HERE / "floors.py"), kind, "--socket", path]
-        return Server(f"floor ({'a' if kind == 'blocking' else 'b'})", argv, path)
+        return Server(label, argv, path)
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
@@ -193,6 +220,8 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "python_implementation": platform.python_implementation(),
         "orjson": _version_of("orjson"),
+        "msgspec": _version_of("msgspec"),
+        "pyzmq": _version_of("zmq"),
         "uvloop": uvloop_version is not None,
         "uvloop_version": uvloop_version,
         "php": _php_version(),
@@ -215,8 +244,11 @@ SEQ_SERIES = [
     ("blocking_ref", "IPCClient (blocking) -> reference server", "blocking", "reference"),
     ("asyncio_ref", "AsyncIPCClient -> reference server", "asyncio", "reference"),
     ("php_ref", "PHP PixlIPCClient -> reference server", "php", "reference"),
+    ("node_ref", "Node IPCClient -> reference server", "node", "reference"),
     ("blocking_floor_b", "IPCClient (blocking) -> floor (b) asyncio echo", "blocking", "floor_b"),
     ("floor_a", "floor (a): blocking sockets + orjson, 2 processes", "raw", "floor_a"),
+    ("mpc_peer", "peer: multiprocessing.connection, orjson payloads", "mpc", "peer_mpc"),
+    ("zmq_peer", "peer: pyzmq REQ/REP over ipc://", "zmq", "peer_zmq_rep"),
 ]
 
 
@@ -240,12 +272,13 @@ def _seq_args(plan: Plan, client: str, path: str) -> list[str]:
     ]
 
 
-def _php_seq(plan: Plan, path: str) -> dict[str, Any]:
-    php = shutil.which("php")
-    assert php is not None
+def _script_seq(plan: Plan, client: str, path: str) -> dict[str, Any]:
+    """Run the PHP or the Node benchmark client: the same arguments, the same JSON."""
+    program = shutil.which(client)
+    assert program is not None
     argv = [
-        php,
-        str(PHP_BENCH),
+        program,
+        str(PHP_BENCH if client == "php" else NODE_BENCH),
         path,
         ",".join(str(s) for s in plan.sizes_kib),
         "1",
@@ -256,7 +289,7 @@ def _php_seq(plan: Plan, path: str) -> dict[str, Any]:
     done = subprocess.run(argv, capture_output=True, timeout=600, check=False)
     if done.returncode != 0:
         text = (done.stderr.decode() + done.stdout.decode())[-2000:]
-        raise RuntimeError(f"PHP bench failed ({done.returncode}):\n{text}")
+        raise RuntimeError(f"{client} bench failed ({done.returncode}):\n{text}")
     result: dict[str, Any] = orjson.loads(done.stdout)
     return result
 
@@ -271,7 +304,7 @@ def _available(module: str) -> bool:
 
 @contextmanager
 def _servers(run: Run, wanted: Sequence[str]) -> Iterator[dict[str, Server]]:
-    """Start the servers named in ``wanted`` (reference, floor_a, floor_b); stop them after."""
+    """Start the servers named in ``wanted`` (reference, or a HELPER_SERVERS key); stop them after."""
     started: dict[str, Server] = {}
     try:
         for key in wanted:
@@ -279,7 +312,7 @@ def _servers(run: Run, wanted: Sequence[str]) -> Iterator[dict[str, Server]]:
                 if key == "reference":
                     started[key] = run.reference_server()
                 else:
-                    started[key] = run.floor_server("blocking" if key == "floor_a" else "asyncio")
+                    started[key] = run.helper_server(key)
         yield started
     finally:
         for server in started.values():
@@ -318,6 +351,10 @@ def sequential(run: Run) -> dict[str, Any]:
             why = "php is not installed"
         elif client == "php" and not PHP_CLIENT.exists():
             why = f"{PHP_CLIENT.relative_to(REPO)} does not exist"
+        elif client == "node" and shutil.which("node") is None:
+            why = "node is not installed"
+        elif client == "zmq" and not _available("zmq"):
+            why = "pyzmq is not installed (pip install 'pixl-ipc[bench]')"
         if why is None:
             wanted.append((key, label, client, server))
         else:
@@ -333,8 +370,8 @@ def sequential(run: Run) -> dict[str, Any]:
                 if target is None:
                     continue
                 with run.part(f"sequential round {round_no + 1}/{plan.seq_reps}: {key}"):
-                    if client == "php":
-                        raw = _php_seq(plan, target.path)
+                    if client in ("php", "node"):
+                        raw = _script_seq(plan, client, target.path)
                         timings = {kib: {"wall": wall} for kib, wall in raw["rtt_seconds"].items()}
                     else:
                         args = [*_seq_args(plan, client, target.path), "--server-pid", str(target.pid)]
@@ -353,6 +390,7 @@ def sequential(run: Run) -> dict[str, Any]:
             "client": client,
             "server": server_key,
             "floor": key == "floor_a",
+            "peer": server_key.startswith("peer_"),
             "loop": loops.get(key),
         }
         for measure, name in _MEASURES.items():
@@ -385,6 +423,15 @@ def _pipe_args(plan: Plan, client: str, path: str) -> list[str]:
     ]
 
 
+def _node_pipe(node: str, plan: Plan, server: Server) -> bytes:
+    argv = [node, str(NODE_BENCH), "--pipelined", server.path, str(NODE_INFLIGHT)]
+    argv += [str(plan.pipe_reps), str(plan.pipe_window), str(plan.pipe_warmup), str(server.pid)]
+    done = subprocess.run(argv, capture_output=True, timeout=600, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"node bench failed ({done.returncode}):\n{done.stderr.decode()[-2000:]}")
+    return done.stdout
+
+
 def pipelined(run: Run) -> dict[str, Any]:
     """The pipelined section: msg/s for each client, server and configuration.
 
@@ -393,21 +440,34 @@ def pipelined(run: Run) -> dict[str, Any]:
     """
     plan = run.plan
     section: dict[str, Any] = {"message_kib": 1, "runs": [], "skipped": {}}
-    server_keys = ["floor_b"]
+    servers_of = {"raw": ["floor_b"], "asyncio": ["floor_b"], "zmq": ["peer_zmq_router"]}
     if _available("pixl_ipc.server"):
-        server_keys.insert(0, "reference")
+        servers_of["raw"].insert(0, "reference")
+        servers_of["asyncio"].insert(0, "reference")
     else:
         section["skipped"]["reference"] = "pixl_ipc.server is not available"
-    clients = ["raw"]
-    if _available("pixl_ipc.aio_client"):
-        clients.insert(0, "asyncio")
-    else:
+    if not _available("pixl_ipc.aio_client"):
+        del servers_of["asyncio"]
         section["skipped"]["asyncio"] = "pixl_ipc.aio_client is not available"
+    if not _available("zmq"):
+        del servers_of["zmq"]
+        section["skipped"]["zmq"] = "pyzmq is not installed (pip install 'pixl-ipc[bench]')"
     samples: dict[tuple[str, str, int, int], dict[str, list[float]]] = {}
     loops: dict[str, Any] = {}
-    with _servers(run, server_keys) as servers:
+    node = shutil.which("node")
+    if node is None:
+        section["skipped"]["node"] = "node is not installed"
+    needed = sorted({key for keys in servers_of.values() for key in keys})
+    with _servers(run, needed) as servers:
         for round_no in range(plan.pipe_rounds):
-            for client in clients:
+            reference = servers.get("reference")
+            if node is not None and reference is not None:
+                with run.part(f"pipelined round {round_no + 1}/{plan.pipe_rounds}: node -> reference"):
+                    raw = orjson.loads(_node_pipe(node, plan, reference))
+                    into = samples.setdefault(("node", "reference", 1, NODE_INFLIGHT), {})
+                    for measure, values in raw["timings"].items():
+                        into.setdefault(measure, []).extend(values)
+            for client, server_keys in servers_of.items():
                 for server_key in server_keys:
                     target = servers.get(server_key)
                     if target is None:
@@ -518,7 +578,7 @@ def memory(run: Run) -> dict[str, Any]:
     raise_nofile()
     section: dict[str, Any] = {"idle": {}, "big_echo": {}, "skipped": {}}
     big_max = str(max(2 * plan.big_kib * 1024 + (1 << 20), 64 << 20))
-    servers: list[tuple[str, Callable[..., Server]]] = [("floor_b", lambda *_: run.floor_server("asyncio"))]
+    servers: list[tuple[str, Callable[..., Server]]] = [("floor_b", lambda *_: run.helper_server("floor_b"))]
     if _available("pixl_ipc.server"):
         servers.insert(0, ("reference", run.reference_server))
     else:
@@ -561,6 +621,35 @@ def memory(run: Run) -> dict[str, Any]:
     return section
 
 
+# --- JSON codecs ---------------------------------------------------------------------
+
+
+def codecs(run: Run) -> dict[str, Any]:
+    """The codec section: CPU time per decode and encode of each candidate library.
+
+    Measured in a load process of its own, as every other figure; CPU time
+    rather than wall time, so that other work on the machine moves it little.
+    """
+    plan = run.plan
+    args = [
+        "codec",
+        "--sizes",
+        ",".join(map(str, plan.codec_sizes_kib)),
+        "--reps",
+        str(plan.codec_reps),
+        "--min-time",
+        str(plan.codec_min_time),
+    ]
+    raw = orjson.loads(run_json_worker(args, timeout=600))
+    section: dict[str, Any] = {"sizes_kib": raw["sizes_kib"], "cpu_seconds": {}}
+    for kind, candidates in raw["cpu_seconds"].items():
+        section["cpu_seconds"][kind] = {
+            name: {kib: stats(values).as_dict() for kib, values in by_size.items()}
+            for name, by_size in candidates.items()
+        }
+    return section
+
+
 # --- main ------------------------------------------------------------------------------
 
 
@@ -580,6 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["sequential"] = sequential(run)
         results["pipelined"] = pipelined(run)
         results["memory"] = memory(run)
+        with run.part("JSON codecs"):
+            results["codec"] = codecs(run)
     finally:
         run.close()
     results["environment"]["load_average_at_end"] = list(os.getloadavg())

@@ -1,10 +1,13 @@
-"""The floors: the least work a pixl-ipc echo can cost in Python on this machine.
+"""The floors, and the peers: what a pixl-ipc echo costs in Python without the kit.
 
 Run as a process, like the reference server, and print ``listening on PATH``
 to stderr when ready::
 
     python floors.py blocking --socket PATH   # floor (a), the server side
     python floors.py asyncio --socket PATH    # floor (b)
+    python floors.py mpc --socket PATH        # peer: multiprocessing.connection
+    python floors.py zmq-rep --socket PATH    # peer: pyzmq REP over ipc://PATH
+    python floors.py zmq-router --socket PATH # peer: pyzmq ROUTER over ipc://PATH
 
 Floor (a) is two processes with blocking AF_UNIX sockets and orjson: this
 server reads lines, parses each and writes ``{"ipcReqID": id, "data": data}``
@@ -15,6 +18,12 @@ Floor (b) is the best an asyncio server can do: an ``asyncio.Protocol`` on
 uvloop (when installed) that splits lines in ``data_received``, parses each
 with orjson and answers the same reply, with no routing, no stats and no
 limits. Anything the reference server does beyond that is its overhead.
+
+The peers are what a Python user would pick instead of pixl-ipc for local
+request and reply, each answering the same reply to the same request bytes:
+``multiprocessing.connection`` (a Listener on AF_UNIX, length-prefixed
+messages, orjson payloads), pyzmq REQ/REP for one request at a time, and
+pyzmq ROUTER for DEALER clients that keep many requests in flight.
 """
 
 from __future__ import annotations
@@ -122,10 +131,44 @@ def serve_asyncio(path: str) -> None:
     runner(_serve_asyncio(path))
 
 
+def serve_mpc(path: str) -> None:
+    """Peer: multiprocessing.connection, one connection at a time, as floor (a)."""
+    from multiprocessing.connection import Listener
+
+    with Listener(path, family="AF_UNIX") as listener:
+        print(f"listening on {path}", file=sys.stderr, flush=True)
+        while True:
+            with listener.accept() as conn:
+                try:
+                    while True:
+                        conn.send_bytes(_reply(conn.recv_bytes()))
+                except (EOFError, OSError):
+                    pass  # the client went away; wait for the next one
+
+
+def serve_zmq(path: str, kind: str) -> None:
+    """Peer: pyzmq REP (one request at a time) or ROUTER (any number in flight)."""
+    import zmq
+
+    context = zmq.Context()
+    sock = context.socket(zmq.REP if kind == "zmq-rep" else zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(f"ipc://{path}")
+    print(f"listening on {path}", file=sys.stderr, flush=True)
+    if kind == "zmq-rep":
+        while True:
+            sock.send(_reply(sock.recv()))
+    while True:
+        # A DEALER's request arrives as [identity, payload]; the reply goes back
+        # to that identity.
+        identity, payload = sock.recv_multipart()
+        sock.send_multipart([identity, _reply(payload)])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one floor server until SIGTERM."""
+    """Run one floor or peer server until SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("kind", choices=["blocking", "asyncio"])
+    parser.add_argument("kind", choices=["blocking", "asyncio", "mpc", "zmq-rep", "zmq-router"])
     parser.add_argument("--socket", required=True)
     args = parser.parse_args(argv)
     warm_heap()
@@ -133,8 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.kind == "blocking":
             serve_blocking(args.socket)
-        else:
+        elif args.kind == "asyncio":
             serve_asyncio(args.socket)
+        elif args.kind == "mpc":
+            serve_mpc(args.socket)
+        else:
+            serve_zmq(args.socket, args.kind)
     except KeyboardInterrupt:
         pass
     finally:

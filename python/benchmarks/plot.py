@@ -11,6 +11,9 @@ __all__ = ["plot_latency"]
 def plot_latency(sequential: dict[str, Any], out: Path) -> str | None:
     """Draw ``latency.png`` from the ``sequential`` section of the results.
 
+    The kit's series are solid lines, the floors dashed, the peers
+    (multiprocessing.connection, pyzmq) dotted.
+
     Args:
         sequential: the results' ``sequential`` section.
         out: the PNG file to write.
@@ -38,15 +41,16 @@ def plot_latency(sequential: dict[str, Any], out: Path) -> str | None:
         lower = [(figure["median"] - figure["min"]) * 1e3 for _, figure in points]
         upper = [(figure["max"] - figure["median"]) * 1e3 for _, figure in points]
         is_floor = entry.get("floor", False)
+        is_peer = entry.get("peer", False)
         ax.errorbar(
             sizes,
             medians,
             yerr=[lower, upper],
             label=entry["label"],
-            linestyle="--" if is_floor else "-",
+            linestyle="--" if is_floor else (":" if is_peer else "-"),
             linewidth=2.5 if is_floor else 1.5,
             color="0.35" if entry.get("key") == "floor_a" else ("0.65" if is_floor else None),
-            marker="s" if is_floor else "o",
+            marker="s" if is_floor else ("^" if is_peer else "o"),
             markersize=4,
             capsize=2,
         )

@@ -3,8 +3,9 @@
 The orchestrator (``bench.py``) starts this script once per measurement so
 that the load generator never shares a process (or its GIL) with the server::
 
-    worker.py seq  --client raw|blocking|asyncio --socket P --sizes 1,5 ...
-    worker.py pipe --client asyncio|raw --socket P --configs 1x1,1x64,16x64 ...
+    worker.py seq  --client raw|blocking|asyncio|mpc|zmq --socket P --sizes 1,5 ...
+    worker.py pipe --client asyncio|raw|zmq --socket P --configs 1x1,1x64,16x64 ...
+    worker.py codec --sizes 1,100,1024 --min-time 0.2
     worker.py idle --socket P --count N
     worker.py big  --socket P --kib K
 
@@ -29,8 +30,11 @@ from procs import raise_nofile
 from workload import (
     ECHO_URI,
     Meter,
+    MpcClient,
     RawClient,
     Timings,
+    ZmqReqClient,
+    codec_candidates,
     make_data,
     request_line,
     time_round_trips,
@@ -61,9 +65,15 @@ def _check_echo(got: Any, data: Any, label: str) -> None:
 
 def _seq_sync(args: argparse.Namespace, sizes: list[int]) -> dict[str, Any]:
     send: Callable[[Any], Any]
-    if args.client == "raw":
-        raw = RawClient(args.socket, timeout=_REQUEST_TIMEOUT)
-        send, close = raw.send, raw.close
+    if args.client in ("raw", "mpc", "zmq"):
+        peer: RawClient | MpcClient | ZmqReqClient
+        if args.client == "raw":
+            peer = RawClient(args.socket, timeout=_REQUEST_TIMEOUT)
+        elif args.client == "mpc":
+            peer = MpcClient(args.socket)
+        else:
+            peer = ZmqReqClient(args.socket, timeout=_REQUEST_TIMEOUT)
+        send, close = peer.send, peer.close
     else:
         from pixl_ipc.client import IPCClient
 
@@ -296,6 +306,63 @@ async def _pipe_raw(args: argparse.Namespace) -> dict[str, Any]:
     return {"client": "raw", "timings": timings.as_dict(), "phase_seconds": phases}
 
 
+def _pipe_zmq(args: argparse.Namespace) -> dict[str, Any]:
+    """pyzmq DEALER sockets, each keeping ``inflight`` requests outstanding at a ROUTER."""
+    import zmq
+
+    data = make_data(1)
+    request = request_line("rq0", data)
+    context = zmq.Context()
+    socks = []
+    for _ in range(args.connections):
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(f"ipc://{args.socket}")
+        socks.append(sock)
+    poller = zmq.Poller()
+    for sock in socks:
+        poller.register(sock, zmq.POLLIN)
+    socks[0].send(request)
+    if not poller.poll(30_000):
+        raise RuntimeError("zmq pipelined: no answer")
+    _check_echo(orjson.loads(socks[0].recv()).get("data"), data, "zmq pipelined")
+    for sock in socks:
+        for _ in range(args.inflight):
+            sock.send(request)
+    clock = time.perf_counter
+    meter = Meter(args.server_pid)
+    done = 0
+    window_end = clock() + args.warmup
+    windows = -1  # the warm-up first
+    start_count = 0
+    try:
+        while windows < args.reps:
+            for sock, _ in poller.poll(1000):
+                answered = 0
+                while True:
+                    try:
+                        sock.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    answered += 1
+                done += answered
+                for _ in range(answered):
+                    sock.send(request)
+            if clock() >= window_end:
+                if windows >= 0:
+                    meter.stop(max(done - start_count, 1))
+                windows += 1
+                if windows < args.reps:
+                    start_count = done
+                    meter.start()
+                    window_end = clock() + args.window
+    finally:
+        for sock in socks:
+            sock.close()
+        context.term()
+    return {"client": "zmq", "timings": meter.timings.as_dict()}
+
+
 def _configs(text: str) -> list[tuple[int, int]]:
     pairs = []
     for item in text.split(","):
@@ -318,8 +385,61 @@ def cmd_pipe(args: argparse.Namespace) -> dict[str, Any]:
     """Pipelined 1 KiB echoes for each ``CONNECTIONSxINFLIGHT`` configuration, in turn."""
     configs = _configs(args.configs)
     raise_nofile(max(c for c, _ in configs) + 64)
+    if args.client == "zmq":
+        runs = []
+        for connections, inflight in configs:
+            one = argparse.Namespace(**vars(args), connections=connections, inflight=inflight)
+            result = _pipe_zmq(one)
+            result.update(connections=connections, inflight=inflight)
+            runs.append(result)
+        return {"client": "zmq", "loop": None, "runs": runs}
     runs, loop = _run(_pipe_all(args, configs))
     return {"client": args.client, "loop": loop, "runs": runs}
+
+
+# --- JSON codecs -------------------------------------------------------------
+
+
+def _cpu_per_call(call: Callable[[], object], min_time: float) -> float:
+    """CPU seconds per call over at least ``min_time`` seconds of CPU."""
+    count = 0
+    start = time.process_time()
+    while True:
+        for _ in range(8):
+            call()
+        count += 8
+        spent = time.process_time() - start
+        if spent >= min_time:
+            return spent / count
+
+
+def cmd_codec(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU time per decode and per encode of a request of each size, for each candidate.
+
+    The kit's own ``decode_json`` and ``encode_line`` are measured beside the
+    libraries, so that what the kit adds to them shows too.
+    """
+    decoders, encoders = codec_candidates()
+    from pixl_ipc.framing import decode_json, encode_line
+
+    decoders["pixl_ipc decode_json"] = decode_json
+    encoders["pixl_ipc encode_line"] = encode_line
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results: dict[str, dict[str, dict[str, list[float]]]] = {"decode": {}, "encode": {}}
+    for _ in range(args.reps):
+        for kib in sizes:
+            data = make_data(kib)
+            line = request_line("rq0", data)[:-1]
+            message = orjson.loads(line)
+            for name, decode in decoders.items():
+                _check_echo(decode(line), message, f"{name} {kib} KiB")
+                per_call = _cpu_per_call(functools.partial(decode, line), args.min_time)
+                results["decode"].setdefault(name, {}).setdefault(str(kib), []).append(per_call)
+            for name, encode in encoders.items():
+                _check_echo(orjson.loads(encode(message)), message, f"{name} {kib} KiB")
+                per_call = _cpu_per_call(functools.partial(encode, message), args.min_time)
+                results["encode"].setdefault(name, {}).setdefault(str(kib), []).append(per_call)
+    return {"sizes_kib": sizes, "cpu_seconds": results}
 
 
 # --- memory -------------------------------------------------------------------
@@ -367,7 +487,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="pixl-ipc benchmark load process")
     sub = parser.add_subparsers(dest="cmd", required=True)
     seq = sub.add_parser("seq")
-    seq.add_argument("--client", choices=["raw", "blocking", "asyncio"], required=True)
+    seq.add_argument("--client", choices=["raw", "blocking", "asyncio", "mpc", "zmq"], required=True)
     seq.add_argument("--socket", required=True)
     seq.add_argument("--sizes", required=True, help="KiB, comma-separated")
     seq.add_argument("--reps", type=int, default=5)
@@ -376,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seq.add_argument("--warmup", type=float, default=0.1)
     seq.add_argument("--server-pid", type=int, help="also measure this process's CPU time")
     pipe = sub.add_parser("pipe")
-    pipe.add_argument("--client", choices=["raw", "asyncio"], required=True)
+    pipe.add_argument("--client", choices=["raw", "asyncio", "zmq"], required=True)
     pipe.add_argument("--socket", required=True)
     pipe.add_argument("--configs", default="1x64", help="CONNECTIONSxINFLIGHT, comma-separated")
     pipe.add_argument("--reps", type=int, default=5)
@@ -386,6 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     idle = sub.add_parser("idle")
     idle.add_argument("--socket", required=True)
     idle.add_argument("--count", type=int, required=True)
+    codec = sub.add_parser("codec")
+    codec.add_argument("--sizes", default="1,100,1024", help="KiB, comma-separated")
+    codec.add_argument("--reps", type=int, default=3)
+    codec.add_argument("--min-time", type=float, default=0.2, help="CPU seconds per figure")
     big = sub.add_parser("big")
     big.add_argument("--socket", required=True)
     big.add_argument("--kib", type=int, required=True)
@@ -397,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
         "seq": cmd_seq,
         "pipe": cmd_pipe,
+        "codec": cmd_codec,
         "big": cmd_big,
     }
     result = commands[args.cmd](args)

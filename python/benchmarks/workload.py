@@ -21,7 +21,10 @@ __all__ = [
     "ECHO_URI",
     "ENTRY_BYTES",
     "LineReader",
+    "MpcClient",
     "RawClient",
+    "ZmqReqClient",
+    "codec_candidates",
     "Stats",
     "make_data",
     "request_line",
@@ -150,14 +153,119 @@ class RawClient:
         line = self.reader.readline()
         if line is None:
             raise ConnectionError("server closed the connection")
-        answer = orjson.loads(line)
-        if answer.get("ipcReqID") != request_id:
-            raise RuntimeError(f"answer to {answer.get('ipcReqID')!r}, expected {request_id!r}")
-        return answer.get("data")
+        return _answer_data(line, request_id)
 
     def close(self) -> None:
         """Close the socket."""
         self.sock.close()
+
+
+def _answer_data(raw: bytes, request_id: str) -> Any:
+    answer = orjson.loads(raw)
+    if answer.get("ipcReqID") != request_id:
+        raise RuntimeError(f"answer to {answer.get('ipcReqID')!r}, expected {request_id!r}")
+    return answer.get("data")
+
+
+class MpcClient:
+    """A peer's client: multiprocessing.connection over AF_UNIX, the same request bytes."""
+
+    def __init__(self, path: str) -> None:
+        from multiprocessing.connection import Client
+
+        self.conn = Client(path, family="AF_UNIX")
+        self.counter = 0
+
+    def send(self, data: Any) -> Any:
+        """Send one echo request and return the answer's ``data``."""
+        request_id = f"rq{self.counter}"
+        self.counter += 1
+        self.conn.send_bytes(request_line(request_id, data))
+        return _answer_data(self.conn.recv_bytes(), request_id)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+
+class ZmqReqClient:
+    """A peer's client: a pyzmq REQ socket over ipc://, the same request bytes."""
+
+    def __init__(self, path: str, *, timeout: float) -> None:
+        import zmq
+
+        self.context = zmq.Context()
+        self.sock = self.context.socket(zmq.REQ)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+        self.sock.connect(f"ipc://{path}")
+        self.counter = 0
+
+    def send(self, data: Any) -> Any:
+        """Send one echo request and return the answer's ``data``."""
+        request_id = f"rq{self.counter}"
+        self.counter += 1
+        self.sock.send(request_line(request_id, data))
+        return _answer_data(self.sock.recv(), request_id)
+
+    def close(self) -> None:
+        """Close the socket and its context."""
+        self.sock.close()
+        self.context.term()
+
+
+# --- JSON codecs ---------------------------------------------------------------
+
+# The kit's decoder before msgspec: orjson, then an exactness scan of the line
+# for a run of 19 digits (orjson reads integers past 64 bits as floats), by a
+# sample of every 9th byte and, only where that shows two digits in a row, a
+# scan of the whole line. Kept here to measure what the scan cost.
+_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x78 for i in range(256))
+
+
+def _has_long_digit_run(line: bytes) -> bool:
+    if b"00" not in line[::9].translate(_DIGITS_TO_ZERO):
+        return False
+    return b"0" * 19 in line.translate(_DIGITS_TO_ZERO)
+
+
+def _orjson_exact_loads(line: bytes) -> Any:
+    value = orjson.loads(line)
+    if _has_long_digit_run(line):
+        import json
+
+        return json.loads(line)
+    return value
+
+
+def codec_candidates() -> tuple[dict[str, Callable[[bytes], Any]], dict[str, Callable[[Any], bytes]]]:
+    """The decoders and encoders the benchmark compares, by name (those importable here)."""
+    import json
+
+    decoders: dict[str, Callable[[bytes], Any]] = {
+        "orjson (integers past 64 bits become floats)": orjson.loads,
+        "orjson + exactness scan (the kit's former decoder)": _orjson_exact_loads,
+        "stdlib json": json.loads,
+    }
+    encoders: dict[str, Callable[[Any], bytes]] = {
+        "orjson": lambda value: orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE),
+        "stdlib json": lambda value: json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode(),
+    }
+    try:
+        import msgspec
+    except ImportError:
+        return decoders, encoders
+    decoders["msgspec"] = msgspec.json.Decoder().decode
+    encode_into = msgspec.json.Encoder().encode_into
+
+    def msgspec_encode(value: Any) -> bytes:
+        buffer = bytearray()
+        encode_into(value, buffer)
+        buffer += b"\n"
+        return bytes(buffer)
+
+    encoders["msgspec (into a bytearray, survives allocation failure)"] = msgspec_encode
+    return decoders, encoders
 
 
 @dataclass(frozen=True)

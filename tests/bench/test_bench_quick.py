@@ -2,8 +2,8 @@
 
 Timing is never asserted: the figures depend on the machine and its load.
 What is checked is that ``bench.py --quick`` exits 0, prints the table and
-writes a ``results.json`` with every section, the environment and a row for
-each target.
+writes a ``results.json`` with every section (the peers and the JSON codecs
+included), the environment and a row for each target.
 """
 
 from __future__ import annotations
@@ -58,7 +58,14 @@ def test_results_json_has_every_section(
 
     sequential = results["sequential"]
     assert sequential["sizes_kib"] == [1, 5, 10, 20, 100, 1000]
-    expected_series = {"blocking_ref", "asyncio_ref", "blocking_floor_b", "floor_a"}
+    expected_series = {
+        "blocking_ref",
+        "asyncio_ref",
+        "blocking_floor_b",
+        "floor_a",
+        "mpc_peer",
+        "zmq_peer",
+    }
     if env["php"]:
         expected_series.add("php_ref")
     assert expected_series <= set(sequential["series"])
@@ -71,10 +78,13 @@ def test_results_json_has_every_section(
     seen = {
         (r["client"], r["server"], r["connections"], r["inflight"]) for r in pipelined
     }
+    configs = ((1, 1), (1, 64), (1, 512), (16, 64), (256, 64))
     for client in ("asyncio", "raw"):
         for server in ("reference", "floor_b"):
-            for config in ((1, 1), (1, 64), (1, 512), (16, 64), (256, 64)):
+            for config in configs:
                 assert (client, server, *config) in seen
+    for config in configs:
+        assert ("zmq", "peer_zmq_router", *config) in seen
     assert all(r["msgs_per_second"]["median"] > 0 for r in pipelined)
 
     memory = results["memory"]
@@ -87,17 +97,28 @@ def test_results_json_has_every_section(
         assert big["message_bytes"] > 4096 * 1024
         assert big["peak_above_baseline_bytes"]["median"] > 0
 
+    codec = results["codec"]
+    assert codec["sizes_kib"] == [1, 100, 1024]
+    for kind in ("decode", "encode"):
+        candidates = codec["cpu_seconds"][kind]
+        assert any(name.startswith("msgspec") for name in candidates)
+        assert any(name.startswith("orjson") for name in candidates)
+        for by_size in candidates.values():
+            assert set(by_size) == {"1", "100", "1024"}
+            assert all(figure["median"] > 0 for figure in by_size.values())
+
     targets = {t["target"] for t in results["targets"]}
     assert {
-        "<= 1.3x floor (a)",
         "<= 1.2x floor (a)",
+        "<= 1.3x multiprocessing.connection",
         ">= 0.8x floor (b)",
         ">= 100,000 msg/s",
+        ">= 1.0x pyzmq DEALER/ROUTER",
         "<= 10 KiB",
         "<= 4x the message",
     } <= targets
     if env["php"]:
-        assert "<= 1.5x blocking client" in targets
+        assert "<= 1.6x floor (a)" in targets
     assert all(isinstance(t["met"], bool) for t in results["targets"])
 
 

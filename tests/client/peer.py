@@ -73,6 +73,18 @@ def echo(conn: PeerConn) -> None:
         conn.reply(request, request.get("data"))
 
 
+def hold_slow_until(release: threading.Event) -> Script:
+    """Answer each request with its uri, holding ``/slow`` (and all after it) until ``release``."""
+
+    def script(conn: PeerConn) -> None:
+        while (request := conn.read_request()) is not None:
+            if request["uri"] == "/slow":
+                release.wait(5)
+            conn.reply(request, request["uri"])
+
+    return script
+
+
 class ScriptedPeer:
     """A fake server on ``path`` running ``script`` for each connection.
 

@@ -210,3 +210,41 @@ def test_bad_command_lines_are_answered_not_fatal(adapter: Adapter) -> None:
     )
     assert adapter.finish() == 0
     assert [a["error"]["kind"] for a in adapter.stray] == ["unsupported", "unsupported"]
+
+
+def test_introspect_counts_requests_in_flight_then_none(
+    adapter: Adapter, server: Any
+) -> None:
+    # ADAPTER.md introspect: "pending" counts per-request entries; 0 once nothing is in flight.
+    start = adapter.call("start")
+    assert {"introspect", "code_to_err"} <= set(start["result"]["capabilities"])
+    assert adapter.call("introspect")["result"] == {"pending": 0}
+    options = {"request_timeout_ms": 5000, "expire_request_ms": 50}  # accepted, ignored
+    assert adapter.call("connect", socket=server.path, options=options)["ok"] is True
+    slow = adapter.post(
+        "send", uri="/ipcserver/test/delay", data={"delay": 1000}, timeout_ms=5000
+    )
+    assert wait_until(lambda: adapter.call("introspect")["result"] == {"pending": 1})
+    late = adapter.call(
+        "send", uri="/ipcserver/test/delay", data={"delay": 800}, timeout_ms=100
+    )
+    assert late["error"]["kind"] == "timeout"
+    assert adapter.call("introspect")["result"] == {"pending": 1}  # not the timed out
+    assert adapter.wait(slow)["result"] == {"data": {"delay": 1000}}
+    assert adapter.call("introspect")["result"] == {"pending": 0}
+    assert adapter.finish() == 0
+
+
+def test_code_to_err_reports_an_error_in_data_as_an_error(
+    adapter: Adapter, server: Any
+) -> None:
+    adapter.call("start")
+    options = {"request_timeout_ms": 5000, "code_to_err": True}
+    assert adapter.call("connect", socket=server.path, options=options)["ok"] is True
+    answer = adapter.call("send", uri="/no/such/handler", data={}, timeout_ms=5000)
+    assert answer["error"] == {
+        "kind": "remote",
+        "code": "no_handler_found",
+        "message": "No handler found for /no/such/handler",
+    }
+    assert adapter.finish() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 import uvloop
 from client_helpers import FullBacklog, open_sockets, socket_name
-from peer import PeerConn, ScriptedPeer
+from peer import PeerConn, ScriptedPeer, hold_slow_until
 from pixl_ipc import (
     AsyncIPCClient,
     ConfigError,
@@ -144,6 +145,107 @@ def test_push_between_requests_is_delivered_without_a_send(
     assert pushes == [{"data": "news"}, {"ipcReqID": None, "data": "more"}]
 
 
+def test_push_stream_yields_pushes_in_order_beside_on_push_and_ends_on_close(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    def push_on_request(conn: PeerConn) -> None:
+        while (request := conn.read_request()) is not None:
+            for n in range(3):
+                conn.send({"data": {"n": n}})
+            # ERR-7: a top-level error without an id is a push, not an answer.
+            conn.send({"ipcReqID": None, "code": "bad_json", "message": "x"})
+            conn.reply(request, "done")
+
+    peer = peer_factory(push_on_request)
+    seen_by_callback: list[dict[str, Any]] = []
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        client = AsyncIPCClient(Path(peer.path), on_push=seen_by_callback.append)
+        await client.connect()
+        first: list[Any] = []
+        second: list[Any] = []
+
+        async def read(into: list[Any]) -> None:
+            async for push in client.pushes():
+                into.append(push)
+
+        readers = [asyncio.create_task(read(first)), asyncio.create_task(read(second))]
+        await asyncio.sleep(0)  # both streams are open before the pushes come
+        assert await client.send("/go") == "done"
+        while len(first) < 4 or len(second) < 4:
+            await asyncio.sleep(0.01)
+        await client.close()
+        await asyncio.wait_for(asyncio.gather(*readers), 5)  # the streams end
+        return first, second
+
+    first, second = run(main())
+    expected = [{"data": {"n": n}} for n in range(3)]
+    expected.append({"ipcReqID": None, "code": "bad_json", "message": "x"})
+    assert first == expected and second == expected
+    assert seen_by_callback == expected
+
+
+def test_push_stream_stops_reading_while_its_reader_lags(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    # A reader that does not keep up slows the socket instead of filling memory.
+    def flood(conn: PeerConn) -> None:
+        request = conn.read_request()
+        assert request is not None
+        with contextlib.suppress(OSError):
+            for n in range(5000):
+                conn.send({"data": n, "pad": "p" * 1000})
+            conn.read_request(timeout=30)  # until the client closes
+
+    peer = peer_factory(flood)
+
+    async def main() -> list[int]:
+        async with AsyncIPCClient(peer.path, request_timeout=0.2) as client:
+            stream = client.pushes()
+            first = asyncio.ensure_future(anext(stream))
+            await asyncio.sleep(0)  # the stream is open
+            with pytest.raises(RequestTimeout):
+                await client.send("/flood")
+            held = client._push_queues.copy().pop().qsize()
+            got = [(await first)["data"]]
+            got += [push["data"] async for push in _take(stream, 4999)]
+            # Paused within a read of the high mark (1,024), not all 5,000.
+            assert 1024 <= held < 2000
+            return got
+
+    assert run(main()) == list(range(5000))
+
+
+async def _take(stream: Any, count: int) -> Any:
+    async for item in stream:
+        yield item
+        count -= 1
+        if count == 0:
+            return
+
+
+def test_pending_count_counts_waiting_requests_only(
+    peer_factory: PeerFactory, run: Any
+) -> None:
+    release = threading.Event()
+    peer = peer_factory(hold_slow_until(release))
+
+    async def main() -> None:
+        async with AsyncIPCClient(peer.path) as client:
+            assert client.pending_count == 0
+            task = asyncio.create_task(client.send("/slow"))
+            while client.pending_count != 1:
+                await asyncio.sleep(0.01)
+            with pytest.raises(RequestTimeout):
+                await client.send("/never", timeout=0.05)  # queued behind /slow
+            assert client.pending_count == 1  # a timed-out id is not kept
+            release.set()
+            assert await task == "/slow"
+            assert client.pending_count == 0
+
+    run(main())
+
+
 def errors_peer(conn: PeerConn) -> None:
     while (request := conn.read_request()) is not None:
         rid = request["ipcReqID"]
@@ -234,7 +336,7 @@ def test_default_timeout_applies_to_concurrent_requests(
                 return_exceptions=True,
             )
             assert time.monotonic() - started < 5
-            assert client._pending == {}
+            assert client.pending_count == 0 and client._futures == {}
             return results
 
     results = run(main())
@@ -406,7 +508,7 @@ def test_cancelled_send_forgets_its_request(
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert client._pending == {}
+            assert client.pending_count == 0 and client._futures == {}
 
     run(main())
 
@@ -478,7 +580,7 @@ def test_sends_wait_while_the_server_does_not_read(
                 *(client.send("/x", blob) for _ in range(64)), return_exceptions=True
             )
             assert time.monotonic() - started < 5
-            assert client._pending == {}
+            assert client.pending_count == 0 and client._futures == {}
             return results
 
     try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from client_helpers import FullBacklog, open_sockets, socket_name, thread_count
-from peer import PeerConn, ScriptedPeer
+from peer import PeerConn, ScriptedPeer, hold_slow_until
 from pixl_ipc import (
     ConfigError,
     ConnectError,
@@ -340,7 +340,9 @@ def test_next_send_reconnects_after_the_server_hung_up_between_requests(
         assert client.send("/b") == "answered"
     assert peer.connections == 2
     assert [r["uri"] for r in peer.requests] == ["/a", "/b"]  # nothing sent twice
-    assert peer.requests[-1]["ipcReqID"] == "rq0"  # ids restart per connection
+    # Ids go on across connections, as the original's counter does (CORR-1);
+    # rq1 was the write that found the connection closed.
+    assert peer.requests[-1]["ipcReqID"] == "rq2"
 
 
 def test_auto_reconnect_zero_does_not_reconnect_between_requests(
@@ -602,7 +604,7 @@ def test_many_threads_many_requests_each_get_their_own_answers(
         for thread in threads:
             thread.join(60)
         assert not any(thread.is_alive() for thread in threads)
-        assert client._pending == {}
+        assert client.pending_count == 0 and client._waiters == {}
         assert not client._reading
     assert wrong == []
     assert len(peer.requests) == 900
@@ -642,3 +644,23 @@ def test_threads_with_timeouts_never_get_someone_elses_answer(
         assert client.send("/last", "ok") == "ok"
     assert wrong == []
     assert timeouts[0] > 0  # the case under test happened
+
+
+def test_pending_count_counts_waiting_requests_and_a_path_object_works(
+    peer_factory: PeerFactory,
+) -> None:
+    release = threading.Event()
+    peer = peer_factory(hold_slow_until(release))
+    with IPCClient(Path(peer.path)) as client:
+        assert client.pending_count == 0
+        results: list[Any] = []
+        thread = threading.Thread(target=lambda: results.append(client.send("/slow")))
+        thread.start()
+        assert wait_until(lambda: client.pending_count == 1, timeout=5)
+        with pytest.raises(RequestTimeout):
+            client.send("/never", timeout=0.05)  # answered after /slow
+        assert client.pending_count == 1  # a timed-out id is not kept
+        release.set()
+        thread.join(5)
+        assert results == ["/slow"]
+        assert client.pending_count == 0

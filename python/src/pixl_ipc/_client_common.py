@@ -9,6 +9,7 @@ the same :class:`~pixl_ipc.errors.ConnectError` reasons. Protocol rules live in
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import os
 import stat
@@ -16,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError, ConnectError, MessageTooLarge, ServerClosed
-from .protocol import MessageTransform, OversizeMessage
+from .errors import ConfigError, ConnectError
+from .protocol import ClientProtocol, MessageTransform
 
 __all__ = [
+    "ClientBase",
     "DEFAULT_AUTO_RECONNECT",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_REQUEST_TIMEOUT",
@@ -28,9 +30,11 @@ __all__ = [
     "check_uri",
     "connect_error",
     "default_user_agent",
+    "deliver_push",
     "make_options",
-    "oversize_errors",
 ]
+
+logger = logging.getLogger("pixl_ipc.client")
 
 # --- defaults -----------------------------------------------------------------
 #: The original Node client's requestTimeout (10,000 ms).
@@ -139,6 +143,27 @@ def make_options(
     )
 
 
+class ClientBase:
+    """What both clients hold: their checked options and the protocol core, and views of them."""
+
+    def __init__(self, options: ClientOptions) -> None:
+        self.options = options
+        self._proto = ClientProtocol(options.max_message_bytes, user_agent=options.user_agent)
+
+    @property
+    def socket_path(self) -> str:
+        """The server's socket path."""
+        return self.options.socket_path
+
+    @property
+    def pending_count(self) -> int:
+        """How many requests wait for an answer (a timed-out one is not kept)."""
+        return self._proto.pending_count
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.options.socket_path!r} {self._proto.state.value}>"
+
+
 def check_uri(uri: object) -> str:
     """Return ``uri`` if it is a str (an empty one is the server's to refuse, REQ-2).
 
@@ -175,22 +200,11 @@ def connect_error(path: str, exc: OSError) -> ConnectError:
     return ConnectError(path, reason, detail)
 
 
-def oversize_errors(event: OversizeMessage, pending_ids: list[Any]) -> dict[Any, Exception]:
-    """The error each pending request gets when a response passes the limit (LIMIT-3).
-
-    The request whose id was recovered from the line (CORR-6) gets
-    :class:`MessageTooLarge`; the client then closes the connection, so the
-    others get :class:`ServerClosed`. When no pending request can be named,
-    every pending request gets :class:`MessageTooLarge`, since any of them may
-    be the one.
-    """
-    owner = event.id if event.id in pending_ids else None
-    errors: dict[Any, Exception] = {}
-    for request_id in pending_ids:
-        if owner is None or request_id == owner:
-            errors[request_id] = MessageTooLarge(event.size, event.limit)
-        else:
-            errors[request_id] = ServerClosed(
-                f"connection closed: a response exceeded the limit of {event.limit} bytes"
-            )
-    return errors
+def deliver_push(on_push: PushHandler | None, message: dict[str, Any]) -> None:
+    """Call ``on_push`` with a push (PUSH-2); what it raises is logged, never passed on."""
+    if on_push is None:
+        return
+    try:
+        on_push(message)
+    except Exception:
+        logger.exception("on_push raised; the push is dropped")

@@ -3,9 +3,9 @@
 A thin :class:`asyncio.Protocol` over :class:`pixl_ipc.protocol.ClientProtocol`.
 Any number of :meth:`AsyncIPCClient.send` calls may wait on one connection;
 responses are matched by id (CORR-2) in whatever order they come. Requests
-written in one turn of the event loop leave in one write, and the deadlines of
-all waiting requests share one timer, so a request costs no system call and
-no timer of its own.
+written in one turn of the event loop leave in one write, the answers one read
+delivers are resolved in one pass, and the deadlines of all waiting requests
+share one timer, so a request costs no system call, task or timer of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, cast
 
@@ -23,22 +24,21 @@ from ._client_common import (
     DEFAULT_AUTO_RECONNECT,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
-    ClientOptions,
+    ClientBase,
     PushHandler,
     check_uri,
     connect_error,
+    deliver_push,
     make_options,
-    oversize_errors,
 )
-from ._memory import warm_allocator
 from .errors import ConnectError, RequestTimeout, ServerClosed
 from .framing import DEFAULT_MAX_MESSAGE_BYTES
 from .protocol import (
-    ClientProtocol,
+    ClientState,
     IncomingPush,
     IncomingResponse,
     MessageTransform,
-    OversizeMessage,
+    RequestFailed,
     response_outcome,
 )
 
@@ -49,16 +49,20 @@ logger = logging.getLogger("pixl_ipc.aio_client")
 _Future = asyncio.Future[dict[str, Any]]
 # (deadline, future, request id, uri, timeout) of a waiting request.
 _Deadline = tuple[float, _Future, Any, str, float]
+# A push stream that holds this many unread pushes stops reading the socket
+# until its reader is down to the low mark, as websockets' max_queue does: a
+# slow reader slows the server instead of filling this process's memory.
+_PUSH_HIGH_WATER = 1024
+_PUSH_LOW_WATER = 256
+# Ends a push stream.
+_END: dict[str, Any] = {}
 
 
 class _Connection(asyncio.Protocol):
     """One open connection: moves bytes between the transport and the client."""
 
-    def __init__(
-        self, client: AsyncIPCClient, proto: ClientProtocol, loop: asyncio.AbstractEventLoop
-    ) -> None:
+    def __init__(self, client: AsyncIPCClient, loop: asyncio.AbstractEventLoop) -> None:
         self.client = client
-        self.proto = proto
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = loop.create_future()
@@ -74,20 +78,7 @@ class _Connection(asyncio.Protocol):
         self.open = True
 
     def data_received(self, data: bytes) -> None:
-        events = self.proto.receive_data(data)
-        pending = self.client._pending
-        for event in events:
-            if type(event) is IncomingResponse:
-                future = pending.pop(event.id, None)
-                # CORR-3: an id nobody waits for (a late answer) is dropped.
-                if future is not None and not future.done():
-                    future.set_result(event.message)
-            elif type(event) is IncomingPush:
-                self.client._deliver_push(event.message)  # PUSH-2
-            else:
-                assert isinstance(event, OversizeMessage)
-                self.client._on_oversize(self, event)
-                return  # the connection is closing: nothing after it counts
+        self.client._on_data(self, data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -135,7 +126,7 @@ class _Connection(asyncio.Protocol):
         return True
 
 
-class AsyncIPCClient:
+class AsyncIPCClient(ClientBase):
     """An asyncio pixl-ipc client.
 
     Any number of tasks may :meth:`send` on one client at once: requests are
@@ -160,7 +151,8 @@ class AsyncIPCClient:
         on_push: a plain function (not a coroutine), called in the event
             loop with each whole push message (``{"data": ...}``, PUSH-2), as
             the Node client emits it; it should return quickly. Exceptions it
-            raises are logged and ignored.
+            raises are logged and ignored. :meth:`pushes` is the other way to
+            read them.
         max_message_bytes: the longest response line accepted (LIMIT-1, LIMIT-3).
 
     Raises:
@@ -190,7 +182,7 @@ class AsyncIPCClient:
         # limits
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        self.options: ClientOptions = make_options(
+        options = make_options(
             socket_path,
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
@@ -201,11 +193,12 @@ class AsyncIPCClient:
             on_push=on_push,
             max_message_bytes=max_message_bytes,
         )
+        super().__init__(options)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: _Connection | None = None
-        self._pending: dict[Any, _Future] = {}
-        # "new" (never connected), "open", "lost" (dropped), "closed" (close()).
-        self._state = "new"
+        self._futures: dict[Any, _Future] = {}
+        self._push_queues: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._reading_paused = False
         self._connecting: asyncio.Future[_Connection] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
         self._ready: asyncio.Event | None = None
@@ -216,11 +209,6 @@ class AsyncIPCClient:
         self._timer_at = 0.0
 
     # --- public API ------------------------------------------------------------
-
-    @property
-    def socket_path(self) -> str:
-        """The server's socket path."""
-        return self.options.socket_path
 
     @property
     def connected(self) -> bool:
@@ -238,8 +226,7 @@ class AsyncIPCClient:
         """
         if self._conn is not None and self._conn.open:
             return
-        if self._state == "closed":
-            self._state = "new"
+        self._proto.reopen()
         await self._open()
 
     async def send(self, uri: str, data: Any = None, *, timeout: float | None = None) -> Any:
@@ -282,9 +269,11 @@ class AsyncIPCClient:
                 raise RequestTimeout(uri, seconds)
             if not conn.open:  # lost while waiting to write
                 raise ServerClosed("the server closed the connection")
-        request_id, payload = conn.proto.encode_request(uri, data)
+        proto = self._proto
+        request_id, payload = proto.encode_request(uri, data)
+        proto.expect(request_id)
         future: _Future = loop.create_future()
-        self._pending[request_id] = future
+        self._futures[request_id] = future
         # What conn.write and _add_deadline do, inlined: this runs per request.
         out = conn._out
         out.append(payload)
@@ -306,21 +295,52 @@ class AsyncIPCClient:
         except asyncio.CancelledError:
             # The caller gave up: forget the id, its answer will be dropped (CORR-3).
             future.cancel()
-            if self._pending.get(request_id) is future:
-                del self._pending[request_id]
+            if proto.forget(request_id):
+                del self._futures[request_id]
             raise
         return response_outcome(
             message, code_to_err=opts.code_to_err, message_transform=opts.message_transform
         )
 
+    async def pushes(self) -> AsyncIterator[dict[str, Any]]:
+        """Iterate over the pushes that arrive (PUSH-2), beside ``on_push``.
+
+        ``async for push in client.pushes():`` yields each whole push message
+        (``{"data": ...}``) that arrives from its first iteration on, in the
+        order it came, across reconnects. Several
+        streams may be open at once; each gets every push. The stream ends when
+        the client is closed, or when its connection is lost and
+        ``auto_reconnect`` is 0. While a stream holds 1,024 unread pushes the
+        client stops reading the socket, answers included, until its reader
+        catches up.
+
+        Yields:
+            Push messages.
+        """
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._push_queues.add(queue)
+        try:
+            while self._push_stream_open():
+                message = await queue.get()
+                if message is _END:
+                    return
+                if self._reading_paused and queue.qsize() <= _PUSH_LOW_WATER:
+                    self._resume_reading()
+                yield message
+        finally:
+            self._push_queues.discard(queue)
+            if self._reading_paused:
+                self._resume_reading()
+
     async def close(self) -> None:
         """Close the connection; pending requests fail with :class:`ServerClosed`.
 
-        Stops the background reconnect. When it returns, the socket is closed
-        and no task or timer of this client is left. Idempotent;
-        :meth:`connect` may open the client again.
+        Stops the background reconnect and ends the :meth:`pushes` streams.
+        When it returns, the socket is closed and no task or timer of this
+        client is left. Idempotent; :meth:`connect` may open the client again.
         """
-        self._state = "closed"
+        self._fail(self._proto.close())
+        self._end_push_streams()
         task, self._reconnect_task = self._reconnect_task, None
         if task is not None and not task.done():
             task.cancel()
@@ -329,7 +349,6 @@ class AsyncIPCClient:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._fail_pending(lambda: ServerClosed("the client was closed"))
         self._deadlines.clear()
         if self._ready is not None:
             self._ready.set()  # wakes sends waiting for a reconnect
@@ -355,9 +374,6 @@ class AsyncIPCClient:
     ) -> None:
         await self.close()
 
-    def __repr__(self) -> str:
-        return f"<AsyncIPCClient {self.options.socket_path!r} {self._state}>"
-
     # --- connection ------------------------------------------------------------
 
     async def _open(self) -> _Connection:
@@ -376,7 +392,7 @@ class AsyncIPCClient:
             raise
         finally:
             self._connecting = None
-        if self._state == "closed":  # closed while connecting
+        if self._proto.state is ClientState.CLOSED:  # closed while connecting
             assert conn.transport is not None
             conn.transport.close()
             error = ServerClosed("the client was closed")
@@ -384,7 +400,7 @@ class AsyncIPCClient:
             attempt.exception()
             raise error
         self._conn = conn
-        self._state = "open"
+        self._proto.connection_made()
         if self._ready is not None:
             self._ready.set()
         attempt.set_result(conn)
@@ -392,10 +408,8 @@ class AsyncIPCClient:
 
     async def _dial(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         opts = self.options
-        warm_allocator()
         path = opts.socket_path
         deadline = loop.time() + opts.connect_timeout
-        proto = ClientProtocol(opts.max_message_bytes, user_agent=opts.user_agent)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
@@ -412,27 +426,23 @@ class AsyncIPCClient:
                     delay = min(delay * 2, 0.05)
                 except OSError as exc:
                     raise connect_error(path, exc) from None
-            _, conn = await loop.create_unix_connection(lambda: _Connection(self, proto, loop), sock=sock)
+            _, conn = await loop.create_unix_connection(lambda: _Connection(self, loop), sock=sock)
         except BaseException:
             sock.close()
             raise
         return conn
 
     async def _usable_connection(self, deadline: float, seconds: float) -> _Connection:
-        state = self._state
-        if state == "closed":
-            raise ServerClosed("the client is closed; call connect() to open it again")
-        if state == "new":
+        proto = self._proto
+        if proto.must_connect(self.options.auto_reconnect > 0) and proto.state is ClientState.NEW:
             return await self._open()
-        if self.options.auto_reconnect <= 0:
-            raise ServerClosed("the connection was lost and auto_reconnect is off")
         # LIFE-4: the background task reconnects; wait for it within the timeout.
         if self._ready is None:
             self._ready = asyncio.Event()
         try:
             async with asyncio.timeout_at(deadline):
                 while self._conn is None or not self._conn.open:
-                    if self._state == "closed":
+                    if proto.state is ClientState.CLOSED:
                         raise ServerClosed("the client was closed")
                     self._ready.clear()
                     await self._ready.wait()
@@ -442,24 +452,46 @@ class AsyncIPCClient:
             ) from None
         return self._conn
 
+    def _on_data(self, conn: _Connection, data: bytes) -> None:
+        if self._conn is not conn:
+            return
+        proto = self._proto
+        futures = self._futures
+        for event in proto.receive_data(data):
+            if type(event) is IncomingResponse:
+                future = futures.pop(event.id)
+                if not future.done():
+                    future.set_result(event.message)
+            elif type(event) is IncomingPush:
+                self._deliver_push(event.message)
+            elif type(event) is RequestFailed:
+                self._fail([event])
+            # A LateResponse is dropped quietly (CORR-3).
+        if proto.state is not ClientState.OPEN and conn.transport is not None:
+            # A response over the limit (LIMIT-3): every pending request has
+            # failed, so nothing is lost by closing at once.
+            conn.transport.abort()
+
     def _on_lost(self, conn: _Connection, exc: Exception | None) -> None:
         if self._conn is not conn:
             return
         self._conn = None
-        text = "the server closed the connection"
+        self._reading_paused = False
+        reason = "the server closed the connection"
         if exc is not None:
-            text += f" ({exc})"
-        self._fail_pending(lambda: ServerClosed(text))  # LIFE-3: at once, all of them
-        if self._state == "closed":
+            reason += f" ({exc})"
+        self._fail(self._proto.connection_lost(reason))  # LIFE-3: at once, all of them
+        if self._proto.state is ClientState.CLOSED:
             return
-        self._state = "lost"
-        if self.options.auto_reconnect > 0 and self._reconnect_task is None:
+        if self.options.auto_reconnect <= 0:
+            self._end_push_streams()
+        elif self._reconnect_task is None:
             self._reconnect_task = conn.loop.create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
         delay = self.options.auto_reconnect
         try:
-            while self._state == "lost":
+            while self._proto.state is ClientState.LOST:
                 await asyncio.sleep(delay)
                 try:
                     await self._open()
@@ -472,30 +504,42 @@ class AsyncIPCClient:
             if self._reconnect_task is asyncio.current_task():
                 self._reconnect_task = None
 
-    def _on_oversize(self, conn: _Connection, event: OversizeMessage) -> None:
-        # LIMIT-3: fail the request it answers, then close the connection.
-        pending = self._pending
-        for request_id, error in oversize_errors(event, list(pending)).items():
-            future = pending.pop(request_id)
-            if not future.done():
-                future.set_exception(error)
-        if conn.transport is not None:
-            conn.transport.abort()  # every pending request has failed already
+    def _fail(self, failures: list[RequestFailed]) -> None:
+        futures = self._futures
+        for failure in failures:
+            future = futures.pop(failure.id, None)
+            if future is not None and not future.done():
+                future.set_exception(failure.error)
 
-    def _fail_pending(self, make_error: Any) -> None:
-        pending, self._pending = self._pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(make_error())
+    # --- pushes ----------------------------------------------------------------
 
     def _deliver_push(self, message: dict[str, Any]) -> None:
-        on_push = self.options.on_push
-        if on_push is None:
+        deliver_push(self.options.on_push, message)  # PUSH-2
+        for queue in self._push_queues:
+            queue.put_nowait(message)
+            if queue.qsize() >= _PUSH_HIGH_WATER and not self._reading_paused:
+                conn = self._conn
+                if conn is not None and conn.transport is not None:
+                    conn.transport.pause_reading()
+                    self._reading_paused = True
+
+    def _resume_reading(self) -> None:
+        if any(queue.qsize() > _PUSH_LOW_WATER for queue in self._push_queues):
             return
-        try:
-            on_push(message)
-        except Exception:
-            logger.exception("on_push raised; the push is dropped")
+        self._reading_paused = False
+        conn = self._conn
+        if conn is not None and conn.transport is not None and conn.open:
+            conn.transport.resume_reading()
+
+    def _push_stream_open(self) -> bool:
+        state = self._proto.state
+        return state is not ClientState.CLOSED and (
+            state is not ClientState.LOST or self.options.auto_reconnect > 0
+        )
+
+    def _end_push_streams(self) -> None:
+        for queue in self._push_queues:
+            queue.put_nowait(_END)
 
     # --- deadlines -------------------------------------------------------------
 
@@ -517,9 +561,9 @@ class AsyncIPCClient:
         _, future, request_id, uri, seconds = entry
         if future.done():
             return
-        # CORR-5: the id stays unused, and its late answer matches nothing (CORR-3).
-        if self._pending.get(request_id) is future:
-            del self._pending[request_id]
+        # CORR-5: the id is never reused, and its late answer is dropped (CORR-3).
+        if self._proto.forget(request_id):
+            del self._futures[request_id]
         future.set_exception(RequestTimeout(uri, seconds))
 
     def _expire(self) -> None:

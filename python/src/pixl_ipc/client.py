@@ -24,23 +24,21 @@ from ._client_common import (
     DEFAULT_AUTO_RECONNECT,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_REQUEST_TIMEOUT,
-    ClientOptions,
+    ClientBase,
     PushHandler,
     check_uri,
     connect_error,
+    deliver_push,
     make_options,
-    oversize_errors,
 )
-from ._memory import warm_allocator
 from .errors import RequestTimeout, ServerClosed
 from .framing import DEFAULT_MAX_MESSAGE_BYTES
 from .protocol import (
-    ClientEvent,
-    ClientProtocol,
+    ClientState,
     IncomingPush,
     IncomingResponse,
     MessageTransform,
-    OversizeMessage,
+    RequestFailed,
     response_outcome,
 )
 
@@ -48,9 +46,14 @@ __all__ = ["IPCClient"]
 
 logger = logging.getLogger("pixl_ipc.client")
 
-#: The most one recv takes: large messages arrive in few reads. The buffer is
-#: shrunk in place to what came (the heap serves it, see warm_allocator).
-_RECV_BYTES = 256 * 1024
+# Reads of a connection go into its own buffer of this size, then the bytes
+# that came are copied out: a recv() of a large size would allocate that much
+# for every read, and glibc serves 128 KiB and more with mmap, so a 1 KiB
+# answer would cost a map, a page fault and an unmap (measured: 10 us of CPU
+# a round trip). While a long line is being read, recv() takes up to
+# _RECV_LARGE at a time instead, which spreads that cost over as many bytes.
+_RECV_SMALL = 64 * 1024
+_RECV_LARGE = 1024 * 1024
 _monotonic = time.monotonic
 
 
@@ -66,13 +69,14 @@ class _Waiter:
 
 
 class _Connection:
-    """One open socket and its protocol state."""
+    """One open socket."""
 
-    __slots__ = ("poller", "proto", "sndtimeo", "sock")
+    __slots__ = ("buffer", "poller", "sndtimeo", "sock", "view")
 
-    def __init__(self, sock: socket.socket, proto: ClientProtocol) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.proto = proto
+        self.buffer = bytearray(_RECV_SMALL)
+        self.view = memoryview(self.buffer)
         # Reads wait in poll(), not in a blocking recv(): on AF_UNIX a reader
         # blocked in recv() is also woken when the server reads the request
         # (write space), which costs a second context switch per round trip.
@@ -89,7 +93,7 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", micros // 1_000_000, micros % 1_000_000)
 
 
-class IPCClient:
+class IPCClient(ClientBase):
     """A blocking pixl-ipc client.
 
     Requests are matched to responses by ``ipcReqID`` (CORR-2), so one client
@@ -146,7 +150,7 @@ class IPCClient:
         # limits
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        self.options: ClientOptions = make_options(
+        options = make_options(
             socket_path,
             request_timeout=request_timeout,
             connect_timeout=connect_timeout,
@@ -157,22 +161,16 @@ class IPCClient:
             on_push=on_push,
             max_message_bytes=max_message_bytes,
         )
+        super().__init__(options)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._write_lock = threading.Lock()
         self._conn: _Connection | None = None
-        self._pending: dict[Any, _Waiter] = {}
+        self._waiters: dict[Any, _Waiter] = {}
         self._reading = False
         self._sleepers = 0
-        # "new" (never connected), "open", "lost" (dropped), "closed" (close()).
-        self._state = "new"
 
     # --- public API ------------------------------------------------------------
-
-    @property
-    def socket_path(self) -> str:
-        """The server's socket path."""
-        return self.options.socket_path
 
     @property
     def connected(self) -> bool:
@@ -228,12 +226,12 @@ class IPCClient:
         seconds = opts.request_timeout if timeout is None else opts.timeout_for(timeout)
         deadline = _monotonic() + seconds
         waiter = _Waiter()
+        proto = self._proto
         with self._lock:
-            conn = self._conn
-            if conn is None:
-                conn = self._reopen_locked()
-            request_id, payload = conn.proto.encode_request(uri, data)
-            self._pending[request_id] = waiter
+            conn = self._conn or self._reopen_locked()
+            request_id, payload = proto.encode_request(uri, data)
+            proto.expect(request_id)
+            self._waiters[request_id] = waiter
             # Nobody reads: take the role now, which spares a lock round trip.
             reading = not self._reading
             if reading:
@@ -252,11 +250,13 @@ class IPCClient:
             # therefore never saw: send it once on a new connection (LIFE-4).
             with self._lock:
                 conn = self._conn or self._reopen_locked()
-                request_id, payload = conn.proto.encode_request(uri, data)
-                self._pending[request_id] = waiter
+                request_id, payload = proto.encode_request(uri, data)
+                proto.expect(request_id)
+                self._waiters[request_id] = waiter
             if not self._write(conn, payload, request_id, uri, seconds, deadline):
                 raise ServerClosed("the server closed the connection")
-        self._wait(conn, waiter, request_id, uri, seconds, deadline, reading)
+        if not self._wait(conn, waiter, request_id, deadline, reading):
+            raise RequestTimeout(uri, seconds)
         if waiter.error is not None:
             raise waiter.error
         assert waiter.message is not None
@@ -294,22 +294,19 @@ class IPCClient:
         try:
             while self._conn is conn:
                 remaining = deadline - _monotonic()
-                events = self._recv(conn, remaining, nowait=arrived or remaining <= 0)
-                if events is None:
+                data = self._recv(conn, remaining, nowait=arrived or remaining <= 0)
+                if data is None:
                     if arrived or remaining <= 0:
                         break
                     continue
                 arrived = True  # then only drain what is already there
                 with self._lock:
-                    pushes = self._dispatch_locked(conn, events)
+                    pushes = self._dispatch_locked(conn, data)
                 if pushes:
                     delivered += len(pushes)
                     self._deliver_pushes(pushes)
         finally:
-            with self._lock:
-                self._reading = False
-                if self._sleepers:
-                    self._cond.notify_all()
+            self._give_up_reading()
         return delivered
 
     def close(self) -> None:
@@ -318,10 +315,9 @@ class IPCClient:
         Idempotent. :meth:`connect` may open the client again.
         """
         with self._lock:
-            self._state = "closed"
             conn = self._conn
             self._conn = None
-            self._fail_all_locked(lambda: ServerClosed("the client was closed"))
+            self._fail_locked(self._proto.close())
         if conn is not None:
             _shut(conn.sock)
 
@@ -337,14 +333,10 @@ class IPCClient:
     ) -> None:
         self.close()
 
-    def __repr__(self) -> str:
-        return f"<IPCClient {self.options.socket_path!r} {self._state}>"
-
     # --- connection ------------------------------------------------------------
 
     def _open_locked(self) -> _Connection:
         opts = self.options
-        warm_allocator()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # The socket stays blocking: write deadlines go to the kernel
         # (SO_SNDTIMEO), which spares a poll() before every send. A blocking
@@ -356,34 +348,32 @@ class IPCClient:
         except OSError as exc:
             sock.close()
             raise connect_error(opts.socket_path, exc) from None
-        conn = _Connection(sock, ClientProtocol(opts.max_message_bytes, user_agent=opts.user_agent))
+        conn = _Connection(sock)
         self._conn = conn
-        self._state = "open"
+        self._proto.connection_made()
         return conn
 
     def _reopen_locked(self) -> _Connection:
-        state = self._state
-        if state == "closed":
-            raise ServerClosed("the client is closed; call connect() to open it again")
-        if state == "lost" and self.options.auto_reconnect <= 0:
-            raise ServerClosed("the connection was lost and auto_reconnect is off")
-        return self._open_locked()  # LIFE-4
+        # A blocking client has no background to reconnect in: the next
+        # request does it (LIFE-4), when the core says it may.
+        self._proto.must_connect(self.options.auto_reconnect > 0)
+        return self._open_locked()
 
-    def _drop(self, conn: _Connection, make_error: Any) -> None:
+    def _drop(self, conn: _Connection, reason: str) -> None:
         """Forget a connection that ended; fail what waits on it (LIFE-3)."""
         with self._lock:
             if self._conn is conn:
                 self._conn = None
-                self._state = "lost"
-                self._fail_all_locked(make_error)
+                self._fail_locked(self._proto.connection_lost(reason))
         _shut(conn.sock)
 
-    def _fail_all_locked(self, make_error: Any) -> None:
-        for waiter in self._pending.values():
-            if not waiter.done:
-                waiter.error = make_error()
+    def _fail_locked(self, failures: list[RequestFailed]) -> None:
+        waiters = self._waiters
+        for failure in failures:
+            waiter = waiters.pop(failure.id, None)
+            if waiter is not None:
+                waiter.error = failure.error
                 waiter.done = True
-        self._pending.clear()
         self._cond.notify_all()
 
     # --- writing ---------------------------------------------------------------
@@ -412,13 +402,14 @@ class IPCClient:
                 # The server stopped reading; part of the line may be out, so
                 # the connection cannot carry another message.
                 timed_out = True
-                text = "connection closed: a request could not be written in time"
+                reason = "connection closed: a request could not be written in time"
             except OSError as exc:
                 timed_out = False
-                text = f"the server closed the connection ({exc.strerror or exc})"
+                reason = f"the server closed the connection ({exc.strerror or exc})"
         with self._lock:
-            self._pending.pop(request_id, None)
-        self._drop(conn, lambda: ServerClosed(text))
+            self._proto.forget(request_id)
+            self._waiters.pop(request_id, None)
+        self._drop(conn, reason)
         if timed_out:
             raise RequestTimeout(uri, seconds)
         return False
@@ -432,15 +423,9 @@ class IPCClient:
                 self._cond.notify_all()
 
     def _wait(
-        self,
-        conn: _Connection,
-        waiter: _Waiter,
-        request_id: Any,
-        uri: str,
-        seconds: float,
-        deadline: float,
-        reading: bool,
-    ) -> None:
+        self, conn: _Connection, waiter: _Waiter, request_id: Any, deadline: float, reading: bool
+    ) -> bool:
+        """Wait until ``waiter`` is done; False when the deadline passed first (CORR-5)."""
         # One thread at a time reads (the ``_reading`` flag; ``reading`` says
         # this thread has it) and hands every response to its waiter; the
         # others sleep on the condition. The lock is held at the top of the
@@ -452,11 +437,11 @@ class IPCClient:
             while True:
                 if reading:
                     try:
-                        events = self._recv(conn, deadline - _monotonic())
+                        data = self._recv(conn, deadline - _monotonic())
                     finally:
                         lock.acquire()
                         self._reading = reading = False
-                    pushes = self._dispatch_locked(conn, events) if events else None
+                    pushes = self._dispatch_locked(conn, data) if data else None
                     if self._sleepers:
                         self._cond.notify_all()  # delivered to them, or their turn to read
                     if pushes:
@@ -466,13 +451,13 @@ class IPCClient:
                         finally:
                             lock.acquire()
                 if waiter.done:
-                    return
+                    return True
                 remaining = deadline - _monotonic()
                 if remaining <= 0:
-                    # CORR-5: the id stays unused on this connection, and its
-                    # late answer matches nothing (CORR-3).
-                    self._pending.pop(request_id, None)
-                    raise RequestTimeout(uri, seconds)
+                    # The id is never reused, and its late answer is dropped (CORR-3).
+                    self._proto.forget(request_id)
+                    self._waiters.pop(request_id, None)
+                    return False
                 if self._reading:
                     self._sleepers += 1
                     try:
@@ -485,63 +470,56 @@ class IPCClient:
         finally:
             lock.release()
 
-    def _recv(self, conn: _Connection, remaining: float, *, nowait: bool = False) -> list[ClientEvent] | None:
-        """One recv, decoded; None if nothing came in time or the connection ended."""
+    def _recv(self, conn: _Connection, remaining: float, *, nowait: bool = False) -> bytes | None:
+        """One recv; None if nothing came in time or the connection ended."""
         sock = conn.sock
         try:
             if not nowait and not conn.poller.poll(max(math.ceil(remaining * 1000), 0)):
                 return None  # nothing in time; the caller checks its deadline
-            data = sock.recv(_RECV_BYTES, socket.MSG_DONTWAIT)
+            if self._proto.decoder.buffered:
+                data = sock.recv(_RECV_LARGE, socket.MSG_DONTWAIT)
+            else:
+                size = sock.recv_into(conn.buffer, _RECV_SMALL, socket.MSG_DONTWAIT)
+                data = conn.view[:size].tobytes()
         except BlockingIOError:
             return None  # the kernel timeout passed; the caller checks its deadline
         except OSError as exc:
-            text = f"the connection failed ({exc.strerror or exc})"
-            self._drop(conn, lambda: ServerClosed(text))
+            self._drop(conn, f"the connection failed ({exc.strerror or exc})")
             return None
         if not data:
-            self._drop(conn, ServerClosed)  # LIFE-3
+            self._drop(conn, "the server closed the connection")  # LIFE-3
             return None
-        return conn.proto.receive_data(data)
+        return data
 
-    def _dispatch_locked(self, conn: _Connection, events: list[ClientEvent]) -> list[dict[str, Any]] | None:
-        """Hand responses to their waiters; return the pushes to deliver."""
+    def _dispatch_locked(self, conn: _Connection, data: bytes) -> list[dict[str, Any]] | None:
+        """Decode a read; hand responses and failures to their waiters; return the pushes."""
         if self._conn is not conn:
             return None  # closed meanwhile: its waiters have failed already
-        pending = self._pending
+        waiters = self._waiters
         pushes: list[dict[str, Any]] | None = None
-        for event in events:
+        for event in self._proto.receive_data(data):
             if type(event) is IncomingResponse:
-                waiter = pending.pop(event.id, None)
-                if waiter is not None:  # else CORR-3: dropped quietly
-                    waiter.message = event.message
-                    waiter.done = True
+                waiter = waiters.pop(event.id)
+                waiter.message = event.message
+                waiter.done = True
             elif type(event) is IncomingPush:
                 if pushes is None:
                     pushes = []
-                pushes.append(event.message)  # PUSH-2: never a response
-            else:
-                assert isinstance(event, OversizeMessage)
-                # LIMIT-3: fail the request it answers, then close the connection.
-                for request_id, error in oversize_errors(event, list(pending)).items():
-                    waiter = pending.pop(request_id)
-                    waiter.error = error
-                    waiter.done = True
-                self._conn = None
-                self._state = "lost"
-                self._fail_all_locked(ServerClosed)
-                _shut(conn.sock)
-                break
+                pushes.append(event.message)
+            elif type(event) is RequestFailed:
+                self._fail_locked([event])
+            # A LateResponse is dropped quietly (CORR-3).
+        if self._proto.state is not ClientState.OPEN and self._conn is conn:
+            # A response over the limit (LIMIT-3): its request and the others
+            # have failed; the connection cannot go on.
+            self._conn = None
+            _shut(conn.sock)
         return pushes
 
     def _deliver_pushes(self, pushes: list[dict[str, Any]]) -> None:
         on_push = self.options.on_push
-        if on_push is None:
-            return
         for message in pushes:
-            try:
-                on_push(message)
-            except Exception:
-                logger.exception("on_push raised; the push is dropped")
+            deliver_push(on_push, message)
 
 
 def _shut(sock: socket.socket) -> None:

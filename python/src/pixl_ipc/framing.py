@@ -3,21 +3,16 @@
 No sockets here. :class:`LineDecoder` turns a byte stream cut into arbitrary
 chunks into complete lines (FRAME-1 to FRAME-3), enforcing the size limit as it
 goes (LIMIT-2, LIMIT-3) so that its memory stays bounded by the limit whatever
-it is fed. :func:`encode_line` and :func:`decode_json` are the only places that
-turn values into wire bytes and back.
+it is fed. :func:`encode_line` and :func:`decode_json` (from :mod:`._codec`) are
+the only places that turn values into wire bytes and back.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
-
+from ._codec import decode_json, encode_line
 from ._memory import release_free_memory
-from .errors import MalformedMessage
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -42,28 +37,6 @@ _LF = b"\n"
 _SHORT_LINE = 1024
 # A line joined from pieces adding up to this much frees them at once.
 _TRIM_JOINED = 4 * 1024 * 1024
-# orjson reads integers beyond 64 bits as floats; a run of 19 digits is the
-# sign that the slower exact parser is needed (FRAME-9). A regex scan costs
-# ~20 ns a byte, more than parsing. Instead: any run of 19 digits covers two
-# consecutive multiples of 9, so a line whose every 9th byte never shows two
-# digits in a row has no such run; that sample is a ninth of the line. Only
-# lines with a run of 10+ digits pay for the exact scan, which maps digits to
-# "0" and the rest to "x" and searches for the run, by slices for long lines.
-_DIGIT_RUN = 19
-_SAMPLE_STEP = 9
-_DIGITS_TO_ZERO = bytes(0x30 if 0x30 <= i <= 0x39 else 0x78 for i in range(256))
-_ZERO_RUN = b"0" * _DIGIT_RUN
-_SCAN_SLICE = 1 << 20
-
-
-def _has_long_digit_run(line: bytes) -> bool:
-    if b"00" not in line[::_SAMPLE_STEP].translate(_DIGITS_TO_ZERO):
-        return False
-    overlap = _DIGIT_RUN - 1
-    for start in range(0, len(line), _SCAN_SLICE):
-        if _ZERO_RUN in line[start : start + _SCAN_SLICE + overlap].translate(_DIGITS_TO_ZERO):
-            return True
-    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,70 +174,3 @@ class LineDecoder:
             if wanted <= 0:
                 break
         return b"".join(parts)
-
-
-def encode_line(value: Any) -> bytes:
-    """Serialize ``value`` as one JSON line ending in LF (FRAME-1).
-
-    Non-finite floats (NaN, infinities) are written as ``null``, as
-    JavaScript's ``JSON.stringify`` does: JSON cannot represent them (FRAME-9).
-    A value that needs the stdlib encoder (an integer past 64 bits, a lone
-    surrogate, nesting past 254 levels) raises ValueError for them instead.
-
-    Raises:
-        TypeError: ``value`` holds something JSON cannot represent.
-        ValueError: see above; or ``value`` holds a circular reference, or
-            nests deeper than the stack allows.
-    """
-    try:
-        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
-    except orjson.JSONEncodeError:
-        pass
-    # orjson refuses integers past 64 bits, lone surrogates and nesting past
-    # 254 levels; the stdlib writes them all, escaping to stay valid UTF-8.
-    try:
-        text = json.dumps(value, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    except RecursionError:
-        # Deeper than this thread's stack allows: a value error, not a crash.
-        raise ValueError("value nested too deeply to encode") from None
-    return text.encode("ascii") + _LF
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    # A literal such as 1e400 is valid syntax but overflows to infinity, which
-    # FRAME-6 counts as a non-finite number; orjson refuses it, so must we.
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
-def decode_json(line: bytes) -> Any:
-    """Parse one line as JSON.
-
-    Raises:
-        MalformedMessage: the line is not valid UTF-8 JSON, or nests too deep
-            for this receiver (LIMIT-4); the message says why.
-    """
-    try:
-        value = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        first_error: str = str(exc)
-    else:
-        if not _has_long_digit_run(line):
-            return value
-        first_error = ""
-    # The stdlib parser is exact on big integers and accepts lone surrogate
-    # escapes (FRAME-8 allows either); it only runs when orjson could not.
-    try:
-        return json.loads(line.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
-    except UnicodeDecodeError as exc:
-        raise MalformedMessage(f"invalid UTF-8 at byte {exc.start}") from None
-    except RecursionError:
-        raise MalformedMessage("JSON nested too deeply") from None
-    except ValueError as exc:
-        raise MalformedMessage(first_error or str(exc)) from None

@@ -15,11 +15,14 @@ Lines that are not messages (blank, or not starting with ``{``) produce nothing
 (FRAME-4, FRAME-5). Replies are built with :func:`response`, :func:`error_reply`
 and :func:`data_error`, and turned into bytes by :func:`~pixl_ipc.framing.encode_line`.
 
-:class:`ClientProtocol` is one client-side connection. It numbers requests
-(``rq0``, ``rq1``, ... never reused on a connection, CORR-1) and encodes them;
-incoming bytes become :class:`IncomingResponse` (it has an id),
-:class:`IncomingPush` (no id, PUSH-2) or :class:`OversizeMessage`. Matching a
-response to a waiting caller is the front end's job, by id alone (CORR-2);
+:class:`ClientProtocol` is one client, across its connections, and holds every
+client rule: its life (:class:`ClientState`), request ids (``rq0``, ``rq1``,
+... never reused, CORR-1), the ids that wait for an answer (``expect``,
+``forget``), and the events incoming bytes complete: a response matched by id
+alone (CORR-2), a late answer dropped (CORR-3), a push (PUSH-2, ERR-7), a
+response over the limit with the requests it fails (LIMIT-3), and the
+failures of every pending request when the connection ends (LIFE-3). The
+blocking and asyncio clients only map ids to their waiters and move bytes.
 :func:`response_outcome` turns a response into the caller's data or a
 :class:`~pixl_ipc.errors.RemoteError`, with the original's ``codeToErr`` and
 ``messageTransform`` semantics.
@@ -27,13 +30,14 @@ response to a waiting caller is the front end's job, by id alone (CORR-2);
 
 from __future__ import annotations
 
+import enum
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ErrorCode, MalformedMessage, RemoteError
+from .errors import ErrorCode, MalformedMessage, MessageTooLarge, RemoteError, ServerClosed
 from .framing import (
     DEFAULT_MAX_MESSAGE_BYTES,
     LineDecoder,
@@ -46,11 +50,14 @@ __all__ = [
     "NO_URI_MESSAGE",
     "PROTOCOL_VERSION",
     "ClientProtocol",
+    "ClientState",
     "IncomingPush",
     "IncomingRequest",
     "IncomingResponse",
+    "LateResponse",
     "OversizeMessage",
     "ProtocolReply",
+    "RequestFailed",
     "ServerProtocol",
     "data_error",
     "error_reply",
@@ -251,15 +258,25 @@ class ServerProtocol:
 # Not frozen, like IncomingRequest: one is made per response.
 @dataclass(slots=True)
 class IncomingResponse:
-    """A message from the server that carries a truthy ``ipcReqID``."""
+    """A response to a request this client waits for (CORR-2); it is no longer outstanding."""
 
     id: Any
     message: dict[str, Any]
 
 
 @dataclass(slots=True)
+class LateResponse(IncomingResponse):
+    """A message with an id nobody waits for: a timed-out or abandoned request's late
+    answer, or an id this client never sent. Dropped quietly (CORR-3)."""
+
+
+@dataclass(slots=True)
 class IncomingPush:
-    """A message from the server without an id (PUSH-1)."""
+    """A message from the server without an id (PUSH-1), or with a falsy one.
+
+    That includes a top-level error with ``ipcReqID`` null: it matches no
+    pending request (ERR-7).
+    """
 
     message: dict[str, Any]
 
@@ -267,6 +284,10 @@ class IncomingPush:
 @dataclass(frozen=True, slots=True)
 class OversizeMessage:
     """A line from the server over the client's limit (LIMIT-3).
+
+    The :class:`RequestFailed` events that come with it fail every pending
+    request; the front end closes the connection, and nothing after the line
+    is read.
 
     Attributes:
         size: the bytes of the line seen when it passed the limit.
@@ -279,11 +300,38 @@ class OversizeMessage:
     id: Any = None
 
 
-ClientEvent = IncomingResponse | IncomingPush | OversizeMessage
+@dataclass(frozen=True, slots=True)
+class RequestFailed:
+    """A pending request that ends without an answer; ``error`` is what its caller gets."""
+
+    id: Any
+    error: Exception
+
+
+ClientEvent = IncomingResponse | IncomingPush | OversizeMessage | RequestFailed
+
+
+class ClientState(enum.Enum):
+    """Where a client is in its life; see :class:`ClientProtocol`."""
+
+    NEW = "new"  # never connected
+    OPEN = "open"  # a connection is open
+    LOST = "lost"  # the connection ended without close()
+    CLOSED = "closed"  # close() was called
 
 
 class ClientProtocol:
-    """The protocol state of one client-side connection.
+    """The protocol state of one client, across its connections.
+
+    It numbers requests (``rq0``, ``rq1``, ... never reused by this client,
+    CORR-1, as the original's counter goes on across reconnects), encodes
+    them, keeps the ids of the requests that wait for an answer, and turns
+    incoming bytes into events: :class:`IncomingResponse` for an id it
+    expects, :class:`LateResponse` for any other id, :class:`IncomingPush`,
+    and, when a response passes the limit, :class:`OversizeMessage` with a
+    :class:`RequestFailed` for every pending request (LIMIT-3). When the
+    connection ends, :meth:`connection_lost` fails every pending request
+    (LIFE-3). A front end keeps only its map from id to waiter and moves bytes.
 
     Args:
         max_message_bytes: the largest response line accepted (LIMIT-1).
@@ -291,7 +339,7 @@ class ClientProtocol:
         pid: the ``pid`` member (REQ-5); defaults to this process's id.
     """
 
-    __slots__ = ("_counter", "decoder", "malformed", "pid", "user_agent")
+    __slots__ = ("_counter", "decoder", "malformed", "outstanding", "pid", "state", "user_agent")
 
     def __init__(
         self,
@@ -304,11 +352,69 @@ class ClientProtocol:
         self.user_agent = user_agent
         self.pid = os.getpid() if pid is None else pid
         self._counter = 0
+        #: Where the client is; see :class:`ClientState`.
+        self.state = ClientState.NEW
+        #: Ids of the requests that wait for an answer.
+        self.outstanding: set[Any] = set()
         #: How many malformed lines were ignored (FRAME-7).
         self.malformed = 0
 
+    # --- life ---
+
+    def must_connect(self, auto_reconnect: bool) -> bool:
+        """Whether a request must open a connection first (LIFE-4).
+
+        Args:
+            auto_reconnect: whether the client reconnects after a drop.
+
+        Raises:
+            ServerClosed: the client was closed, or the connection was lost and
+                ``auto_reconnect`` is off.
+        """
+        state = self.state
+        if state is ClientState.OPEN:
+            return False
+        if state is ClientState.CLOSED:
+            raise ServerClosed("the client is closed; call connect() to open it again")
+        if state is ClientState.LOST and not auto_reconnect:
+            raise ServerClosed("the connection was lost and auto_reconnect is off")
+        return True
+
+    def reopen(self) -> None:
+        """``connect()`` after ``close()``: the client may connect again."""
+        if self.state is ClientState.CLOSED:
+            self.state = ClientState.NEW
+
+    def connection_made(self) -> None:
+        """A connection is open: read it from a clean line boundary."""
+        self.decoder = LineDecoder(self.decoder.max_line_bytes)
+        self.state = ClientState.OPEN
+
+    def connection_lost(self, reason: str = "the server closed the connection") -> list[RequestFailed]:
+        """The connection ended: every pending request fails with ServerClosed(reason) (LIFE-3)."""
+        if self.state is not ClientState.CLOSED:
+            self.state = ClientState.LOST
+        return self._fail_all(reason)
+
+    def close(self) -> list[RequestFailed]:
+        """The client is closed: every pending request fails with ServerClosed."""
+        self.state = ClientState.CLOSED
+        return self._fail_all("the client was closed")
+
+    def _fail_all(self, reason: str) -> list[RequestFailed]:
+        failed = [RequestFailed(request_id, ServerClosed(reason)) for request_id in self.outstanding]
+        self.outstanding.clear()
+        return failed
+
+    # --- requests ---
+
+    @property
+    def pending_count(self) -> int:
+        """How many requests wait for an answer."""
+        return len(self.outstanding)
+
     def next_id(self) -> str:
-        """A fresh request id, never reused on this connection (CORR-1)."""
+        """A fresh request id, never reused by this client (CORR-1)."""
         request_id = f"rq{self._counter}"
         self._counter += 1
         return request_id
@@ -332,14 +438,37 @@ class ClientProtocol:
         }
         return request_id, encode_line(message)
 
+    def expect(self, request_id: Any) -> None:
+        """Wait for an answer to ``request_id``: it is pending from now on."""
+        self.outstanding.add(request_id)
+
+    def forget(self, request_id: Any) -> bool:
+        """Stop waiting for ``request_id`` (a timeout, CORR-5; a cancelled send).
+
+        Its answer, should it come, is a :class:`LateResponse` (CORR-3).
+
+        Returns:
+            Whether it was pending.
+        """
+        try:
+            self.outstanding.remove(request_id)
+        except KeyError:
+            return False
+        return True
+
+    # --- responses ---
+
     def receive_data(self, data: bytes) -> list[ClientEvent]:
         """Feed bytes read from the connection; return the events they complete."""
+        if self.state is ClientState.LOST or self.state is ClientState.CLOSED:
+            return []  # after an oversize line or a close, nothing counts
         events: list[ClientEvent] = []
+        outstanding = self.outstanding
         for item in self.decoder.feed(data):
             if type(item) is not bytes:
                 assert isinstance(item, OversizeLine)
-                events.append(OversizeMessage(item.size, item.limit, recover_id(item.head)))
-                continue
+                events.extend(self._oversize(item))
+                break
             if not _is_message_line(item):
                 continue
             try:
@@ -351,12 +480,34 @@ class ClientProtocol:
                 self.malformed += 1
                 continue
             request_id = message.get("ipcReqID")
-            if type(request_id) is str and request_id:
-                events.append(IncomingResponse(request_id, message))  # the common case
-            elif is_falsy_id(request_id) or isinstance(request_id, (dict, list)):
-                events.append(IncomingPush(message))
-            else:
+            if type(request_id) is str and request_id in outstanding:  # the common case
+                outstanding.remove(request_id)
                 events.append(IncomingResponse(request_id, message))
+            elif is_falsy_id(request_id) or isinstance(request_id, (dict, list)):
+                events.append(IncomingPush(message))  # PUSH-1, ERR-7
+            elif request_id in outstanding:
+                outstanding.remove(request_id)
+                events.append(IncomingResponse(request_id, message))
+            else:
+                events.append(LateResponse(request_id, message))
+        return events
+
+    def _oversize(self, line: OversizeLine) -> list[ClientEvent]:
+        # LIMIT-3: the request the line answers fails as too large; the
+        # connection closes, so the others fail as closed. When the line's id
+        # names no pending request, any of them may be the one: all too large.
+        owner = recover_id(line.head)
+        if owner not in self.outstanding:
+            owner = None
+        events: list[ClientEvent] = [OversizeMessage(line.size, line.limit, owner)]
+        closed = f"connection closed: a response exceeded the limit of {line.limit} bytes"
+        for request_id in self.outstanding:
+            if owner is None or request_id == owner:
+                events.append(RequestFailed(request_id, MessageTooLarge(line.size, line.limit)))
+            else:
+                events.append(RequestFailed(request_id, ServerClosed(closed)))
+        self.outstanding.clear()
+        self.state = ClientState.LOST
         return events
 
 
