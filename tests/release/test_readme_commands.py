@@ -1,7 +1,7 @@
 """Every shell command in the READMEs runs, as written, and succeeds.
 
-The fenced shell blocks of README.md, python/README.md, php/README.md and
-conformance/README.md are run one block at a time, each command with bash
+The fenced shell blocks of README.md, python/README.md, php/README.md,
+conformance/README.md and node/README.md are run one block at a time, each command with bash
 from the repository root, with ``.venv/bin`` first on PATH (as in an
 activated virtualenv). A block is shell when it is labelled ``sh``, ``bash``,
 ``shell`` or ``console``, or unlabelled with a first word that is a program
@@ -13,7 +13,8 @@ in ``EXPECTED_STATUS``). The only changes made to a command:
   and a user's own program (``node myserver.js``, ``ruby my_adapter.rb``)
   becomes the kit's own server or adapter.
 - A command that installs with pip runs with a fresh virtualenv's ``bin``
-  first on PATH, so it never changes the kit's ``.venv``.
+  first on PATH, so it never changes the kit's ``.venv``; an npm command runs
+  in a fresh directory, as in a user's own project.
 - A command that starts a server (``SERVER_COMMANDS``) runs in the background
   until the block's other commands are done, and is then stopped with
   SIGTERM; a socket that a block uses and none of its commands serves is
@@ -45,7 +46,13 @@ import pytest
 from support import Server, start_server, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-READMES = ("README.md", "python/README.md", "php/README.md", "conformance/README.md")
+READMES = (
+    "README.md",
+    "python/README.md",
+    "php/README.md",
+    "conformance/README.md",
+    "node/README.md",
+)
 VENV_BIN = Path(sys.executable).parent
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console"}
 
@@ -63,6 +70,7 @@ SUBSTITUTIONS = {
     '--adapter "ruby my_adapter.rb"': '--adapter "{python} python/adapters/adapter.py --client blocking"',
     '--adapter "..."': '--adapter "{python} python/adapters/adapter.py --client asyncio"',
     ".venv/bin/pip": "{venv}/bin/pip",
+    "<path-to-kit>": "{repo}",
 }
 
 # Commands (as they are after substitution) that start a server in the foreground.
@@ -78,6 +86,7 @@ SKIPPED = {
     "make test": ".ci/run runs it: this test is part of it",
     "make conformance": "make test runs it",
     "phpunit -c php/phpunit.xml": "make test runs it",
+    "node --test node/test/*.test.js": "make test runs it",
     "make bench": "takes about 5 minutes; make test runs the benchmark in its quick mode (tests/bench)",
 }
 
@@ -177,7 +186,11 @@ BLOCKS = shell_blocks()
 def substitute(command: str, tmp: Path, venv_dir: Path) -> str:
     for old, new in SUBSTITUTIONS.items():
         command = command.replace(old, new)
-    return command.replace("{tmp}", str(tmp)).replace("{venv}", str(venv_dir))
+    return (
+        command.replace("{tmp}", str(tmp))
+        .replace("{venv}", str(venv_dir))
+        .replace("{repo}", str(REPO))
+    )
 
 
 def is_server(command: str) -> bool:
@@ -260,7 +273,10 @@ def run_block(block: Block, tmp: Path) -> None:
                     background(command, env, served_socket(command, tmp))
                 )
                 continue
-            run_env = env
+            run_env, cwd = env, REPO
+            if command.startswith("npm "):
+                cwd = tmp / "app"
+                cwd.mkdir(exist_ok=True)
             if _PIP.match(command):
                 if not venv_dir.exists():
                     venv.EnvBuilder(with_pip=True).create(venv_dir)
@@ -270,7 +286,7 @@ def run_block(block: Block, tmp: Path) -> None:
                 }
             proc = subprocess.run(
                 ["bash", "-c", command],
-                cwd=REPO,
+                cwd=cwd,
                 env=run_env,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
@@ -312,6 +328,7 @@ def test_what_make_test_is_said_to_run_it_runs() -> None:
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "phpunit -c php/phpunit.xml" in recipe
     assert "conformance" in recipe
+    assert "node --test node/test/*.test.js" in recipe
     assert (REPO / "tests" / "bench").is_dir()
 
 
