@@ -31,6 +31,20 @@ php-check:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq php-cli php-mbstring phpunit >/dev/null; \
 	fi
+	@# Composer checks the PHP package (make lint) and its install (a PHPUnit
+	@# test); without it both are skipped with a note. As root it is installed
+	@# from the package lists already present, or after an update.
+	@if ! command -v composer >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing composer with apt-get"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq composer >/dev/null 2>&1 \
+	      || { apt-get update -qq && apt-get install -y -qq composer >/dev/null; } \
+	      || echo "could not install composer: the Composer install test will be skipped"; \
+	  else \
+	    echo "composer is not installed (apt-get install composer): the Composer install test will be skipped"; \
+	  fi; \
+	fi
 
 test: setup ## Run every test: pytest, PHPUnit, node --test, the conformance matrix
 	$(PY) -m pytest
@@ -47,7 +61,7 @@ test-asyncio: $(STAMP) ## The CLI and service tests and the server's conformance
 	  --start "$(PY) -m pixl_ipc serve --socket {socket} --max-message-bytes 16777216 --handlers conformance/app/pixl_ipc_python.py" \
 	  --max-message-bytes 16777216 --capability app_handlers
 
-lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) and tsc when installed
+lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12), tsc and composer validate when installed
 	$(VENV)/bin/ruff check python conformance tests
 	$(VENV)/bin/ruff format --check python conformance tests
 	$(VENV)/bin/mypy --strict python/src python/adapters python/benchmarks conformance/src
@@ -55,6 +69,8 @@ lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12) and tsc when installed
 	else echo "phpcs is not installed (apt-get install php-codesniffer): PHP style not checked"; fi
 	@if command -v tsc >/dev/null; then tsc -p node; \
 	else echo "tsc is not installed (npm install -g typescript): node/index.d.ts not checked"; fi
+	@if command -v composer >/dev/null; then composer validate --strict; \
+	else echo "composer is not installed (apt-get install composer): composer.json not validated"; fi
 
 serve: $(STAMP) ## Run the reference server on build/pixl-ipc.sock
 	@mkdir -p $(BUILD)

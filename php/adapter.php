@@ -33,7 +33,7 @@ final class PixlIPCAdapter
 {
     private const NAME = 'pixl-ipc php PixlIPCClient';
     private const VERSION = '1.1.0';
-    private const CAPABILITIES = ['push', 'reconnect', 'max_message_bytes'];
+    private const CAPABILITIES = ['push', 'reconnect', 'max_message_bytes', 'introspect'];
     /** How many unreported pushes are kept for the `pushes` command. */
     private const MAX_PUSHES = 100000;
     private const OUTPUT_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION;
@@ -114,6 +114,9 @@ final class PixlIPCAdapter
                 case 'pushes':
                     $result = ['pushes' => $this->client !== null ? $this->client->getPushes() : []];
                     break;
+                case 'introspect':
+                    $result = ['pending' => $this->client !== null ? $this->client->pendingCount() : 0];
+                    break;
                 default:
                     $this->answer($id, false, [
                         'kind' => 'unsupported',
@@ -155,7 +158,9 @@ final class PixlIPCAdapter
             'throwOnTimeout' => !$this->falseOnTimeout,
         ];
         // auto_reconnect_ms has no counterpart: the client reconnects on the
-        // next send, which is the "reconnect" capability.
+        // next send, which is the "reconnect" capability. Nor has
+        // expire_request_ms: the client keeps no timed-out ids (a late answer
+        // is dropped for not matching the request in flight).
         $names = [
             'request_timeout_ms' => 'requestTimeout',
             'connect_timeout_ms' => 'connectTimeout',
@@ -180,7 +185,7 @@ final class PixlIPCAdapter
             throw new PixlIPCException('not connected: send before connect', PixlIPCClient::E_SERVER_CLOSE);
         }
         $timeout = $command->timeout_ms ?? null;
-        $data = $this->client->send($command->uri ?? null, $command->data ?? null, $timeout);
+        $data = $this->client->sendValue($command->uri ?? null, $command->data ?? null, $timeout);
         if ($data === false && $this->falseOnTimeout) {
             throw new PixlIPCException('no answer in time (send returned false)', PixlIPCClient::E_TIMEOUT);
         }

@@ -115,7 +115,10 @@ final class AdapterTest extends TestCase
         $this->assertSame('php', $answer['result']['language']);
         $this->assertSame('pixl-ipc php PixlIPCClient', $answer['result']['name']);
         $this->assertIsString($answer['result']['version']);
-        $this->assertSame(['push', 'reconnect', 'max_message_bytes'], $answer['result']['capabilities']);
+        $this->assertSame(
+            ['push', 'reconnect', 'max_message_bytes', 'introspect'],
+            $answer['result']['capabilities']
+        );
         $this->endAndExpectExitZero();
     }
 
@@ -167,6 +170,24 @@ final class AdapterTest extends TestCase
         $this->assertSame('unsupported', $answer['error']['kind'], 'a timeout of 0 is refused');
         $this->assertTrue($this->command(['cmd' => 'close'])['ok']);
         $this->assertTrue($server->waitFor('eof', 0));
+        $this->endAndExpectExitZero();
+    }
+
+    public function testIntrospectCountsTheRequestsTheClientHolds(): void
+    {
+        $server = $this->peer([[['read'], ['echo'], ['read'], ['sleep', 300], ['echo'], ['wait_close']]]);
+        $this->startAdapter();
+        $this->command(['cmd' => 'start']);
+        $this->assertSame(['pending' => 0], $this->command(['cmd' => 'introspect'])['result'], 'before connect');
+        $answer = $this->command([
+            'cmd' => 'connect', 'socket' => $server->path, 'options' => ['expire_request_ms' => 50],
+        ]);
+        $this->assertTrue($answer['ok'], 'expire_request_ms is accepted');
+        $this->command(['cmd' => 'send', 'uri' => '/e', 'data' => ['a' => 1], 'timeout_ms' => 3000]);
+        $this->assertSame(['pending' => 0], $this->command(['cmd' => 'introspect'])['result'], 'answered');
+        $answer = $this->command(['cmd' => 'send', 'uri' => '/e', 'data' => ['a' => 2], 'timeout_ms' => 50]);
+        $this->assertSame('timeout', $answer['error']['kind']);
+        $this->assertSame(['pending' => 0], $this->command(['cmd' => 'introspect'])['result'], 'timed out');
         $this->endAndExpectExitZero();
     }
 

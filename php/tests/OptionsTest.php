@@ -36,7 +36,7 @@ final class OptionsTest extends TestCase
             'negative connectTimeout' => [['connectTimeout' => -1]],
             'zero requestTimeout' => [['requestTimeout' => 0]],
             'text requestTimeout' => [['requestTimeout' => 'soon']],
-            'infinite requestTimeout' => [['requestTimeout' => INF]],
+            'NAN requestTimeout' => [['requestTimeout' => NAN]],
             'array connectTimeout' => [['connectTimeout' => [1]]],
             'zero maxMessageBytes' => [['maxMessageBytes' => 0]],
             'float maxMessageBytes' => [['maxMessageBytes' => 1.5]],
@@ -46,6 +46,7 @@ final class OptionsTest extends TestCase
             'string bigIntAsString' => [['bigIntAsString' => 'true']],
             'int scalarRequests' => [['scalarRequests' => 1]],
             'string throwOnBadResponse' => [['throwOnBadResponse' => 'no']],
+            'int reconnectOnClose' => [['reconnectOnClose' => 1]],
             'onPush not callable' => [['onPush' => 'no_such_function_here']],
             'negative maxPushes' => [['maxPushes' => -1]],
             'invalid UTF-8 userAgent' => [['userAgent' => "\xFF"]],
@@ -71,6 +72,36 @@ final class OptionsTest extends TestCase
         new PixlIPCClient('/tmp/x.sock', 'requestTimeout=5');
     }
 
+    public function testNullAndFalseOptionsMeanNoOptions(): void
+    {
+        // As the original accepted them.
+        foreach ([null, false] as $options) {
+            $client = new PixlIPCClient('/nonexistent/x.sock', $options);
+            try {
+                $client->connect();
+                $this->fail('connected to a path that does not exist');
+            } catch (PixlIPCException $e) {
+                $this->assertSame(PixlIPCClient::E_SOCKET_CONNECT, $e->getCode());
+            }
+        }
+    }
+
+    public function testConnectErrorHasAPlainFirstSentenceThenTheDetailsAndErrno(): void
+    {
+        $client = new PixlIPCClient('/nonexistent/x.sock');
+        try {
+            $client->connect();
+            $this->fail('connected to a path that does not exist');
+        } catch (PixlIPCException $e) {
+            $this->assertSame(
+                'Could not connect to socket: /nonexistent/x.sock: No such file or directory (errno 2)',
+                $e->getMessage()
+            );
+            $this->assertSame(2, $e->getErrno());
+            $this->assertSame('No such file or directory', $e->getErrstr());
+        }
+    }
+
     public function testGoodOptionsAreAcceptedAndUnknownOnesIgnored(): void
     {
         $client = new PixlIPCClient('/tmp/x.sock', [
@@ -87,17 +118,21 @@ final class OptionsTest extends TestCase
             'onPush' => static function (): void {
             },
             'maxPushes' => 3,
+            'reconnectOnClose' => true,
             'somethingElse' => 'ignored',
         ]);
+        $this->assertInstanceOf(PixlIPCClient::class, $client);
+        // No deadline at all is a valid timeout.
+        $client = new PixlIPCClient('/tmp/x.sock', ['requestTimeout' => INF, 'connectTimeout' => INF]);
         $this->assertInstanceOf(PixlIPCClient::class, $client);
     }
 
     public function testBadPerRequestTimeoutIsRefusedBeforeConnecting(): void
     {
         $client = new PixlIPCClient('/nonexistent/x.sock');
-        foreach ([0, -5, 'soon'] as $timeout) {
+        foreach ([0, -5, 'soon', NAN, -INF] as $timeout) {
             try {
-                $client->send('/x', [], $timeout);
+                $client->sendValue('/x', [], $timeout);
                 $this->fail('accepted timeout ' . var_export($timeout, true));
             } catch (InvalidArgumentException $e) {
                 $this->assertStringContainsString('timeoutMs', $e->getMessage());

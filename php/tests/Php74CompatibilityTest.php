@@ -33,6 +33,7 @@ final class Php74CompatibilityTest extends TestCase
         $files = [];
         $paths = array_merge(
             [$root . '/src/PixlIPCClient.php', $root . '/adapter.php', $root . '/bench.php'],
+            glob($root . '/tools/*.php') ?: [],
             glob($root . '/tests/*.php') ?: [],
             glob($root . '/tests/support/*.php') ?: []
         );

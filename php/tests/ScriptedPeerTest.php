@@ -60,15 +60,15 @@ final class ScriptedPeerTest extends TestCase
         $server = $this->peer([[['read'], ['echo'], ['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path);
         // A literal array: the original's by-reference parameter refused it.
-        $this->assertSame(['a' => 1], $client->send('/x/y', ['a' => 1]));
-        $this->assertSame([1, 2], $client->send('/x/y', [1, 2]));
+        $this->assertSame(['a' => 1], $client->sendValue('/x/y', ['a' => 1]));
+        $this->assertSame([1, 2], $client->sendValue('/x/y', [1, 2]));
 
         $lines = $server->lines();
         $this->assertCount(2, $lines);
         $cwd = getcwd();
         $this->assertSame(
-            '{"uri":"/x/y","ipcReqID":"rq0","data":{"a":1},"pid":' . getmypid()
-            . ',"userAgent":' . json_encode('PHP/PixlIPCClient' . $cwd, JSON_UNESCAPED_SLASHES) . '}',
+            '{"uri":"\\/x\\/y","ipcReqID":"rq0","data":{"a":1},"pid":' . getmypid()
+            . ',"userAgent":' . json_encode('PHP/PixlIPCClient' . $cwd) . '}',
             $lines[0]
         );
         // REQ-1 member order: uri first as the original, ipcReqID before data (CORR-6).
@@ -80,7 +80,7 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path, ['userAgent' => 'billing/2.0 ü']);
-        $client->send('/x', ['a' => 1]);
+        $client->sendValue('/x', ['a' => 1]);
         $this->assertSame('billing/2.0 ü', $server->requests()[0]['userAgent']);
     }
 
@@ -88,9 +88,9 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[['read'], ['echo'], ['read'], ['echo'], ['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path);
-        $this->assertSame([], $client->send('/x', []));
-        $client->send('/x', new stdClass());
-        $client->send('/x', (object) []);
+        $this->assertSame([], $client->sendValue('/x', []));
+        $client->sendValue('/x', new stdClass());
+        $client->sendValue('/x', (object) []);
         $lines = $server->lines();
         $this->assertStringContainsString('"data":[]', $lines[0]);
         $this->assertStringContainsString('"data":{}', $lines[1]);
@@ -101,33 +101,52 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[['read'], ['echo'], ['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path, ['emptyArrayAsObject' => true]);
-        $client->send('/x', []);
-        $client->send('/x', ['list' => []]);
+        $client->sendValue('/x', []);
+        $client->sendValue('/x', ['list' => []]);
         $lines = $server->lines();
         $this->assertStringContainsString('"data":{}', $lines[0]);
         $this->assertStringContainsString('"data":{"list":[]}', $lines[1]);
     }
 
-    public function testFloatsKeepTheirTypeAndSlashesAndUnicodeAreWrittenRaw(): void
+    public function testRequestIsEncodedWithJsonEncodeDefaultsAsTheOriginalWritesIt(): void
     {
+        // The original's bytes: '/' as '\/', non-ASCII as \u escapes, 1.0 as 1.
         $server = $this->peer([[['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path);
-        $client->send('/a/b', ['f' => 1.0, 's' => "/é\u{1F600}"]);
-        $this->assertStringContainsString('"data":{"f":1.0,"s":"/é' . "\u{1F600}" . '"}', $server->lines()[0]);
+        $this->assertSame(
+            ['f' => 1, 's' => "/é\u{1F600}"],
+            $client->sendValue('/a/b', ['f' => 1.0, 's' => "/é\u{1F600}"])
+        );
+        $line = $server->lines()[0];
+        $this->assertStringStartsWith('{"uri":"\\/a\\/b",', $line);
+        $this->assertStringContainsString('"data":{"f":1,"s":"\\/\\u00e9\\ud83d\\ude00"}', $line);
     }
 
-    public function testRequestThatIsNotAnArrayOrObjectIsRefusedBeforeConnecting(): void
+    public function testRequestThatIsNotAnArrayOrObjectIsRefusedAndNothingIsSent(): void
     {
         $server = $this->peer([[['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path);
         foreach (['text', 42, 1.5, true, false, null] as $bad) {
             $e = $this->expectCode(PixlIPCClient::E_BAD_REQUEST_TYPE, function () use ($client, $bad): void {
-                $client->send('/x', $bad);
+                $client->sendValue('/x', $bad);
             });
             $this->assertInstanceOf(Exception::class, $e);
+            $this->assertStringStartsWith('Invalid request: ' . gettype($bad) . ' given', $e->getMessage());
         }
-        $this->assertSame(0, $server->accepted());
-        $this->assertSame(['ok' => true], $client->send('/x', ['ok' => true]));
+        $this->assertSame(['ok' => true], $client->sendValue('/x', ['ok' => true]));
+        $this->assertCount(1, $server->lines(), 'only the good request reached the server');
+        $this->assertSame(1, $server->accepted());
+    }
+
+    public function testRequestThatIsNotAnArrayWithTheServerDownGivesConnectErrorFirst(): void
+    {
+        // As the original: the client connects before it looks at the request.
+        $client = new PixlIPCClient(TestProcesses::tempDir() . '/none.sock');
+        foreach (['text', 42, null] as $bad) {
+            $this->expectCode(PixlIPCClient::E_SOCKET_CONNECT, function () use ($client, $bad): void {
+                $client->send('/x', $bad);
+            });
+        }
     }
 
     public function testScalarRequestsOptionSendsAnyJsonValue(): void
@@ -142,7 +161,7 @@ final class ScriptedPeerTest extends TestCase
         $server = $this->peer([$steps]);
         $client = new PixlIPCClient($server->path, ['scalarRequests' => true, 'throwOnTimeout' => true]);
         foreach ($values as $value) {
-            $this->assertSame($value, $client->send('/x', $value));
+            $this->assertSame($value, $client->sendValue('/x', $value));
         }
         $sent = array_map(static function (array $request) {
             return $request['data'];
@@ -158,25 +177,25 @@ final class ScriptedPeerTest extends TestCase
         $bad = [['n' => NAN], ['s' => "\xC3\x28"], ['f' => fopen('php://memory', 'r')]];
         foreach ($bad as $request) {
             $this->expectCode(PixlIPCClient::E_BAD_REQUEST_TYPE, function () use ($client, $request): void {
-                $client->send('/x', $request);
+                $client->sendValue('/x', $request);
             });
         }
-        $this->assertSame(['ok' => 1], $client->send('/x', ['ok' => 1]));
+        $this->assertSame(['ok' => 1], $client->sendValue('/x', ['ok' => 1]));
         $this->assertCount(1, $server->lines());
     }
 
-    public function testIdsRestartAtZeroOnEachConnection(): void
+    public function testIdsCountOnAcrossReconnectsAsTheOriginals(): void
     {
         $server = $this->peer([[['read'], ['echo'], ['read'], ['echo']], [['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path);
-        $client->send('/x', ['n' => 0]);
-        $client->send('/x', ['n' => 1]);
+        $client->sendValue('/x', ['n' => 0]);
+        $client->sendValue('/x', ['n' => 1]);
         $client->close();
-        $client->send('/x', ['n' => 2]);
+        $client->sendValue('/x', ['n' => 2]);
         $ids = array_map(static function (array $r): string {
             return $r['ipcReqID'];
         }, $server->requests());
-        $this->assertSame(['rq0', 'rq1', 'rq0'], $ids);
+        $this->assertSame(['rq0', 'rq1', 'rq2'], $ids);
         $this->assertSame(2, $server->accepted());
     }
 
@@ -188,7 +207,7 @@ final class ScriptedPeerTest extends TestCase
         $junk = "hello\n\n   \n[1,2]\n\"text\"\n42\n\r\n";
         $server = $this->peer([[['read'], ['raw', $junk . " \t{\"ipcReqID\":\"%ID%\",\"data\":{\"ok\":1}}\r\n"]]]);
         $client = new PixlIPCClient($server->path);
-        $this->assertSame(['ok' => 1], $client->send('/x', ['q' => 1]));
+        $this->assertSame(['ok' => 1], $client->sendValue('/x', ['q' => 1]));
     }
 
     public function testResponseWithoutDataGivesNullAndExtraMembersAreIgnored(): void
@@ -198,8 +217,8 @@ final class ScriptedPeerTest extends TestCase
             ['read'], ['raw', "{\"more\":{},\"ipcReqID\":\"%ID%\",\"data\":\"v\",\"x\":1}\n"],
         ]]);
         $client = new PixlIPCClient($server->path);
-        $this->assertNull($client->send('/x', ['q' => 1]));
-        $this->assertSame('v', $client->send('/x', ['q' => 2]));
+        $this->assertNull($client->sendValue('/x', ['q' => 1]));
+        $this->assertSame('v', $client->sendValue('/x', ['q' => 2]));
     }
 
     public function testAnswerSplitOverManyWritesIsReassembled(): void
@@ -210,9 +229,9 @@ final class ScriptedPeerTest extends TestCase
             ['raw', "ta\":[1]}\n{\"ipcReqID\":\"rq1\",\"data\":2}\n"], ['read'],
         ]]);
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 3000]);
-        $this->assertSame([1], $client->send('/x', ['q' => 1]));
+        $this->assertSame([1], $client->sendValue('/x', ['q' => 1]));
         // The second answer was already buffered before rq1 was sent.
-        $this->assertSame(2, $client->send('/x', ['q' => 2]));
+        $this->assertSame(2, $client->sendValue('/x', ['q' => 2]));
     }
 
     public function testDataLevelErrorIsReturnedAsData(): void
@@ -221,7 +240,7 @@ final class ScriptedPeerTest extends TestCase
         $error = ['code' => 'no_handler_found', 'message' => 'No handler found for /nope'];
         $server = $this->peer([[['read'], ['reply', $error]]]);
         $client = new PixlIPCClient($server->path);
-        $this->assertSame($error, $client->send('/nope', ['q' => 1]));
+        $this->assertSame($error, $client->sendValue('/nope', ['q' => 1]));
     }
 
     public function testTopLevelErrorRaisesRemoteErrorWithItsCodeMessageAndMessage(): void
@@ -235,7 +254,7 @@ final class ScriptedPeerTest extends TestCase
         ]]);
         $client = new PixlIPCClient($server->path);
         $e = $this->expectCode(PixlIPCClient::E_REMOTE, function () use ($client): void {
-            $client->send('', ['q' => 1]);
+            $client->sendValue('', ['q' => 1]);
         });
         $this->assertSame('no_uri', $e->getRemoteCode());
         $this->assertSame('Missing required uri parameter from request', $e->getRemoteMessage());
@@ -243,12 +262,12 @@ final class ScriptedPeerTest extends TestCase
         $this->assertStringContainsString('no_uri', $e->getMessage());
         // ERR-6: an unknown code is an error of that code, with its extra members.
         $e = $this->expectCode(PixlIPCClient::E_REMOTE, function () use ($client): void {
-            $client->send('/x', ['q' => 2]);
+            $client->sendValue('/x', ['q' => 2]);
         });
         $this->assertSame('future_code', $e->getRemoteCode());
         $this->assertSame(5, $e->getRemoteData()['limit']);
         // The connection stays usable.
-        $this->assertSame(['q' => 3], $client->send('/x', ['q' => 3]));
+        $this->assertSame(['q' => 3], $client->sendValue('/x', ['q' => 3]));
         $this->assertSame(1, $server->accepted());
     }
 
@@ -256,7 +275,7 @@ final class ScriptedPeerTest extends TestCase
     {
         $client = new PixlIPCClient('/nonexistent/pixl-ipc.sock');
         $e = $this->expectCode(PixlIPCClient::E_SOCKET_CONNECT, function () use ($client): void {
-            $client->send('/x', []);
+            $client->sendValue('/x', []);
         });
         $this->assertNull($e->getRemoteCode());
         $this->assertNull($e->getRemoteMessage());
@@ -271,11 +290,12 @@ final class ScriptedPeerTest extends TestCase
         ]]);
         $client = new PixlIPCClient($server->path, ['throwOnBadResponse' => true]);
         $e = $this->expectCode(PixlIPCClient::E_BAD_RESPONSE, function () use ($client): void {
-            $client->send('/x', ['q' => 1]);
+            $client->sendValue('/x', ['q' => 1]);
         });
         $this->assertInstanceOf(JsonException::class, $e->getPrevious());
+        $this->assertStringStartsWith('Bad response from server: ', $e->getMessage());
         // The connection is kept; the real answer to rq0 is skipped as late.
-        $this->assertSame(['q' => 2], $client->send('/x', ['q' => 2]));
+        $this->assertSame(['q' => 2], $client->sendValue('/x', ['q' => 2]));
         $this->assertSame(1, $server->accepted());
     }
 
@@ -287,7 +307,7 @@ final class ScriptedPeerTest extends TestCase
             . "{\"data\":\"\xC3\x28\"}\n";
         $server = $this->peer([[['read'], ['raw64', base64_encode($junk)], ['echo']]]);
         $client = new PixlIPCClient($server->path);
-        $this->assertSame(['q' => 1], $client->send('/x', ['q' => 1]));
+        $this->assertSame(['q' => 1], $client->sendValue('/x', ['q' => 1]));
     }
 
     public function testPushesAreSkippedAndReportedWhenKept(): void
@@ -302,7 +322,7 @@ final class ScriptedPeerTest extends TestCase
                 $seen[] = [$data, $message];
             },
         ]);
-        $this->assertSame(['q' => 1], $client->send('/x', ['q' => 1]));
+        $this->assertSame(['q' => 1], $client->sendValue('/x', ['q' => 1]));
         $this->assertSame([['n' => 1], 2, 3, null], $client->getPushes());
         $this->assertSame([], $client->getPushes(), 'getPushes forgets what it returned');
         $this->assertCount(4, $seen);
@@ -315,10 +335,10 @@ final class ScriptedPeerTest extends TestCase
         $pushes = "{\"data\":1}\n{\"data\":2}\n{\"data\":3}\n";
         $server = $this->peer([[['read'], ['raw', $pushes], ['echo']], [['read'], ['raw', $pushes], ['echo']]]);
         $client = new PixlIPCClient($server->path);
-        $client->send('/x', ['q' => 1]);
+        $client->sendValue('/x', ['q' => 1]);
         $this->assertSame([], $client->getPushes());
         $client = new PixlIPCClient($server->path, ['maxPushes' => 2]);
-        $client->send('/x', ['q' => 1]);
+        $client->sendValue('/x', ['q' => 1]);
         $this->assertSame([2, 3], $client->getPushes());
     }
 
@@ -326,7 +346,7 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[['read'], ['echo'], ['sleep', 50], ['raw', "{\"data\":\"later\"}\n"], ['wait_close']]]);
         $client = new PixlIPCClient($server->path, ['maxPushes' => 5]);
-        $client->send('/x', ['q' => 1]);
+        $client->sendValue('/x', ['q' => 1]);
         $pushes = [];
         $until = microtime(true) + 5;
         while ($pushes === [] && microtime(true) < $until) {
@@ -346,8 +366,52 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[['read'], ['raw', "{\"data\":{\"a\":{}}}\n"], ['echo']]]);
         $client = new PixlIPCClient($server->path, ['maxPushes' => 5, 'assoc' => false]);
-        $client->send('/x', ['q' => 1]);
+        $client->sendValue('/x', ['q' => 1]);
         $this->assertEquals([(object) ['a' => new stdClass()]], $client->getPushes());
+    }
+
+    public function testTopLevelErrorWithoutIdNeitherCompletesNorFailsTheRequest(): void
+    {
+        // ERR-7: e.g. server_busy or access_denied with ipcReqID null; it is
+        // delivered as a push, and the request waits for its own answer.
+        $errors = "{\"ipcReqID\":null,\"code\":\"server_busy\",\"message\":\"busy\"}\n"
+            . "{\"code\":\"access_denied\",\"message\":\"no\"}\n";
+        $server = $this->peer([[['read'], ['raw', $errors], ['sleep', 50], ['echo']]]);
+        $seen = [];
+        $client = new PixlIPCClient($server->path, [
+            'maxPushes' => 10,
+            'requestTimeout' => 10000,
+            'onPush' => function ($data, $message) use (&$seen): void {
+                $seen[] = $message['code'];
+            },
+        ]);
+        $this->assertSame(['q' => 1], $client->sendValue('/x', ['q' => 1]));
+        $this->assertSame(['server_busy', 'access_denied'], $seen);
+        $this->assertSame([null, null], $client->getPushes());
+    }
+
+    public function testPendingCountIsOneWhileARequestWaitsAndZeroOtherwise(): void
+    {
+        $server = $this->peer([[
+            ['read'], ['raw', "{\"data\":\"p\"}\n"], ['echo'],
+            ['read'], ['sleep', 300], ['echo'],
+            ['read'], ['echo'],
+        ]]);
+        $during = [];
+        $client = null;
+        $client = new PixlIPCClient($server->path, [
+            'onPush' => function () use (&$during, &$client): void {
+                $during[] = $client->pendingCount();
+            },
+        ]);
+        $this->assertSame(0, $client->pendingCount());
+        $client->sendValue('/x', ['q' => 1]);
+        $this->assertSame([1], $during, 'seen from onPush while the request waited');
+        $this->assertSame(0, $client->pendingCount());
+        $this->assertFalse($client->sendValue('/x', ['q' => 2], 50));
+        $this->assertSame(0, $client->pendingCount(), 'no timed-out id is kept');
+        $this->assertSame(['q' => 3], $client->sendValue('/x', ['q' => 3], 5000));
+        $this->assertSame(0, $client->pendingCount());
     }
 
     // --- timeouts ----------------------------------------------------------
@@ -359,8 +423,8 @@ final class ScriptedPeerTest extends TestCase
             ['read'], ['reply', 'fresh'],
         ]]);
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 150]);
-        $this->assertFalse($client->send('/x', ['q' => 1]));
-        $this->assertSame('fresh', $client->send('/x', ['q' => 2], 3000));
+        $this->assertFalse($client->sendValue('/x', ['q' => 1]));
+        $this->assertSame('fresh', $client->sendValue('/x', ['q' => 2], 3000));
         $this->assertSame(1, $server->accepted(), 'a timeout keeps the connection');
     }
 
@@ -369,9 +433,10 @@ final class ScriptedPeerTest extends TestCase
         $server = $this->peer([[['read'], ['sleep', 1000]]]);
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 100, 'throwOnTimeout' => true]);
         // Without the deadline the peer's hang-up would give E_SERVER_CLOSE.
-        $this->expectCode(PixlIPCClient::E_TIMEOUT, function () use ($client): void {
-            $client->send('/x', ['q' => 1]);
+        $e = $this->expectCode(PixlIPCClient::E_TIMEOUT, function () use ($client): void {
+            $client->sendValue('/x', ['q' => 1]);
         });
+        $this->assertSame('Request timed out: no answer to rq0 within 100 ms', $e->getMessage());
     }
 
     public function testTimeoutIsADeadlineForTheWholeRequest(): void
@@ -380,7 +445,7 @@ final class ScriptedPeerTest extends TestCase
         $server = $this->peer([[['read'], ['repeat', 60, 50, "{\"data\":\"tick\"}\n"]]]);
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 300]);
         $start = microtime(true);
-        $this->assertFalse($client->send('/x', ['q' => 1]));
+        $this->assertFalse($client->sendValue('/x', ['q' => 1]));
         $this->assertLessThan(2.0, microtime(true) - $start);
     }
 
@@ -392,9 +457,9 @@ final class ScriptedPeerTest extends TestCase
         ]);
         // The answers come after 300 ms: only the per-request timeout decides.
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 5000]);
-        $this->assertFalse($client->send('/x', ['q' => 1], 50));
+        $this->assertFalse($client->sendValue('/x', ['q' => 1], 50));
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 50]);
-        $this->assertSame(['q' => 1], $client->send('/x', ['q' => 1], 5000));
+        $this->assertSame(['q' => 1], $client->sendValue('/x', ['q' => 1], 5000));
     }
 
     public function testTimeoutWhileWritingRaisesTimeoutEvenWithoutThrowOnTimeout(): void
@@ -402,9 +467,13 @@ final class ScriptedPeerTest extends TestCase
         // The peer never reads: an 8 MiB request fills the socket buffers.
         $server = $this->peer([[['sleep', 3000]], [['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 200]);
-        $this->expectCode(PixlIPCClient::E_TIMEOUT, function () use ($client): void {
-            $client->send('/x', ['s' => str_repeat('a', 8 << 20)]);
+        $e = $this->expectCode(PixlIPCClient::E_TIMEOUT, function () use ($client): void {
+            $client->sendValue('/x', ['s' => str_repeat('a', 8 << 20)]);
         });
+        $this->assertStringStartsWith('Request timed out: while writing to ' . $server->path, $e->getMessage());
+        // A partial line may be on the wire: the next request goes on a new connection.
+        $this->assertSame(['q' => 2], $client->sendValue('/x', ['q' => 2], 5000));
+        $this->assertSame(2, $server->accepted());
     }
 
     // --- connection ends ---------------------------------------------------
@@ -415,11 +484,11 @@ final class ScriptedPeerTest extends TestCase
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 10000]);
         $start = microtime(true);
         $e = $this->expectCode(PixlIPCClient::E_SERVER_CLOSE, function () use ($client): void {
-            $client->send('/x', ['q' => 1]);
+            $client->sendValue('/x', ['q' => 1]);
         });
         $this->assertLessThan(2.0, microtime(true) - $start, 'LIFE-3: fails at once, not at the timeout');
         $this->assertSame('Server closed the connection (readMessage)', $e->getMessage());
-        $this->assertSame(['q' => 2], $client->send('/x', ['q' => 2]));
+        $this->assertSame(['q' => 2], $client->sendValue('/x', ['q' => 2]));
         $this->assertSame(2, $server->accepted());
     }
 
@@ -428,18 +497,58 @@ final class ScriptedPeerTest extends TestCase
         $server = $this->peer([[['read'], ['raw', '{"ipcReqID":"%ID%","data":"trunc'], ['close']]]);
         $client = new PixlIPCClient($server->path);
         $this->expectCode(PixlIPCClient::E_SERVER_CLOSE, function () use ($client): void {
-            $client->send('/x', ['q' => 1]);
+            $client->sendValue('/x', ['q' => 1]);
         });
     }
 
-    public function testIdleConnectionClosedByTheServerIsReopenedTransparently(): void
+    public function testIdleConnectionThatTheServerClosedWhollyIsReopenedTransparently(): void
     {
+        // A server that is gone (a restart) fails the write before any byte
+        // leaves: the request is sent once, on a new connection (LIFE-4).
         $server = $this->peer([[['close']], [['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path);
         $this->assertTrue($client->connect());
         $this->assertTrue($server->waitFor('closed', 0));
-        $this->assertSame(['q' => 1], $client->send('/x', ['q' => 1]));
-        $this->assertSame('rq0', $server->requests(1)[0]['ipcReqID']);
+        $this->assertSame(['q' => 1], $client->sendValue('/x', ['q' => 1]));
+        $this->assertSame([], $server->lines(0));
+        $this->assertCount(1, $server->requests(1));
+        $this->assertSame('rq1', $server->requests(1)[0]['ipcReqID'], 'the id of the failed write is not reused');
+    }
+
+    public function testHalfClosedConnectionGivesServerCloseOnceThenTheNextSendReconnects(): void
+    {
+        // The original server ends a connection with socket.end(): the
+        // client's next write succeeds, its read sees end of stream.
+        $server = $this->peer([
+            [['read'], ['echo'], ['half_close'], ['wait_close']],
+            [['read'], ['echo']],
+        ]);
+        $client = new PixlIPCClient($server->path, ['requestTimeout' => 10000]);
+        $this->assertSame(['q' => 1], $client->sendValue('/x', ['q' => 1]));
+        $this->assertTrue($server->waitFor('half_closed', 0));
+        $e = $this->expectCode(PixlIPCClient::E_SERVER_CLOSE, function () use ($client): void {
+            $client->sendValue('/x', ['q' => 2]);
+        });
+        $this->assertSame('Server closed the connection (readMessage)', $e->getMessage());
+        $this->assertTrue($server->waitFor('eof', 0), 'the client closed its end');
+        $this->assertSame(['q' => 2], $server->requests(0)[1]['data'], 'the write succeeded, as the original\'s');
+        $this->assertSame(['q' => 3], $client->sendValue('/x', ['q' => 3]));
+        $this->assertSame(2, $server->accepted());
+    }
+
+    public function testHalfClosedConnectionIsReplacedBeforeWritingWithReconnectOnClose(): void
+    {
+        $server = $this->peer([
+            [['read'], ['echo'], ['half_close'], ['wait_close']],
+            [['read'], ['echo']],
+        ]);
+        $client = new PixlIPCClient($server->path, ['requestTimeout' => 10000, 'reconnectOnClose' => true]);
+        $this->assertSame(['q' => 1], $client->sendValue('/x', ['q' => 1]));
+        $this->assertTrue($server->waitFor('half_closed', 0));
+        $this->assertSame(['q' => 2], $client->sendValue('/x', ['q' => 2]));
+        $this->assertTrue($server->waitFor('eof', 0));
+        $this->assertCount(1, $server->lines(0), 'nothing was written to the ended connection');
+        $this->assertSame([['q' => 2]], array_column($server->requests(1), 'data'));
     }
 
     public function testWriteToAConnectionThatEndsMidRequestRaisesSocketWrite(): void
@@ -447,21 +556,26 @@ final class ScriptedPeerTest extends TestCase
         // The peer closes without reading while a large request is being written.
         $server = $this->peer([[['sleep', 300], ['close']], [['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 10000]);
-        $this->expectCode(PixlIPCClient::E_SOCKET_WRITE, function () use ($client): void {
-            $client->send('/x', ['s' => str_repeat('a', 8 << 20)]);
+        $e = $this->expectCode(PixlIPCClient::E_SOCKET_WRITE, function () use ($client): void {
+            $client->sendValue('/x', ['s' => str_repeat('a', 8 << 20)]);
         });
-        $this->assertSame(['q' => 2], $client->send('/x', ['q' => 2]), 'the next send reconnects');
+        // The errno is kept, in the text and as a property.
+        $this->assertContains($e->getErrno(), [32, 104], 'EPIPE or ECONNRESET');
+        $this->assertNotEmpty($e->getErrstr());
+        $this->assertStringStartsWith('Could not write to socket: ' . $server->path . ': ', $e->getMessage());
+        $this->assertStringContainsString("{$e->getErrstr()} (errno {$e->getErrno()})", $e->getMessage());
+        $this->assertSame(['q' => 2], $client->sendValue('/x', ['q' => 2]), 'the next send reconnects');
     }
 
     public function testServerThatStoppedGivesConnectErrorThenNothingLingers(): void
     {
         $server = $this->peer([[['read'], ['echo'], ['stop']]]);
         $client = new PixlIPCClient($server->path);
-        $this->assertSame(['q' => 1], $client->send('/x', ['q' => 1]));
+        $this->assertSame(['q' => 1], $client->sendValue('/x', ['q' => 1]));
         $this->assertTrue($server->waitFor('closed', 0));
         usleep(100000); // the peer unlinks its socket after closing
         $this->expectCode(PixlIPCClient::E_SOCKET_CONNECT, function () use ($client): void {
-            $client->send('/x', ['q' => 2]);
+            $client->sendValue('/x', ['q' => 2]);
         });
     }
 
@@ -469,11 +583,11 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[['read'], ['echo'], ['wait_close']], [['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path);
-        $client->send('/x', ['q' => 1]);
+        $client->sendValue('/x', ['q' => 1]);
         $client->close();
         $client->close(); // twice is harmless
         $this->assertTrue($server->waitFor('eof', 0));
-        $this->assertSame(['q' => 2], $client->send('/x', ['q' => 2]));
+        $this->assertSame(['q' => 2], $client->sendValue('/x', ['q' => 2]));
         $this->assertSame(2, $server->accepted());
     }
 
@@ -481,7 +595,7 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[['read'], ['echo'], ['wait_close']]]);
         $client = new PixlIPCClient($server->path);
-        $client->send('/x', ['q' => 1]);
+        $client->sendValue('/x', ['q' => 1]);
         unset($client);
         $this->assertTrue($server->waitFor('eof', 0));
     }
@@ -492,7 +606,7 @@ final class ScriptedPeerTest extends TestCase
         $client = new PixlIPCClient($server->path);
         $this->assertTrue($client->connect());
         $this->assertTrue($client->connect());
-        $client->send('/x', ['q' => 1]);
+        $client->sendValue('/x', ['q' => 1]);
         $this->assertSame(1, $server->accepted());
     }
 
@@ -519,7 +633,7 @@ final class ScriptedPeerTest extends TestCase
             $this->assertLessThan(2.0, microtime(true) - $start);
             $this->assertStringContainsString('Could not connect to socket', $e->getMessage());
             $this->expectCode(PixlIPCClient::E_SOCKET_CONNECT, function () use ($client): void {
-                $client->send('/x', ['q' => 1]);
+                $client->sendValue('/x', ['q' => 1]);
             });
         }
     }
@@ -544,7 +658,7 @@ final class ScriptedPeerTest extends TestCase
 
         // Room appears when the peer is done with the first two connections.
         $patient = new PixlIPCClient($server->path, ['connectTimeout' => 8000, 'requestTimeout' => 5000]);
-        $this->assertSame(['ok' => 1], $patient->send('/x', ['ok' => 1]));
+        $this->assertSame(['ok' => 1], $patient->sendValue('/x', ['ok' => 1]));
     }
 
     public function testStaleSocketGivesConnectError(): void
@@ -556,7 +670,7 @@ final class ScriptedPeerTest extends TestCase
         $this->assertFileExists($path);
         $client = new PixlIPCClient($path);
         $e = $this->expectCode(PixlIPCClient::E_SOCKET_CONNECT, function () use ($client): void {
-            $client->send('/x', ['q' => 1]);
+            $client->sendValue('/x', ['q' => 1]);
         });
         $this->assertStringContainsString($path, $e->getMessage());
     }
@@ -567,19 +681,57 @@ final class ScriptedPeerTest extends TestCase
     {
         $server = $this->peer([[['read'], ['big', 5 << 20], ['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path, ['requestTimeout' => 10000]);
-        $this->assertSame(str_repeat('x', 5 << 20), $client->send('/x', ['q' => 1]));
-        $this->assertSame(['q' => 2], $client->send('/x', ['q' => 2]));
+        $this->assertSame(str_repeat('x', 5 << 20), $client->sendValue('/x', ['q' => 1]));
+        $this->assertSame(['q' => 2], $client->sendValue('/x', ['q' => 2]));
     }
 
     public function testAnswerOverMaxMessageBytesRaisesTooLargeAndCloses(): void
     {
         $server = $this->peer([[['read'], ['big', 5000], ['wait_close']], [['read'], ['echo']]]);
         $client = new PixlIPCClient($server->path, ['maxMessageBytes' => 1000]);
-        $this->expectCode(PixlIPCClient::E_MESSAGE_TOO_LARGE, function () use ($client): void {
-            $client->send('/x', ['q' => 1]);
+        $e = $this->expectCode(PixlIPCClient::E_MESSAGE_TOO_LARGE, function () use ($client): void {
+            $client->sendValue('/x', ['q' => 1]);
         });
+        $this->assertSame(
+            'Message from server too large: at least 1001 bytes, over the limit of 1000 bytes, ipcReqID "rq0"',
+            $e->getMessage()
+        );
         $this->assertTrue($server->waitFor('eof', 0), 'LIMIT-3: the connection is closed');
-        $this->assertSame(['q' => 2], $client->send('/x', ['q' => 2]));
+        $this->assertSame(['q' => 2], $client->sendValue('/x', ['q' => 2]));
+    }
+
+    /** @return array<string, array{0: string, 1: string}> */
+    public function oversizeLines(): array
+    {
+        $tail = str_repeat('x', 3000) . "\"}\n";
+        return [
+            'its own id' => ['{"ipcReqID":"%ID%","data":"' . $tail, ', ipcReqID "rq0"'],
+            'a late answer\'s id' => ['{"ipcReqID":"rq77","data":"' . $tail, ', ipcReqID "rq77"'],
+            'a number id' => ["{\"data\":1, \"ipcReqID\" : 42,\"x\":\"" . $tail, ', ipcReqID 42'],
+            'no id (a push)' => ['{"data":"' . $tail, ''],
+            'a null id' => ['{"ipcReqID":null,"data":"' . $tail, ''],
+            'an id past 4096 bytes' => ['{"data":"' . str_repeat('y', 5000) . '","ipcReqID":"rq0"}' . "\n", ''],
+            'CR counted' => ['{"ipcReqID":"%ID%","data":"' . str_repeat('x', 972) . "\"}\r\n", ', ipcReqID "rq0"'],
+        ];
+    }
+
+    /**
+     * LIMIT-3 with CORR-6: whatever id the oversize line carries, the one
+     * request in flight fails as too large and the connection is closed.
+     *
+     * @dataProvider oversizeLines
+     */
+    public function testOversizeLineFailsTheRequestInFlightWithTheIdItCarries(string $line, string $named): void
+    {
+        $server = $this->peer([[['read'], ['raw', $line], ['wait_close']], [['read'], ['echo']]]);
+        $client = new PixlIPCClient($server->path, ['maxMessageBytes' => 1000, 'requestTimeout' => 10000]);
+        $e = $this->expectCode(PixlIPCClient::E_MESSAGE_TOO_LARGE, function () use ($client): void {
+            $client->sendValue('/x', ['q' => 1]);
+        });
+        $this->assertStringEndsWith('over the limit of 1000 bytes' . $named, $e->getMessage());
+        $this->assertTrue($server->waitFor('eof', 0), 'the connection is closed');
+        $this->assertSame(0, $client->pendingCount());
+        $this->assertSame(['q' => 2], $client->sendValue('/x', ['q' => 2]));
     }
 
     public function testUnfinishedLineOverTheLimitFailsWithoutWaitingForItsEnd(): void
@@ -588,7 +740,7 @@ final class ScriptedPeerTest extends TestCase
         $client = new PixlIPCClient($server->path, ['maxMessageBytes' => 100000, 'requestTimeout' => 2500]);
         $start = microtime(true);
         $this->expectCode(PixlIPCClient::E_MESSAGE_TOO_LARGE, function () use ($client): void {
-            $client->send('/x', ['q' => 1]);
+            $client->sendValue('/x', ['q' => 1]);
         });
         $this->assertLessThan(2.0, microtime(true) - $start);
     }
@@ -598,7 +750,7 @@ final class ScriptedPeerTest extends TestCase
         // 28 bytes of framing around the string: {"ipcReqID":"rq0","data":"..."}.
         $server = $this->peer([[['read'], ['big', 1000 - 28]]]);
         $client = new PixlIPCClient($server->path, ['maxMessageBytes' => 1000]);
-        $this->assertSame(972, strlen($client->send('/x', ['q' => 1])));
+        $this->assertSame(972, strlen($client->sendValue('/x', ['q' => 1])));
     }
 
     // --- decoding options --------------------------------------------------
@@ -608,12 +760,12 @@ final class ScriptedPeerTest extends TestCase
         $answer = "{\"ipcReqID\":\"%ID%\",\"data\":{\"n\":123456789012345678901234,\"m\":9007199254740993}}\n";
         $server = $this->peer([[['read'], ['raw', $answer]]]);
         $client = new PixlIPCClient($server->path);
-        $data = $client->send('/x', ['q' => 1]);
+        $data = $client->sendValue('/x', ['q' => 1]);
         $this->assertIsFloat($data['n']);
         $this->assertSame(9007199254740993, $data['m']);
         $server2 = $this->peer([[['read'], ['raw', $answer]]]);
         $client = new PixlIPCClient($server2->path, ['bigIntAsString' => true]);
-        $this->assertSame(['n' => '123456789012345678901234', 'm' => 9007199254740993], $client->send('/x', []));
+        $this->assertSame(['n' => '123456789012345678901234', 'm' => 9007199254740993], $client->sendValue('/x', []));
     }
 
     public function testAssocFalseReturnsObjects(): void
@@ -623,9 +775,9 @@ final class ScriptedPeerTest extends TestCase
             ['read'], ['raw', "{\"ipcReqID\":\"%ID%\",\"code\":\"x\",\"message\":\"y\"}\n"],
         ]]);
         $client = new PixlIPCClient($server->path, ['assoc' => false]);
-        $this->assertEquals((object) ['a' => new stdClass(), 'b' => []], $client->send('/x', ['q' => 1]));
+        $this->assertEquals((object) ['a' => new stdClass(), 'b' => []], $client->sendValue('/x', ['q' => 1]));
         $e = $this->expectCode(PixlIPCClient::E_REMOTE, function () use ($client): void {
-            $client->send('/x', ['q' => 2]);
+            $client->sendValue('/x', ['q' => 2]);
         });
         $this->assertSame('x', $e->getRemoteCode());
         $this->assertSame('y', $e->getRemoteMessage());
@@ -638,6 +790,6 @@ final class ScriptedPeerTest extends TestCase
             . "a\u{2028}b\u{2029}" . '","\u0000"]}' . "\n";
         $server = $this->peer([[['read'], ['raw', $answer]]]);
         $client = new PixlIPCClient($server->path);
-        $this->assertSame(["\u{1F600}", "\u{1F600}", "a\u{2028}b\u{2029}", "\0"], $client->send('/x', ['q' => 1]));
+        $this->assertSame(["\u{1F600}", "\u{1F600}", "a\u{2028}b\u{2029}", "\0"], $client->sendValue('/x', ['q' => 1]));
     }
 }

@@ -8,6 +8,8 @@ require_once dirname(__DIR__) . '/src/PixlIPCClient.php';
 require_once __DIR__ . '/support/TestProcesses.php';
 require_once __DIR__ . '/support/ScriptedServer.php';
 require_once __DIR__ . '/support/ReferenceServer.php';
+require_once __DIR__ . '/support/WatchedClient.php';
+require_once __DIR__ . '/support/LegacyClient.php';
 
 register_shutdown_function([PixlIPC\Tests\Support\TestProcesses::class, 'cleanUp']);
 

@@ -151,19 +151,19 @@ SERVER_CASES: list[tuple[str, bytes, Any]] = [
         req("/a\u2028b", "rq4", {"ipcReqID": "rq4", "uri": "/a\u2028b"}),
     ),
     (
-        "true id is bad_request (REQ-3)",
+        "true id is echoed (REQ-3)",
         b'{"ipcReqID":true,"uri":"/a"}\n',
-        {"ipcReqID": None, "code": "bad_request", "reason": "bad_request"},
+        req("/a", True, {"ipcReqID": True, "uri": "/a"}),
     ),
     (
-        "object id is bad_request (REQ-3)",
+        "object id is echoed (REQ-3)",
         b'{"ipcReqID":{},"uri":"/a"}\n',
-        {"ipcReqID": None, "code": "bad_request", "reason": "bad_request"},
+        req("/a", {}, {"ipcReqID": {}, "uri": "/a"}),
     ),
     (
-        "list id is bad_request (REQ-3)",
+        "list id is echoed (REQ-3)",
         b'{"ipcReqID":[1],"uri":"/a"}\n',
-        {"ipcReqID": None, "code": "bad_request", "reason": "bad_request"},
+        req("/a", [1], {"ipcReqID": [1], "uri": "/a"}),
     ),
     (
         "absent uri is no_uri (REQ-2)",
@@ -226,19 +226,19 @@ SERVER_CASES: list[tuple[str, bytes, Any]] = [
         },
     ),
     (
-        "numeric uri is bad_request (REQ-2)",
+        "numeric uri is routed as its text (REQ-2)",
         b'{"ipcReqID":"rq6","uri":7}\n',
-        {"ipcReqID": "rq6", "code": "bad_request", "reason": "bad_request"},
+        req("7", "rq6", {"ipcReqID": "rq6", "uri": 7}),
     ),
     (
-        "true uri is bad_request (REQ-2)",
+        "true uri is routed as its text (REQ-2)",
         b'{"ipcReqID":"rq6","uri":true}\n',
-        {"ipcReqID": "rq6", "code": "bad_request", "reason": "bad_request"},
+        req("true", "rq6", {"ipcReqID": "rq6", "uri": True}),
     ),
     (
-        "list uri is bad_request (REQ-2)",
+        "list uri is routed as its text (REQ-2)",
         b'{"ipcReqID":"rq6","uri":["/a"]}\n',
-        {"ipcReqID": "rq6", "code": "bad_request", "reason": "bad_request"},
+        req("/a", "rq6", {"ipcReqID": "rq6", "uri": ["/a"]}),
     ),
     (
         "syntax error is bad_json (FRAME-6)",

@@ -24,6 +24,11 @@ PROTOCOL = SPEC / "PROTOCOL.md"
 SCHEMA_DIR = SPEC / "schema"
 VECTOR_DIR = SPEC / "vectors"
 VECTOR_FORMAT = VECTOR_DIR / "vectors.schema.json"
+#: The recorded answers of the original and their schema: not schema vectors.
+ORIGINAL_ANSWERS = (
+    VECTOR_DIR / "original-answers.json",
+    VECTOR_DIR / "original-answers.schema.json",
+)
 #: The base of every schema's ``$id``; ``.example`` is reserved, so no host answers it.
 BASE = "https://pixl-ipc.example/spec/1.1/"
 METASCHEMA = "https://json-schema.org/draft/2020-12/schema"
@@ -142,8 +147,14 @@ class Vector:
 
 @cache
 def vector_files() -> tuple[Path, ...]:
-    """The vector files of spec/vectors/ (the vector format's own schema excluded)."""
-    return tuple(sorted(p for p in VECTOR_DIR.glob("*.json") if p != VECTOR_FORMAT))
+    """The vector files of spec/vectors/ (the vector format's schema and the original's answers excluded)."""
+    return tuple(
+        sorted(
+            p
+            for p in VECTOR_DIR.glob("*.json")
+            if p != VECTOR_FORMAT and p not in ORIGINAL_ANSWERS
+        )
+    )
 
 
 @cache

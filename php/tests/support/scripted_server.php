@@ -10,7 +10,8 @@
  * closed; when every list has run the server removes its socket and exits.
  * It prints "listening on SOCKET" to stderr once it accepts connections, and
  * appends one JSON object per event to RECORD_FILE:
- * {"conn": n, "event": "accepted" | "line" | "closed" | "eof", "line": ...}.
+ * {"conn": n, "event": "accepted" | "line" | "half_closed" | "closed" | "eof",
+ * "line": ...}.
  *
  * Steps (JSON arrays):
  *   ["read"]                     read one line; the last request is remembered
@@ -24,6 +25,8 @@
  *   ["sleep", MS]                wait
  *   ["echo_all"]                 echo every request until the client closes
  *   ["wait_close"]               read (and record) until the client closes
+ *   ["half_close"]               stop writing (FIN), as the original's socket.end();
+ *                                the connection stays readable
  *   ["close"]                    close this connection now
  *   ["stop"]                     close the connection and the listener, exit
  */
@@ -147,6 +150,9 @@ foreach ($script['connections'] as $index => $steps) {
             }
         } elseif ($name === 'sleep') {
             usleep($step[1] * 1000);
+        } elseif ($name === 'half_close') {
+            stream_socket_shutdown($conn, STREAM_SHUT_WR);
+            $record(['conn' => $index, 'event' => 'half_closed']);
         } elseif ($name === 'close') {
             break;
         } elseif ($name === 'stop') {

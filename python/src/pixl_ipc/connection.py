@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from .errors import ErrorCode, RemoteError
 from .framing import encode_line
 from .protocol import (
+    NO_DATA,
     IncomingRequest,
     ProtocolReply,
     ServerEvent,
@@ -248,6 +249,8 @@ class Connection(asyncio.Protocol):
         for event in pending:
             if type(event) is not IncomingRequest:
                 assert type(event) is ProtocolReply
+                if event.reason == "no_uri":
+                    server._stats.requests += 1  # BUILTIN-5: a request received, as the original counts
                 out.append(server._protocol_reply(event.message, event.reason))
                 continue
             route = cached(event.uri, _UNSEEN)
@@ -365,6 +368,8 @@ class Connection(asyncio.Protocol):
 
     def _encode_reply(self, request_id: Any, uri: str, result: Any) -> bytes:
         try:
+            if result is NO_DATA:  # RESP-3: a response without data (BUILTIN-1)
+                return encode_line({"ipcReqID": request_id})
             return encode_line({"ipcReqID": request_id, "data": result})
         except (TypeError, ValueError) as exc:
             # ERR-3: a result that cannot be encoded is the handler's failure.

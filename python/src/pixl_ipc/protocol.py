@@ -10,9 +10,11 @@ clients only move bytes between a socket and the two connection objects here.
 :meth:`ServerProtocol.receive_data`; out come, in stream order, either an
 :class:`IncomingRequest` (a valid request, for the router) or a
 :class:`ProtocolReply` (an error the server answers at once without a
-handler: ``no_uri``, ``bad_json``, ``bad_request``, ``message_too_large``).
-Lines that are not messages (blank, or not starting with ``{``) produce nothing
-(FRAME-4, FRAME-5). Replies are built with :func:`response`, :func:`error_reply`
+handler: ``no_uri``, ``bad_json``, ``message_too_large``). Lines that are
+not messages (blank, or not starting with ``{``) produce nothing (FRAME-4,
+FRAME-5). Everything else is routed, as the original does: any truthy
+``ipcReqID`` is echoed, a truthy ``uri`` that is not a string is routed by its
+JavaScript text (REQ-2, REQ-3). Replies are built with :func:`response`, :func:`error_reply`
 and :func:`data_error`, and turned into bytes by :func:`~pixl_ipc.framing.encode_line`.
 
 :class:`ClientProtocol` is one client, across its connections, and holds every
@@ -37,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._js import js_falsy, js_string
 from .errors import ErrorCode, MalformedMessage, MessageTooLarge, RemoteError, ServerClosed
 from .framing import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -47,6 +50,7 @@ from .framing import (
 )
 
 __all__ = [
+    "NO_DATA",
     "NO_URI_MESSAGE",
     "PROTOCOL_VERSION",
     "ClientProtocol",
@@ -82,12 +86,24 @@ _ID_PATTERN = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(
 MessageTransform = Callable[[dict[str, Any]], Any]
 
 
+class _NoData:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_DATA"
+
+
+#: A handler result meaning "answer without a ``data`` member", as a JavaScript
+#: handler that answers ``undefined`` does (RESP-3, BUILTIN-1).
+NO_DATA: Any = _NoData()
+
+
 # --- building messages -------------------------------------------------------
 
 
 def is_falsy_id(value: Any) -> bool:
     """True for the ids that mean "not correlated" (REQ-3): absent, null, "", 0, false."""
-    return value is None or value is False or value == "" or (type(value) in (int, float) and value == 0)
+    return js_falsy(value)
 
 
 def reply_id(request_id: Any) -> Any:
@@ -96,7 +112,9 @@ def reply_id(request_id: Any) -> Any:
 
 
 def response(request_id: Any, data: Any) -> dict[str, Any]:
-    """A success response (RESP-3)."""
+    """A success response (RESP-3); without ``data`` when ``data`` is :data:`NO_DATA`."""
+    if data is NO_DATA:
+        return {"ipcReqID": reply_id(request_id)}
     return {"ipcReqID": reply_id(request_id), "data": data}
 
 
@@ -150,7 +168,8 @@ class IncomingRequest:
 
     Attributes:
         message: the request object as received (REQ-1), extra members kept.
-        uri: its ``uri`` (a non-empty string).
+        uri: its ``uri`` as text: the string itself, or the JavaScript text
+            of a truthy value of another type (REQ-2).
         id: the ``ipcReqID`` to answer with (None when not correlated).
     """
 
@@ -178,18 +197,16 @@ ServerEvent = IncomingRequest | ProtocolReply
 def _check_request(message: dict[str, Any]) -> IncomingRequest | ProtocolReply:
     request_id = message.get("ipcReqID")
     uri = message.get("uri")
-    if type(request_id) is str and type(uri) is str and uri:
-        # What the original clients send: nothing more to check.
-        return IncomingRequest(message, uri, request_id or None)
-    if request_id is True or isinstance(request_id, (dict, list)):
-        reply = error_reply(None, ErrorCode.BAD_REQUEST, "ipcReqID must be a string or a number")
-        return ProtocolReply(reply, "bad_request")
     if type(uri) is str and uri:
+        if type(request_id) is str:
+            # What the original clients send: nothing more to check.
+            return IncomingRequest(message, uri, request_id or None)
         return IncomingRequest(message, uri, reply_id(request_id))
-    if is_falsy_id(uri):
+    if js_falsy(uri):
+        # REQ-2: the id is answered as any other (RESP-2), so {"ipcReqID":true} gets true.
         return ProtocolReply(error_reply(request_id, ErrorCode.NO_URI, NO_URI_MESSAGE), "no_uri")
-    reply = error_reply(request_id, ErrorCode.BAD_REQUEST, "uri must be a string")
-    return ProtocolReply(reply, "bad_request")
+    # REQ-2: a truthy uri of another type is routed by its JavaScript text.
+    return IncomingRequest(message, js_string(uri), reply_id(request_id))
 
 
 def _is_message_line(line: bytes) -> bool:

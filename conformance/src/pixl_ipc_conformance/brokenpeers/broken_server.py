@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import signal
@@ -59,7 +60,10 @@ DEFECTS: dict[str, str] = {
     "absent-data-object": "absent data reaches the echo as {} instead of null (REQ-4, BUILTIN-1)",
     "delay-ignored": "/ipcserver/test/delay answers at once whatever the delay (BUILTIN-2)",
     "delay-zero-waits": "/ipcserver/test/delay with 0 or no delay waits 5 s (BUILTIN-2)",
-    "lax-types": "a uri or ipcReqID of a wrong type is not answered bad_request (REQ-2, REQ-3)",
+    "delay-invalid-zero": "a delay that is not a non-negative number answers {delay: 0} (BUILTIN-2)",
+    "strict-types": "a uri or ipcReqID that is not a string or number is answered bad_request (REQ-2, REQ-3)",
+    "exact-builtins": "echo and delay match only their exact uri, not as prefixes (BUILTIN-1, BUILTIN-2)",
+    "full-close-on-shutdown": "shutdown closes connections both ways at once, not as a half-close (LIFE-8)",
     "max-100-connections": "connections past 100 open at once are closed at once (TRANS-2)",
     "disconnect-closes-all": "a client gone mid-request makes the server close every connection (LIFE-5)",
     "error-with-data": 'top-level errors also carry "data": null (ERR-2)',
@@ -68,7 +72,7 @@ DEFECTS: dict[str, str] = {
     "lossy-big-int": "integers are carried as doubles, losing precision past 2^53 (FRAME-9)",
     "one-request-per-connection": "the connection is closed after the first response (TRANS-2)",
     "cross-connection": "answers go to the connection that last used the id, not to the asker (RESP-6)",
-    "unanchored-routes": "routes match anywhere in the uri, not the whole uri (ROUTE-1)",
+    "unanchored-routes": "routes match anywhere in the uri, not from its start (ROUTE-1)",
     "unbounded-buffering": "the server reads on while its answers pile up unwritten (LIMIT-5)",
     "steal-path": "start-up unlinks whatever is at the socket path, as the original does (LIFE-6)",
     "no-stale-replace": "start-up refuses a stale socket instead of replacing it (LIFE-6)",
@@ -82,7 +86,6 @@ DEFECTS: dict[str, str] = {
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
     "extra-members": 'every answer carries a member the original does not send, "server" (VER-2)',
     "info-app-first": "/ipcserver/info lists the application's handlers before the built-ins (BUILTIN-3)",
-    "leaky-bad-request": "bad_request messages carry the exception text and a source file path (ERR-5)",
     "leaky-too-large": "message_too_large messages carry the exception text and a source file path (ERR-5)",
 }
 
@@ -138,26 +141,30 @@ class _Conn:
         self.tasks: set[asyncio.Task[None]] = set()
         self.count = 0
         self.closing = False
+        # LIFE-8: half-closed by the server; what the client still sends is discarded.
+        self.ended = False
         # LIMIT-5: at most this many requests in progress before reading stops.
         self.slots = asyncio.Semaphore(1 << 30 if server.defect == "unbounded-buffering" else 1024)
 
     def write(self, message: dict[str, Any]) -> None:
-        if self.closing or self.writer.is_closing():
+        if self.closing or self.ended or self.writer.is_closing():
             return
         defect = self.server.defect
         if defect == "error-with-data" and "code" in message and "data" not in message:
             message = {**message, "data": None}
         if defect == "extra-members" and "ipcReqID" in message:
             message = {**message, "server": "broken"}
-        leaky = {"leaky-bad-request": "bad_request", "leaky-too-large": "message_too_large"}
-        if defect in leaky and message.get("code") == leaky[defect]:
+        if defect == "leaky-too-large" and message.get("code") == "message_too_large":
             message = {
                 **message,
                 "message": f'Traceback (most recent call last): File "{__file__}": ValueError',
             }
         if defect == "mangle-unicode":
             message = _mangle(message)
-        line = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+        try:
+            line = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate is written escaped, as the original does (FRAME-8)
+            line = json.dumps(message, separators=(",", ":")).encode("ascii")
         self.writer.write(line + b"\n")  # FRAME-10: one write per message
         if defect == "one-request-per-connection":
             self.close()
@@ -256,6 +263,17 @@ class BrokenServer:
             for conn in list(self.conns):
                 with contextlib.suppress(ConnectionError):
                     await asyncio.wait_for(conn.writer.drain(), 1.0)
+                if self.defect == "full-close-on-shutdown" or not conn.writer.can_write_eof():
+                    conn.close()
+                else:
+                    # LIFE-8: stop writing; the connection ends when the client closes.
+                    conn.ended = True
+                    conn.writer.write_eof()
+            for _ in range(200):  # the exit timeout, 2 s
+                if not self.conns:
+                    break
+                await asyncio.sleep(0.01)
+            for conn in list(self.conns):
                 conn.close()
             await server.wait_closed()
             with contextlib.suppress(OSError):
@@ -378,6 +396,8 @@ class BrokenServer:
             conn.close()
 
     async def _line(self, conn: _Conn, line: bytes) -> None:
+        if conn.ended:
+            return  # LIFE-8: read and discarded
         if self.defect != "crlf-bad-json" and line.endswith(b"\r"):
             line = line[:-1]  # FRAME-2
         stripped = line.strip(_WS)
@@ -462,7 +482,8 @@ class BrokenServer:
             return True, value
         if _falsy(value):
             return True, None
-        if self.defect == "numeric-id-string" and isinstance(value, int | float):
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if self.defect == "numeric-id-string" and numeric:
             return True, str(value)
         return True, value
 
@@ -474,8 +495,7 @@ class BrokenServer:
         base: dict[str, Any] = {"ipcReqID": request_id} if has_id else {}
         raw_id = request.get("ipcReqID")
         uri = request.get("uri")
-        lax = self.defect == "lax-types"
-        if not lax and (raw_id is True or isinstance(raw_id, dict | list)):
+        if self.defect == "strict-types" and (raw_id is True or isinstance(raw_id, dict | list)):
             conn.write(
                 {"ipcReqID": None, "code": "bad_request", "message": "ipcReqID must be a string or a number"}
             )
@@ -485,13 +505,10 @@ class BrokenServer:
             conn.write({**base, "data": error} if self.defect == "no-uri-in-data" else {**base, **error})
             return
         if not isinstance(uri, str):
-            if lax:
-                conn.write(
-                    {**base, "data": {"code": "no_handler_found", "message": f"No handler found for {uri}"}}
-                )
-            else:
+            if self.defect == "strict-types":
                 conn.write({**base, "code": "bad_request", "message": "uri must be a string"})
-            return
+                return
+            uri = _js_text(uri)  # REQ-2: routed by its JavaScript text
         if self.defect == "reject-unknown-members" and set(request) - {
             "ipcReqID",
             "uri",
@@ -506,21 +523,35 @@ class BrokenServer:
             data = {}
         result: Any
         if self.defect == "unanchored-routes":
-            uri = next((u for u in (ECHO, DELAY, INFO, STATS) if u in uri), uri)
+            uri = next((u for u in (ECHO, DELAY, INFO, STATS, APP) if u in uri), uri)
+        # BUILTIN-1, BUILTIN-2: the original's prefix patterns.
+        prefix = self.defect != "exact-builtins"
         app_first = self.app_handlers and self.defect == "builtins-last"
         if app_first and uri == DELAY:
             result = {"shadowed": True}
-        elif uri == ECHO:
+        elif uri == ECHO or (prefix and uri.startswith(ECHO)):
+            if "data" not in request and self.defect != "absent-data-object":
+                conn.write(base)  # echo without data: no data member
+                return
             result = data
-        elif uri == DELAY:
+        elif uri == DELAY or (prefix and uri.startswith(DELAY)):
             delay = data.get("delay") if isinstance(data, dict) else None
-            if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
-                delay = 0
-            if self.defect == "delay-zero-waits" and delay == 0:
-                await asyncio.sleep(5.0)
-            elif delay and self.defect != "delay-ignored":
-                await asyncio.sleep(delay / 1000)
-            result = {"delay": delay}
+            if self.defect == "delay-invalid-zero" and (
+                not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0
+            ):
+                delay = None
+            if _falsy(delay):
+                if self.defect == "delay-zero-waits":
+                    await asyncio.sleep(5.0)
+                result = {"delay": 0}
+            else:
+                # setTimeout's reading of the delay: Number(), about 1 ms outside 1..2^31-1.
+                wait_ms = _js_number(delay)
+                if not 1 <= wait_ms <= 2**31 - 1:
+                    wait_ms = 1
+                if self.defect != "delay-ignored":
+                    await asyncio.sleep(wait_ms / 1000)
+                result = {"delay": delay}
         elif uri == INFO and self.defect != "no-info":
             result = {
                 "protocol": "1.1",
@@ -554,6 +585,36 @@ class BrokenServer:
         with contextlib.suppress(ConnectionError):
             # LIFE-5: a client gone with requests in progress costs only its answers.
             await conn.writer.drain()
+
+
+def _js_text(value: Any) -> str:
+    """JavaScript's String() of a JSON value (REQ-2)."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    if isinstance(value, list):
+        return ",".join("" if item is None else _js_text(item) for item in value)
+    if isinstance(value, int) and abs(value) < 10**21:
+        return str(value)
+    number = float(value)
+    if number == int(number) and abs(number) < 1e21:
+        return str(int(number))
+    return repr(number).replace("e-0", "e-")
+
+
+def _js_number(value: Any) -> float:
+    """JavaScript's Number() of a JSON value, for the delays the cases send (BUILTIN-2)."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(_js_text(value).strip() or 0) if isinstance(value, str | list) else math.nan
+    except ValueError:
+        return math.nan
 
 
 def _reject_constant(name: str) -> Any:
