@@ -57,9 +57,9 @@ test: setup ## Run every test: pytest, PHPUnit, node --test, the conformance mat
 # it (tests/without_uvloop/uvloop.py fails to import) for a representative part.
 test-asyncio: $(STAMP) ## The CLI and service tests and the server's conformance cases without uvloop
 	PYTHONPATH=$(CURDIR)/tests/without_uvloop $(PY) -m pytest -q -p no:cacheprovider tests/cli tests/service
-	PYTHONPATH=$(CURDIR)/tests/without_uvloop $(PY) -m pixl_ipc_conformance server --quiet \
-	  --start "$(PY) -m pixl_ipc serve --socket {socket} --max-message-bytes 16777216 --handlers conformance/app/pixl_ipc_python.py" \
-	  --max-message-bytes 16777216 --capability app_handlers
+	@mkdir -p $(BUILD)/conformance-asyncio
+	PYTHONPATH=$(CURDIR)/tests/without_uvloop $(PY) -m pixl_ipc_conformance matrix --quiet \
+	  --only "python server" --out $(BUILD)/conformance-asyncio
 
 lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12), tsc and composer validate when installed
 	$(VENV)/bin/ruff check python conformance tests
