@@ -1,5 +1,7 @@
-"""What ``pixl-ipc serve`` does for a service manager: socket activation and sd_notify.
+"""What ``pixl-ipc serve`` does for a service manager: logging, socket activation, sd_notify.
 
+Logging goes to stderr or to ``--log-file`` (reopened on SIGHUP, for
+logrotate), as text or as one JSON object per line (``--log-format json``).
 Under systemd socket activation (``LISTEN_FDS``, ``LISTEN_PID``) the listening
 socket is inherited, so ``--socket`` is not needed: its path is read from the
 socket. With ``NOTIFY_SOCKET`` set (``Type=notify``), systemd is told
@@ -9,14 +11,54 @@ shutdown begins, each with a ``STATUS=`` line.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 from collections.abc import Mapping
 
 from .._socket import SD_LISTEN_FDS_START
+from ..logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from ..sdnotify import notify
 
-__all__ = ["activated_socket_path", "notify_ready", "notify_stopping"]
+__all__ = [
+    "activated_socket_path",
+    "add_logging_arguments",
+    "notify_ready",
+    "notify_stopping",
+    "setup_logging",
+]
+
+
+def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--log-level``, ``--log-format`` and ``--log-file`` to ``parser``."""
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help="the lowest level logged: DEBUG, INFO, WARNING (default), ERROR, CRITICAL",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help="text lines (default), or json: one JSON object per line",
+    )
+    parser.add_argument(
+        "--log-file",
+        metavar="FILE",
+        help="append the log to FILE instead of stderr; reopened on SIGHUP (for logrotate)",
+    )
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    """Configure logging as ``args`` say (see :func:`add_logging_arguments`).
+
+    Raises:
+        OSError: the log file cannot be opened.
+    """
+    configure_logging(level=args.log_level, fmt=args.log_format, file=args.log_file)
 
 
 def activated_socket_path(environ: Mapping[str, str] | None = None) -> str | None:
