@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 BUILD := build
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test test-asyncio lint serve conformance bench soak clean
+.PHONY: help setup test test-asyncio lint serve conformance conformance-installed bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,12 +46,12 @@ php-check:
 	  fi; \
 	fi
 
-test: setup ## Run every test: pytest, PHPUnit, node --test, the conformance matrix
+test: setup ## Run every test: pytest, PHPUnit, node --test, the conformance matrix from the installed wheels
 	$(PY) -m pytest
 	$(MAKE) --no-print-directory test-asyncio
 	phpunit -c php/phpunit.xml
 	@if command -v node >/dev/null; then node --test node/test/*.test.js; else echo "node is not installed: Node client tests skipped"; fi
-	$(MAKE) --no-print-directory conformance
+	$(MAKE) --no-print-directory conformance-installed
 
 # uvloop is an extra: without it the server runs on plain asyncio. This hides
 # it (tests/without_uvloop/uvloop.py fails to import) for a representative part.
@@ -79,6 +79,9 @@ serve: $(STAMP) ## Run the reference server on build/pixl-ipc.sock
 conformance: setup ## Conformance matrix: reference server and every client adapter
 	@mkdir -p $(BUILD)/conformance
 	$(PY) -m pixl_ipc_conformance matrix --out $(BUILD)/conformance
+
+conformance-installed: setup ## The same matrix from both wheels, installed in a fresh venv outside the tree
+	PYTHON=$(abspath $(PY)) conformance/check-installed.sh $(BUILD)/conformance
 
 bench: $(STAMP) ## Benchmark against floors; writes build/bench/
 	$(PY) python/benchmarks/bench.py --out $(BUILD)/bench

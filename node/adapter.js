@@ -15,7 +15,7 @@ const { ErrorCode, IPCError } = IPCClient;
 const { LineDecoder } = require('./lib/framing');
 const { version } = require('./package.json');
 
-const CAPABILITIES = ['concurrent', 'push', 'auto_reconnect', 'reconnect', 'max_message_bytes', 'introspect'];
+const CAPABILITIES = ['concurrent', 'push', 'auto_reconnect', 'reconnect', 'max_message_bytes', 'timeout', 'introspect'];
 // Commands may carry large data: the decoder takes lines of any size up to this.
 const MAX_COMMAND_BYTES = 512 * 1024 * 1024;
 

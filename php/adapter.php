@@ -33,7 +33,7 @@ final class PixlIPCAdapter
 {
     private const NAME = 'pixl-ipc php PixlIPCClient';
     private const VERSION = '1.1.0';
-    private const CAPABILITIES = ['push', 'reconnect', 'max_message_bytes', 'introspect'];
+    private const CAPABILITIES = ['push', 'reconnect', 'max_message_bytes', 'introspect', 'timeout'];
     /** How many unreported pushes are kept for the `pushes` command. */
     private const MAX_PUSHES = 100000;
     private const OUTPUT_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION;

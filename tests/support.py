@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -80,11 +80,18 @@ def serve_command() -> list[str]:
 
 
 def start_server(
-    path: str, *args: str, env: dict[str, str] | None = None, timeout: float = 20.0
+    path: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 20.0,
+    prefix: Sequence[str] = (),
 ) -> Server:
-    """Start :func:`serve_command` ``--socket path *args`` and wait until it is ready."""
+    """Start :func:`serve_command` ``--socket path *args`` and wait until it is ready.
+
+    ``prefix`` goes before the command, e.g. ``["prlimit", "--nofile=256", "--"]``.
+    """
     proc = subprocess.Popen(
-        [*serve_command(), "--socket", path, *args],
+        [*prefix, *serve_command(), "--socket", path, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -3,8 +3,7 @@
 // (spec/ADAPTER.md): JSON commands on stdin, one JSON answer per line on stdout.
 // Only `net` and `readline`. Comments cite the rules of spec/PROTOCOL.md.
 'use strict';
-const net = require('net');
-const readline = require('readline');
+const net = require('net'), readline = require('readline');
 const fail = (kind, message, extra = {}) => Object.assign(new Error(message), { info: { kind, message, ...extra } });
 
 class Client {
@@ -74,7 +73,7 @@ let client = null;
 async function handle(cmd) {
   switch (cmd.cmd) {
     case 'start': return { name: 'minimal Node.js client (example)', language: 'javascript', version: '1.0.0',
-      capabilities: ['concurrent', 'push', 'reconnect'] };
+      capabilities: ['concurrent', 'push', 'reconnect', 'timeout', 'introspect'] };
     case 'connect':
       if (client) client.close();
       client = new Client(cmd.socket, cmd.options || {});
@@ -84,6 +83,7 @@ async function handle(cmd) {
       return { data: await client.send(cmd.uri, cmd.data, cmd.timeout_ms) };
     case 'close': if (client) client.close(); return {};
     case 'pushes': return { pushes: client ? client.pushes.splice(0) : [] };
+    case 'introspect': return { pending: client ? client.pending.size : 0 }; // timed-out ids are not kept
     default: throw fail('unsupported', `unknown command ${cmd.cmd}`);
   }
 }

@@ -54,6 +54,7 @@ test('adapter: start lists every capability; an unknown command is unsupported',
     'max_message_bytes',
     'push',
     'reconnect',
+    'timeout',
   ]);
   const unknown = await adapter.run({ cmd: 'fly' });
   assert.deepEqual([unknown.ok, unknown.error.kind], [false, 'unsupported']);

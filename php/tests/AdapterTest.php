@@ -116,7 +116,7 @@ final class AdapterTest extends TestCase
         $this->assertSame('pixl-ipc php PixlIPCClient', $answer['result']['name']);
         $this->assertIsString($answer['result']['version']);
         $this->assertSame(
-            ['push', 'reconnect', 'max_message_bytes', 'introspect'],
+            ['push', 'reconnect', 'max_message_bytes', 'introspect', 'timeout'],
             $answer['result']['capabilities']
         );
         $this->endAndExpectExitZero();

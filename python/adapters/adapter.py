@@ -40,13 +40,22 @@ logger = logging.getLogger("pixl_ipc.adapter")
 
 CAPABILITIES = {
     # IPCClient matches answers by id across threads; it reconnects on the next send.
-    "blocking": ["concurrent", "push", "reconnect", "max_message_bytes", "introspect", "code_to_err"],
+    "blocking": [
+        "concurrent",
+        "push",
+        "reconnect",
+        "max_message_bytes",
+        "timeout",
+        "introspect",
+        "code_to_err",
+    ],
     "asyncio": [
         "concurrent",
         "push",
         "auto_reconnect",
         "reconnect",
         "max_message_bytes",
+        "timeout",
         "introspect",
         "code_to_err",
     ],

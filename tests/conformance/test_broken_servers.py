@@ -25,7 +25,7 @@ import pytest
 from pixl_ipc_conformance.brokenpeers.broken_server import DEFECTS
 from pixl_ipc_conformance.model import Case, CaseResult, RunOptions, Verdict, load_cases
 from pixl_ipc_conformance.schemas import SpecSchemas
-from pixl_ipc_conformance.server_process import started_server
+from pixl_ipc_conformance.server_process import running_server
 from pixl_ipc_conformance.server_runner import run_server_cases
 
 LIMIT = 16 * 1024 * 1024
@@ -61,6 +61,7 @@ EXPECTED: dict[str, set[str]] = {
         "S-FRAME-COALESCED",
         "S-HALF-CLOSE",
         "S-ID-FALSY",
+        "S-ID-FALSY-ERROR",
         "S-ID-NUMERIC",
         "S-ID-WRONG-TYPE",
         "S-NO-URI-FALSY",
@@ -97,7 +98,16 @@ EXPECTED: dict[str, set[str]] = {
         "S-DEEP-NESTING",
         "S-ERR-NO-DETAILS",
     },
-    "no-info": {"S-INFO", "S-STATS"},
+    # The runner starts it again after each crash: only these cases fail.
+    "crash-deep": {"S-DEEP-NESTING", "S-ERR-NO-DETAILS"},
+    "leak-fd": {"S-RES-FD-LEAK"},
+    "info-wrong-limit": {"S-INFO-LIMIT"},
+    "no-inflight-cap": {"S-LIMIT-INFLIGHT"},
+    "stats-connections-stuck": {"S-STATS-CONNECTIONS"},
+    "unlink-any-path": {"S-LIFE-SHUTDOWN-REPLACED"},
+    "falsy-id-on-errors": {"S-ID-FALSY-ERROR"},
+    "limit-ignores-cr": {"S-LIMIT-CR"},
+    "no-info": {"S-INFO", "S-STATS", "S-STATS-CONNECTIONS"},
     "mangle-unicode": {
         "S-ORIGINAL-VALUES",
         "S-UNICODE-NUL",
@@ -119,11 +129,19 @@ EXPECTED: dict[str, set[str]] = {
         "S-SCHEMA-VALID",
     },
     # The 8 MiB limit also shows in /ipcserver/info, below the spec's floor.
-    "limit-8mib": {"S-INFO", "S-LIMIT-OVER", "S-LIMIT-OVER-ID", "S-SIZE-16MIB"},
-    "falsy-id-echo": {"S-ID-FALSY"},
+    "limit-8mib": {
+        "S-INFO",
+        "S-INFO-LIMIT",
+        "S-LIMIT-CR",
+        "S-LIMIT-OVER",
+        "S-LIMIT-OVER-ID",
+        "S-SIZE-16MIB",
+    },
+    "falsy-id-echo": {"S-ID-FALSY", "S-ID-FALSY-ERROR"},
     "numeric-id-string": {"S-ID-NUMERIC"},
     "missing-id-omitted": {"S-ID-MISSING"},
     "no-uri-in-data": {
+        "S-ID-FALSY-ERROR",
         "S-ID-WRONG-TYPE",
         "S-NO-URI",
         "S-NO-URI-FALSY",
@@ -131,6 +149,7 @@ EXPECTED: dict[str, set[str]] = {
         "S-SCHEMA-VALID",
     },
     "no-handler-top": {
+        "S-ID-FALSY-ERROR",
         "S-NO-HANDLER",
         "S-ORIGINAL-CLIENT-BYTES",
         "S-ROUTE-ANCHORED",
@@ -158,6 +177,7 @@ EXPECTED: dict[str, set[str]] = {
         "S-BAD-JSON-ID",
         "S-DEEP-NESTING",
         "S-ERR-NO-DETAILS",
+        "S-ID-FALSY-ERROR",
         "S-ID-WRONG-TYPE",
         "S-INVALID-UTF8",
         "S-NO-URI",
@@ -187,7 +207,7 @@ EXPECTED: dict[str, set[str]] = {
     },
     "info-app-first": {"S-BUILTIN-FIRST", "S-INFO"},
     "leaky-too-large": {"S-LIMIT-OVER"},
-    "unbounded-buffering": {"S-LIMIT-BACKPRESSURE"},
+    "unbounded-buffering": {"S-LIMIT-BACKPRESSURE", "S-LIMIT-INFLIGHT"},
     "steal-path": {"S-LIFE-START-LIVE", "S-LIFE-START-NOT-A-SOCKET"},
     "no-stale-replace": {"S-LIFE-START-STALE"},
     "keep-socket-file": {
@@ -238,6 +258,7 @@ EXPECTED: dict[str, set[str]] = {
         "S-FRAME-SPLIT",
         "S-HALF-CLOSE",
         "S-ID-FALSY",
+        "S-ID-FALSY-ERROR",
         "S-ID-MISSING",
         "S-ID-NUMERIC",
         "S-ID-WRONG-TYPE",
@@ -300,7 +321,7 @@ def _run(
     """Run batches of cases, each with its time-bound scale, on one broken server."""
     command = BROKEN + (f" --defect {defect}" if defect else "")
     results: list[CaseResult] = []
-    with started_server(command) as path:
+    with running_server(command) as server:
         for cases, scale in batches:
             options = RunOptions(
                 schemas=schemas,
@@ -309,7 +330,7 @@ def _run(
                 start_command=command,
                 server_capabilities=["app_handlers"],
             )
-            results += run_server_cases(cases, path, options)
+            results += run_server_cases(cases, server, options)
     return results
 
 
@@ -392,9 +413,11 @@ def test_defect_fails_exactly_its_cases(
     assert unexpected == {}, f"{defect}: cases failed that should pass"
     assert missed == [], f"{defect}: cases passed that should catch it"
     for result in caught.values():
-        # A failed SHOULD case is a WARN, a failed MUST case a FAIL; never a SKIP.
+        # A failed SHOULD case is a WARN, a failed MUST case a FAIL; never a
+        # SKIP. A case during which the server died is a FAIL (LIMIT-4).
+        died = "the server process exited" in result.got + result.detail
         assert result.verdict is (
-            Verdict.FAIL if result.level == "MUST" else Verdict.WARN
+            Verdict.FAIL if result.level == "MUST" or died else Verdict.WARN
         ), result
         assert result.got, result
 

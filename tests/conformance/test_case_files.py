@@ -9,9 +9,6 @@ from pathlib import Path
 import jsonschema
 import pytest
 from pixl_ipc_conformance.model import (
-    CASE_SCHEMA_PATH,
-    CASES_DIR,
-    REPO_ROOT,
     Case,
     CaseFileError,
     load_case_file,
@@ -20,6 +17,9 @@ from pixl_ipc_conformance.model import (
     select_cases,
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CASES_DIR = REPO_ROOT / "conformance" / "cases"
+CASE_SCHEMA_PATH = CASES_DIR / "case.schema.json"
 PROTOCOL = REPO_ROOT / "spec" / "PROTOCOL.md"
 CASE_FILES = sorted(CASES_DIR.glob("*/*.json"))
 # A rule is defined in the spec as a bold identifier at the start of a list item.
@@ -151,3 +151,11 @@ def test_expected_failures_file_needs_reasons(tmp_path: Path) -> None:
     path.write_text(json.dumps({"expected_failures": [{"case": "S-ECHO"}]}))
     with pytest.raises(CaseFileError, match="reason"):
         load_expected_failures(path)
+
+
+def test_the_readme_counts_the_cases_there_are() -> None:
+    readme = (REPO_ROOT / "conformance" / "README.md").read_text(encoding="utf-8")
+    for kind in ("server", "client"):
+        said = re.search(rf"^(\d+) {kind} cases \(", readme, re.MULTILINE)
+        assert said is not None, kind
+        assert int(said.group(1)) == len(load_cases(kind)), kind

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from pixl_ipc_conformance.cli import main
+from pixl_ipc_conformance.matchers import describe, mismatch
 from pixl_ipc_conformance.model import (
     Case,
     CaseResult,
@@ -31,17 +32,12 @@ from pixl_ipc_conformance.model import (
     apply_expected_failures,
     exit_status,
     load_cases,
-    load_expected_failures,
+    not_run,
 )
 from pixl_ipc_conformance.report import Reporter, summary_line, write_json, write_junit
 from pixl_ipc_conformance.schemas import SpecSchemas
-from pixl_ipc_conformance.server_process import started_server
-from pixl_ipc_conformance.server_runner import (
-    describe,
-    mismatch,
-    run_server_case,
-    run_server_cases,
-)
+from pixl_ipc_conformance.server_process import running_server
+from pixl_ipc_conformance.server_runner import run_server_case, run_server_cases
 
 LIMIT = 16 * 1024 * 1024
 #: The machine is shared: when it is loaded, the time bounds stretch (up to 3x)
@@ -56,12 +52,6 @@ REFERENCE = (
 )
 BROKEN = "{python} -m pixl_ipc_conformance.brokenpeers.broken_server --socket {socket}"
 SERVER_CASES = load_cases("server")
-#: The reference server's known failures, as the matrix lists them.
-KNOWN_FAILURES = load_expected_failures(
-    Path(__file__).resolve().parents[2]
-    / "conformance"
-    / "expected-failures.python-server.json"
-)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +67,8 @@ def _run_reference(cases: list[Case], schemas: SpecSchemas) -> list[CaseResult]:
         start_command=REFERENCE,
         server_capabilities=["app_handlers"],
     )
-    with started_server(REFERENCE) as path:
-        return run_server_cases(cases, path, options)
+    with running_server(REFERENCE) as server:
+        return run_server_cases(cases, server, options)
 
 
 @pytest.fixture(scope="module")
@@ -91,17 +81,7 @@ def reference_results(schemas: SpecSchemas) -> dict[str, CaseResult]:
     return {r.case_id: r for part in parts for r in part}
 
 
-@pytest.mark.parametrize(
-    "case_id",
-    [
-        pytest.param(
-            c.id, marks=pytest.mark.xfail(reason=KNOWN_FAILURES[c.id], strict=False)
-        )
-        if c.id in KNOWN_FAILURES
-        else c.id
-        for c in SERVER_CASES
-    ],
-)
+@pytest.mark.parametrize("case_id", [c.id for c in SERVER_CASES])
 def test_reference_server_passes(
     case_id: str, reference_results: dict[str, CaseResult]
 ) -> None:
@@ -331,7 +311,7 @@ def test_a_push_is_set_aside(
 
 
 def _why(matcher: dict[str, Any], message: Any, schemas: SpecSchemas) -> str | None:
-    return mismatch(matcher, message, RunOptions(schemas=schemas), {})
+    return mismatch(matcher, message, schemas, {})
 
 
 def test_a_matcher_allows_members_it_does_not_name(schemas: SpecSchemas) -> None:
@@ -429,9 +409,9 @@ def _results() -> list[CaseResult]:
     ]
 
 
-def test_summary_line_counts_warnings_as_passed_and_names_skips() -> None:
-    assert summary_line(_results()) == "2 passed, 1 failed, 1 skipped"
-    assert summary_line(_results()[:3]) == "2 passed, 1 failed"
+def test_summary_line_counts_warnings_apart_and_what_was_not_verified() -> None:
+    assert summary_line(_results()) == "1 passed, 1 warned, 1 failed, 1 not verified"
+    assert summary_line(_results()[:3]) == "1 passed, 1 warned, 1 failed"
 
 
 def test_reporter_prints_table_and_summary() -> None:
@@ -441,11 +421,13 @@ def test_reporter_prints_table_and_summary() -> None:
     reporter.start(len(results))
     for result in results:
         reporter.case_finished(result)
-    assert reporter.finish(results) == "2 passed, 1 failed, 1 skipped"
+    summary = "1 passed, 1 warned, 1 failed, 1 not verified"
+    assert reporter.finish(results) == summary
     text = out.getvalue()
     assert "expected an echo; got nothing" in text
-    assert "WARN" in text and "SKIP" in text and "needs the limit" in text
-    assert text.rstrip().splitlines()[-1] == "2 passed, 1 failed, 1 skipped"
+    assert "WARN" in text and "SKIP" in text
+    assert "not verified (1):\n  needs the limit: S-D\n" in text
+    assert text.rstrip().splitlines()[-1] == summary
     assert "[4/4] S-D SKIP" in progress.getvalue()
 
 
@@ -455,7 +437,10 @@ def test_expected_failures_do_not_fail_the_run() -> None:
     )
     assert exit_status(_results()) == 1
     assert exit_status(results) == 0
-    assert summary_line(results) == "2 passed, 0 failed, 1 skipped, 1 expected to fail"
+    assert (
+        summary_line(results)
+        == "1 passed, 1 warned, 0 failed, 1 not verified, 1 expected to fail"
+    )
     out = StringIO()
     Reporter(out, None).finish(results)
     assert "XFAIL" in out.getvalue() and "XPASS" in out.getvalue()
@@ -465,7 +450,8 @@ def test_json_and_junit_reports(tmp_path: Path) -> None:
     results = _results()
     write_json(results, tmp_path / "r.json", meta={"name": "x"})
     document = json.loads((tmp_path / "r.json").read_text())
-    assert document["summary"] == "2 passed, 1 failed, 1 skipped"
+    assert document["summary"] == "1 passed, 1 warned, 1 failed, 1 not verified"
+    assert document["not_verified"] == [{"reason": "needs the limit", "cases": ["S-D"]}]
     assert [r["verdict"] for r in document["results"]] == [
         "PASS",
         "FAIL",
@@ -481,6 +467,22 @@ def test_json_and_junit_reports(tmp_path: Path) -> None:
     )
     failed = root.find("testcase[@name='S-B']")
     assert failed is not None and failed.find("failure") is not None
+
+
+def test_a_case_that_could_not_run_is_an_error_everywhere(tmp_path: Path) -> None:
+    case = _case("S-ECHO")
+    results = [*_results(), not_run(case, "the server stopped serving during S-B")]
+    assert exit_status(results[:1]) == 0 and exit_status([results[-1]]) == 1
+    assert summary_line(results).startswith("1 passed, 1 warned, 1 failed, 1 not run, ")
+    out = StringIO()
+    Reporter(out, None).finish(results)
+    assert "S-ECHO  MUST    ERROR" in out.getvalue()
+    assert "not run: the server stopped serving during S-B" in out.getvalue()
+    write_junit(results, tmp_path / "r.xml")
+    root = ET.parse(tmp_path / "r.xml").getroot()
+    assert root.get("errors") == "1"
+    error = root.find("testcase[@name='S-ECHO']/error")
+    assert error is not None and "stopped serving" in (error.get("message") or "")
 
 
 # --------------------------------------------------------------------------
@@ -506,7 +508,7 @@ def test_cli_exit_status_follows_must_failures(
         == 1
     )
     out = capsys.readouterr().out
-    assert out.rstrip().splitlines()[-1] == "1 passed, 1 failed"
+    assert out.rstrip().splitlines()[-1] == "1 passed, 0 warned, 1 failed"
     assert json.loads((tmp_path / "r.json").read_text())["counts"]["failed"] == 1
     known = tmp_path / "xf.json"
     known.write_text(

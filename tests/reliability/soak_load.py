@@ -8,6 +8,11 @@ checked against it, so an answer delivered to the wrong request is caught
 (CORR-2). Misbehaving connections speak raw bytes, which also lets them count
 how many times each request is answered (RESP-1: exactly once).
 
+Beside them, hostile peers put the server's budgets to work: floods of tiny
+malformed lines, churn of huge distinct uris, connect-send-close storms and
+peers that pipeline requests and never read. Their counts are kept apart from
+the well-behaved requests.
+
 The worker returns a :class:`WorkerReport` as a plain dict (it crosses a
 process boundary).
 """
@@ -51,6 +56,12 @@ class WorkerReport:
     bad_json_answers: int = 0
     bytes_echoed: int = 0
     largest: int = 0
+    # The hostile peers' work (not counted in ``requests``).
+    flood_lines: int = 0
+    flood_answers: int = 0
+    churned_uris: int = 0
+    storm_cycles: int = 0
+    unread_requests: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     problem_counts: dict[str, int] = field(default_factory=dict)
@@ -581,7 +592,108 @@ class WorkerPlan:
     blocking: int = 3
     shared_blocking: int = 1
     handlers: bool = True
+    # Hostile peers, each on top of ``connections``.
+    floods: int = 1
+    churners: int = 1
+    storms: int = 1
+    non_readers: int = 1
     seed: int = 0
+
+
+# --- hostile peers ---------------------------------------------------------------
+
+
+async def flood_connection(
+    path: str, name: str, lines: int, report: WorkerReport
+) -> None:
+    """Writes ``lines`` lines of ``{`` in one go: each is a malformed message answered bad_json."""
+    reader, writer = await open_unix(path)
+    report.flood_lines += lines
+    writer.write(b"{\n" * lines)
+    # The server may stop reading until its answers are read: drain meanwhile.
+    drained = asyncio.ensure_future(writer.drain())
+    answers = 0
+    try:
+        while answers < lines:
+            line = await asyncio.wait_for(reader.readuntil(b"\n"), 60)
+            message = json.loads(line)
+            if message.get("code") != "bad_json" or message.get("ipcReqID") is not None:
+                report.problem(f"{name}: a flood line answered {line[:200]!r}", "flood")
+                break
+            answers += 1
+        await drained
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+        report.problem(
+            f"{name}: flood failed after {answers} answers: {exc!r}", "flood"
+        )
+    finally:
+        if not drained.done():
+            drained.cancel()
+        report.flood_answers += answers
+        writer.close()
+
+
+async def churn_connection(
+    path: str, name: str, count: int, rng: random.Random, report: WorkerReport
+) -> None:
+    """Requests ``count`` distinct uris of up to 1 MiB that no handler matches."""
+    peer = await RawPeer.open(path)
+    try:
+        for index in range(count):
+            uri = f"/soak/churn/{name}/{index}/" + "c" * rng.choice(
+                [KIB, 64 * KIB, MIB]
+            )
+            peer.send_request(f"{name}-u{index}", uri, None)
+            answer = await asyncio.wait_for(peer.read_until(f"{name}-u{index}"), 60)
+            data = answer.get("data")
+            if (
+                not isinstance(data, dict)
+                or data.get("code") != "no_handler_found"
+                or uri not in data["message"]
+            ):
+                report.problem(
+                    f"{name}: uri {index} answered {str(answer)[:200]}", "churn"
+                )
+            report.churned_uris += 1
+    except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+        report.problem(f"{name}: churn failed: {exc!r}", "churn")
+    finally:
+        await peer.close()
+
+
+async def storm_connection(
+    path: str, name: str, cycles: int, report: WorkerReport
+) -> None:
+    """Connects, sends a minute-long delay request and closes at once, ``cycles`` times."""
+    line = json.dumps(
+        {"ipcReqID": f"{name}-storm", "uri": DELAY, "data": {"delay": 60_000}}
+    ).encode()
+    for _ in range(cycles):
+        try:
+            _, writer = await open_unix(path)
+        except (OSError, TimeoutError) as exc:
+            report.problem(f"{name}: storm cannot connect: {exc!r}", "storm")
+            return
+        writer.write(line + b"\n")
+        writer.close()
+        report.storm_cycles += 1
+
+
+async def non_reader_connection(
+    path: str, name: str, count: int, report: WorkerReport
+) -> None:
+    """Pipelines ``count`` requests answered by a task each, reads nothing, and hangs up."""
+    _, writer = await open_unix(path)
+    line = (
+        json.dumps(
+            {"ipcReqID": f"{name}-nr", "uri": DELAY, "data": {"delay": 1}}
+        ).encode()
+        + b"\n"
+    )
+    writer.write(line * count)
+    report.unread_requests += count
+    await asyncio.sleep(1.5)
+    writer.transport.abort()
 
 
 async def run_worker(plan: WorkerPlan) -> WorkerReport:
@@ -655,6 +767,20 @@ async def run_worker(plan: WorkerPlan) -> WorkerReport:
                 sub,
                 report,
             )
+        )
+    for index in range(plan.floods):
+        tasks.append(flood_connection(plan.path, f"{prefix}f{index}", 32 * KIB, report))
+    for index in range(plan.churners):
+        tasks.append(
+            churn_connection(
+                plan.path, f"{prefix}u{index}", 4, random.Random(rng.random()), report
+            )
+        )
+    for index in range(plan.storms):
+        tasks.append(storm_connection(plan.path, f"{prefix}x{index}", 100, report))
+    for index in range(plan.non_readers):
+        tasks.append(
+            non_reader_connection(plan.path, f"{prefix}n{index}", 4_000, report)
         )
     results = await asyncio.gather(*tasks, return_exceptions=True)
     for result in results:

@@ -15,7 +15,6 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +28,6 @@ LIMIT = (
 )  # the smallest limit a server may use (LIMIT-1); keeps the big lines affordable
 NOBODY = 65534
 ECHO = "/ipcserver/test/echo"
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    """Servers started by a test; all are killed afterwards."""
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop(signal.SIGKILL)
 
 
 def serve(servers: list[Server], path: str, *args: str) -> Server:
@@ -56,6 +46,19 @@ def refused_start(path: str, *args: str) -> tuple[int, str]:
         check=False,
     )
     return proc.returncode, proc.stderr.decode(errors="replace")
+
+
+def settled_fds(server: Server, timeout: float = 10.0) -> int:
+    """The server's descriptor count once it has stopped changing (closes are done)."""
+    last = server.fds()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = server.fds()
+        if now == last:
+            break
+        last = now
+    return last
 
 
 def echo_ok(path: str, token: str, timeout: float = 10.0) -> bool:
@@ -122,7 +125,8 @@ while True:
 """
 
 
-def run_as_nobody(path: str) -> list[dict[str, Any]]:
+def run_as_nobody(path: str, groups: list[int] | None = None) -> list[dict[str, Any]]:
+    """Run NOBODY_CLIENT as nobody, with no supplementary groups or with ``groups``."""
     setpriv = shutil.which("setpriv")
     assert setpriv is not None
     proc = subprocess.run(
@@ -130,7 +134,7 @@ def run_as_nobody(path: str) -> list[dict[str, Any]]:
             setpriv,
             f"--reuid={NOBODY}",
             f"--regid={NOBODY}",
-            "--clear-groups",
+            f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
             "/usr/bin/python3",
             "-c",
             NOBODY_CLIENT,
@@ -159,6 +163,26 @@ def config_file(directory: Path, block: dict[str, Any]) -> str:
     return str(path)
 
 
+def serve_with_access(
+    servers: list[Server], directory: Path, block: dict[str, Any]
+) -> str:
+    """A server with the access settings of ``block``, mode 777, that nobody can reach; its path."""
+    # Let nobody reach the socket: only the credential check may refuse.
+    os.chmod(directory, 0o755)
+    path = str(directory / "c.sock")
+    serve(
+        servers,
+        path,
+        "--config",
+        config_file(directory, block),
+        "--chmod",
+        "777",
+        "--handlers",
+        str(HANDLERS),
+    )
+    return path
+
+
 @needs_root
 @pytest.mark.parametrize(
     ("block", "nobody_allowed"),
@@ -175,20 +199,7 @@ def test_server_enforces_allowed_uids_and_gids_on_a_second_user(
 ) -> None:
     # SEC-2: refused peers get one access_denied with a null id, then the
     # connection closes, and no request of theirs runs; SEC-3: claims do not count.
-    os.chmod(
-        short_tmp, 0o755
-    )  # let nobody reach the socket: only the credential check may refuse
-    path = str(short_tmp / "c.sock")
-    serve(
-        servers,
-        path,
-        "--config",
-        config_file(short_tmp, block),
-        "--chmod",
-        "777",
-        "--handlers",
-        str(HANDLERS),
-    )
+    path = serve_with_access(servers, short_tmp, block)
     seen = run_as_nobody(path)
     with RawClient(path, timeout=10) as conn:  # root is listed in every block
         conn.send_request("marks", "/soak/marks")
@@ -214,22 +225,32 @@ def test_server_enforces_allowed_uids_and_gids_on_a_second_user(
 
 
 @needs_root
+@pytest.mark.parametrize("member", [True, False], ids=["member", "not-member"])
+def test_allowed_gids_count_a_peers_supplementary_groups(
+    short_tmp: Path, servers: list[Server], member: bool
+) -> None:
+    # SEC-2: the kernel reports the peer's supplementary groups with its
+    # credentials (SO_PEERGROUPS); a peer in a listed group is served.
+    path = serve_with_access(
+        servers, short_tmp, {"allowed_uids": [0], "allowed_gids": [4242]}
+    )
+    seen = run_as_nobody(path, groups=[4242, 4343] if member else [4343])
+    lines = [item["line"] for item in seen if "line" in item]
+    if member:
+        assert lines == [
+            {"ipcReqID": "nobody0", "data": 1},
+            {"ipcReqID": "nobody1", "data": {"who": "nobody"}},
+        ]
+    else:
+        assert len(lines) == 1 and lines[0]["code"] == "access_denied", seen
+
+
+@needs_root
 def test_server_refuses_root_when_only_nobody_is_allowed(
     short_tmp: Path, servers: list[Server]
 ) -> None:
     # No bypass for the superuser: the list is the list (SEC-2).
-    os.chmod(short_tmp, 0o755)
-    path = str(short_tmp / "c.sock")
-    serve(
-        servers,
-        path,
-        "--config",
-        config_file(short_tmp, {"allowed_uids": [NOBODY]}),
-        "--chmod",
-        "777",
-        "--handlers",
-        str(HANDLERS),
-    )
+    path = serve_with_access(servers, short_tmp, {"allowed_uids": [NOBODY]})
     with RawClient(path, timeout=10) as conn:
         conn.send_request("root1", ECHO, {"x": 1})
         denied = conn.read_message(10)
@@ -464,7 +485,9 @@ def test_two_thousand_idle_connections_do_not_stop_others_being_served(
 ) -> None:
     path = str(short_tmp / "idle.sock")
     server = serve(servers, path)
-    fds_before = server.fds()
+    # The event loop opens one descriptor for good with the first connection.
+    assert echo_ok(path, "warm")
+    fds_before = settled_fds(server)
     rss_before = server.rss()
     idle: list[socket.socket] = []
     try:

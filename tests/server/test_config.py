@@ -57,6 +57,26 @@ def test_from_config_takes_the_kits_keys() -> None:
     assert (server.name, server.version) == ("svc", "9.9")
 
 
+def test_from_config_takes_the_budgets_and_the_close_grace() -> None:
+    server = IPCServer.from_config(
+        {
+            "socket_path": "/tmp/p.sock",
+            "max_connections": 64,
+            "max_buffered_bytes": 32 * MIB,
+            "close_grace_ms": 2500,
+        }
+    )
+    assert (server.max_connections, server.max_buffered_bytes) == (64, 32 * MIB)
+    assert server.close_grace == pytest.approx(2.5)
+
+
+def test_budget_defaults_fit_a_small_machine_and_two_messages_of_the_limit() -> None:
+    server = IPCServer("/tmp/p.sock")
+    assert server.max_connections == 10_000
+    assert 2 * server.max_message_bytes <= server.max_buffered_bytes <= 256 * MIB
+    assert server.close_grace == 60.0
+
+
 def test_defaults_are_the_originals() -> None:
     server = IPCServer.from_config({"socket_path": "/tmp/p.sock"})
     assert server.exit_timeout == 2.0
@@ -94,6 +114,12 @@ def test_defaults_are_the_originals() -> None:
         ),
         ({"socket_path": "/tmp/p.sock", "max_threads": 0}, "max_threads"),
         ({"socket_path": "/tmp/p.sock", "max_threads": "4"}, "max_threads"),
+        ({"socket_path": "/tmp/p.sock", "max_connections": 0}, "max_connections"),
+        (
+            {"socket_path": "/tmp/p.sock", "max_buffered_bytes": "1G"},
+            "max_buffered_bytes",
+        ),
+        ({"socket_path": "/tmp/p.sock", "close_grace_ms": -1}, "close_grace_ms"),
         ({"socket_path": "/tmp/p.sock", "allowed_uids": "1000"}, "allowed_uids"),
         ({"socket_path": "/tmp/p.sock", "allowed_gids": [-1]}, "allowed_gids"),
         ({"socket_path": "/tmp/p.sock", "name": ""}, "name"),
@@ -229,6 +255,12 @@ def serve_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str
             "max_message_bytes",
         ),
         (("--socket", "/tmp/x.sock", "--max-threads", "0"), "max_threads"),
+        (("--socket", "/tmp/x.sock", "--max-connections", "0"), "max_connections"),
+        (
+            ("--socket", "/tmp/x.sock", "--max-buffered-bytes", "0"),
+            "max_buffered_bytes",
+        ),
+        (("--socket", "/tmp/x.sock", "--close-grace-ms", "-5"), "close_grace_ms"),
         (
             ("--socket", "/tmp/x.sock", "--config", "/nonexistent/c.json"),
             "cannot read config",

@@ -274,7 +274,7 @@ def _status_bytes(pid: int, key: str) -> int:
     raise RuntimeError(key)
 
 
-def test_a_64_mib_echo_peaks_under_four_times_its_size(server: Any) -> None:
+def test_a_64_mib_echo_peaks_at_about_twice_its_size(server: Any) -> None:
     # LIMIT-1 at the default limit, without copies that multiply the cost:
     # the line, the parsed value and the encoded reply may coexist, little more.
     head = b'{"ipcReqID":"rq1","uri":"/ipcserver/test/echo","data":"'
@@ -289,7 +289,8 @@ def test_a_64_mib_echo_peaks_under_four_times_its_size(server: Any) -> None:
             and len(reply) == size + 28
         )
         peak = _status_bytes(server.proc.pid, "VmHWM:")
-    # The target is 4x; the line, the parser's copy of it and the parsed value
-    # make 3x. 3.5x catches a fourth copy, such as the pieces of the line
-    # left resident on the heap while it is parsed.
-    assert peak - baseline <= 3.5 * 64 * MIB, (peak - baseline) / MIB
+    print(f"\n64 MiB echo: peak above baseline {(peak - baseline) / MIB:.1f} MiB")
+    # The line is let go once parsed, so the parsed value and the encoded
+    # reply coexist: 2x, measured. 2.5x catches a third copy, such as the line
+    # kept while its request is handled.
+    assert peak - baseline <= 2.5 * 64 * MIB, (peak - baseline) / MIB

@@ -116,3 +116,16 @@ def test_cached_lookup_agrees_with_match_and_forgets_on_change() -> None:
     router.add("/b", "b", handler)
     assert router.cached("/b", missing) is missing
     assert router.match("/b") is not None
+
+
+def test_long_uris_are_matched_but_not_kept() -> None:
+    # A peer inventing huge uris must not grow the cache by their size.
+    router = Router()
+    route = router.add(re.compile("^/long/"), "long", lambda r: r)
+    missing = object()
+    uri = "/long/" + "x" * 100_000
+    assert router.match(uri) is route
+    assert router.cached(uri, missing) is missing
+    short = "/long/y"
+    assert router.match(short) is route
+    assert router.cached(short, missing) is route

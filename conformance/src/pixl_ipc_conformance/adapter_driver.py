@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .transcript import Transcript
+
 __all__ = ["AdapterAnswer", "AdapterDriver", "AdapterError", "PendingCommand"]
 
 #: An adapter echoes response data back; client cases move up to 16 MiB in one
@@ -88,12 +90,19 @@ class AdapterDriver:
         command: the adapter command line (split like a shell would) or argv.
         cwd: its working directory.
         env: extra environment variables.
+        transcript: where its commands and answers are noted (channel ``adapter``).
     """
 
     def __init__(
-        self, command: str | Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+        self,
+        command: str | Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        transcript: Transcript | None = None,
     ) -> None:
         self.argv = shlex.split(command) if isinstance(command, str) else list(command)
+        self.transcript = transcript
         if not self.argv:
             raise ValueError("empty adapter command")
         self.cwd = cwd
@@ -141,6 +150,11 @@ class AdapterDriver:
         """The tail of what the adapter wrote to stderr."""
         return self._stderr.decode("utf-8", errors="replace")
 
+    def stderr_tail(self, limit: int = 1500) -> str:
+        """`` adapter stderr (tail): ...`` for a report, or '' when it wrote nothing."""
+        text = self.stderr_text.strip()
+        return f"adapter stderr (tail): {text[-limit:]}" if text else ""
+
     @property
     def outstanding(self) -> int:
         """How many commands wait for their answer."""
@@ -171,6 +185,9 @@ class AdapterDriver:
         if status is None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(proc.wait(), 5.0)
+        # Read what it wrote to the end (its stderr tells why it failed),
+        # but not forever: a child it left behind may hold the pipes open.
+        await asyncio.wait(self._tasks, timeout=1.0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -212,6 +229,8 @@ class AdapterDriver:
         future: asyncio.Future[AdapterAnswer] = asyncio.get_running_loop().create_future()
         pending = PendingCommand(command_id, full, time.monotonic(), future)
         self._pending[command_id] = pending
+        if self.transcript is not None:
+            self.transcript.record("out", "adapter", line)
         try:
             async with self._write_lock:
                 proc.stdin.write(line)
@@ -292,6 +311,8 @@ class AdapterDriver:
             self._eof.set()
 
     def _answer_line(self, raw: bytes) -> None:
+        if self.transcript is not None:
+            self.transcript.record("in", "adapter", raw)
         text = raw.decode("utf-8", errors="replace").strip()
         if not text:
             return

@@ -1,29 +1,29 @@
-"""Command line: ``pixl-ipc-conformance server|client|matrix|list``.
+"""Command line: ``pixl-ipc-conformance server|client|matrix|list|example``.
 
 ``server --socket PATH`` checks a server already listening on PATH;
 ``server --start "CMD {socket}"`` starts one on a temporary socket first and
 stops it afterwards. ``client --adapter "CMD"`` checks a client through its
 adapter (spec/ADAPTER.md). ``matrix --out DIR`` runs both sides against every
-implementation listed in ``conformance/matrix.json``. ``list`` prints the cases.
+implementation listed in ``conformance/matrix.json``. ``list`` prints the cases;
+``example NAME`` prints a file of ``conformance/examples/`` (the example adapter).
 
-Exit status: 0 when no MUST case failed, 1 when one did, 2 on a usage error
-(bad option, unreadable case or schema file).
+Exit status (the table is in conformance/README.md): 0 when no MUST case
+failed, 1 when one did (with ``--strict``, a SHOULD case too) or a case could
+not run, 2 when the command cannot run as given (a selection of nothing
+included), 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, resources
 from .model import (
-    CASES_DIR,
-    REPO_ROOT,
     Case,
     CaseFileError,
     CaseResult,
@@ -33,35 +33,18 @@ from .model import (
     load_cases,
     load_expected_failures,
     not_run,
+    select_cases,
+    unmatched_patterns,
 )
 from .report import Reporter, summary_counts, write_json, write_junit
 from .schemas import SchemaError, SpecSchemas
 from .server_process import ServerStartError
 
-__all__ = ["MATRIX_FILE", "expand_command", "main"]
-
-#: The implementations ``matrix`` runs.
-MATRIX_FILE = REPO_ROOT / "conformance" / "matrix.json"
+__all__ = ["UsageError", "main"]
 
 
-def expand_command(command: str, **values: str) -> list[str]:
-    """Split a command line and substitute ``{python}``, ``{socket}``, ... in each word.
-
-    Args:
-        command: a shell-like command line (no shell is used).
-        values: the substitutions; ``python`` defaults to :data:`sys.executable`.
-
-    Returns:
-        The argument vector.
-    """
-    values.setdefault("python", sys.executable)
-    words = shlex.split(command)
-    out = []
-    for word in words:
-        for key, value in values.items():
-            word = word.replace("{" + key + "}", value)
-        out.append(word)
-    return out
+class UsageError(Exception):
+    """A command line that cannot run as given (exit status 2); the text says why."""
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +56,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--list", action="store_true", help="list the selected cases and exit")
     parser.add_argument("--level", choices=["must", "should"], type=str.lower, help="run only this level")
+    parser.add_argument(
+        "--strict", action="store_true", help="a WARN (a failed SHOULD case) fails the run too"
+    )
     parser.add_argument("--expect-fail", metavar="FILE", type=Path, help="JSON file of known failures")
     parser.add_argument("--report-json", metavar="FILE", type=Path, help="write a JSON report")
     parser.add_argument("--junit", metavar="FILE", type=Path, help="write a JUnit XML report")
@@ -85,13 +71,31 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="multiply every case's time bound by X (slow machines)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument(
+        "--transcript",
+        action="store_true",
+        help="show the wire transcript of each failed case (the JSON report always has it)",
+    )
+    parser.add_argument(
+        "--cwd",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run the --start or --adapter command in DIR (default: the current directory)",
+    )
 
 
 def _add_paths(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--spec-dir", type=Path, default=None, help="the spec directory (default: the kit's spec/)"
+        "--spec-dir", type=Path, default=None, help="read the spec's schemas from DIR/schema instead"
     )
-    parser.add_argument("--cases-dir", type=Path, default=CASES_DIR, help="the cases directory")
+    parser.add_argument(
+        "--cases-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="further case files (DIR/server, DIR/client or DIR): added, or replacing a case of the same id",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,18 +137,42 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument(
         "--out", type=Path, required=True, help="directory for the per-implementation reports"
     )
-    matrix.add_argument("--matrix-file", type=Path, default=MATRIX_FILE, help="the implementations to run")
+    matrix.add_argument(
+        "--matrix-file", type=Path, default=None, help="the implementations to run (default: the kit's)"
+    )
     matrix.add_argument("--only", action="append", metavar="NAME", help="run only these implementations")
     matrix.add_argument("--timeout-scale", type=float, default=1.0, metavar="X")
     matrix.add_argument("--quiet", action="store_true", help="no progress line")
+    matrix.add_argument("--strict", action="store_true", help="a WARN fails the run too")
     _add_paths(matrix)
+
+    example = sub.add_parser("example", help="print an example the package carries (the Node adapter)")
+    example.add_argument("name", nargs="?", help="the file (default: list them)")
 
     listing = sub.add_parser("list", help="list the cases")
     listing.add_argument("kind", nargs="?", choices=["server", "client"], help="only this kind")
     listing.add_argument("--case", action="append", metavar="ID_OR_GLOB")
     listing.add_argument("--level", choices=["must", "should"], type=str.lower)
-    listing.add_argument("--cases-dir", type=Path, default=CASES_DIR)
+    listing.add_argument("--cases-dir", type=Path, default=None, metavar="DIR")
     return parser
+
+
+def _selected(kinds: Sequence[str], args: argparse.Namespace) -> list[Case]:
+    """The cases a ``--case``/``--level`` selection names; a selection of nothing is a usage error."""
+    everything = [case for kind in kinds for case in load_cases(kind, cases_dir=args.cases_dir)]
+    where = " or ".join(kinds)
+    unmatched = unmatched_patterns(everything, args.case)
+    if unmatched:
+        names = ", ".join(repr(p) for p in unmatched)
+        hint = "pixl-ipc-conformance list" + (f" {kinds[0]}" if len(kinds) == 1 else "")
+        raise UsageError(f"--case {names} matches no {where} case (see: {hint})")
+    chosen = select_cases(everything, args.case, args.level)
+    if not chosen:
+        selection = " ".join(
+            ([f"--level {args.level}"] if args.level else []) + [f"--case {p!r}" for p in args.case or []]
+        )
+        raise UsageError(f"no {where} case is selected by {selection}")
+    return chosen
 
 
 def _print_cases(cases: Sequence[Case]) -> None:
@@ -166,61 +194,83 @@ def _finish(
     for result in results:
         if result.unexpected_pass:
             print(f"note: {result.case_id} is listed as a known failure but passed", file=sys.stderr)
+    status = exit_status(results, strict=args.strict)
     if args.report_json is not None:
-        write_json(results, args.report_json, meta=meta)
+        meta = {**meta, "strict": args.strict, "exit_status": status}
+        write_json(results, args.report_json, meta=meta, notes=reporter.notes)
     if args.junit is not None:
         write_junit(results, args.junit)
-    return exit_status(results)
+    return status
+
+
+def _print_example(name: str | None) -> int:
+    examples = resources.data_root() / "examples"
+    names = sorted(item.name for item in examples.iterdir() if item.is_file())
+    if name is None:
+        print("\n".join(names))
+        return 0
+    if name not in names:
+        raise UsageError(f"no example {name!r}; there are: {', '.join(names)}")
+    sys.stdout.write(resources.example(name).read_text(encoding="utf-8"))
+    return 0
+
+
+def _check_cwd(args: argparse.Namespace) -> None:
+    if args.cwd is not None and not args.cwd.is_dir():
+        raise UsageError(f"--cwd {args.cwd}: not a directory")
 
 
 def _run_server(args: argparse.Namespace) -> int:
-    from .server_process import started_server
+    from .server_process import running_server
     from .server_runner import run_server_cases
 
-    cases = load_cases("server", args.case, args.level, cases_dir=args.cases_dir)
+    cases = _selected(["server"], args)
     if args.list:
         _print_cases(cases)
         return 0
     if args.socket is None and args.start is None:
-        print("server: give --socket PATH or --start COMMAND", file=sys.stderr)
-        return 2
+        raise UsageError("server: give --socket PATH or --start COMMAND")
+    _check_cwd(args)
     if args.expect_fail is not None:
         load_expected_failures(args.expect_fail)  # a bad file is a usage error, before any run
     schemas = SpecSchemas(args.spec_dir)
-    reporter = Reporter(progress=not args.quiet)
+    reporter = Reporter(progress=not args.quiet, transcripts=args.transcript)
     options = RunOptions(
         schemas=schemas,
         reporter=reporter,
         timeout_scale=args.timeout_scale,
         max_message_bytes=args.max_message_bytes,
-        cwd=REPO_ROOT,
+        cwd=args.cwd,
         start_command=args.start,
         server_capabilities=list(args.capability),
     )
     meta: dict[str, Any] = {"kind": "server", "socket": args.socket, "start": args.start}
     if args.start is not None:
-        with started_server(args.start, cwd=REPO_ROOT, timeout=args.start_timeout) as socket_path:
-            results = run_server_cases(cases, socket_path, options)
+        with running_server(args.start, cwd=args.cwd, timeout=args.start_timeout) as server:
+            results = run_server_cases(cases, server, options)
     else:
         results = run_server_cases(cases, args.socket, options)
     return _finish(results, args, reporter, meta)
 
 
 def _run_client(args: argparse.Namespace) -> int:
-    cases = load_cases("client", args.case, args.level, cases_dir=args.cases_dir)
+    cases = _selected(["client"], args)
     if args.list:
         _print_cases(cases)
         return 0
     if not args.adapter:
-        print("client: give --adapter COMMAND", file=sys.stderr)
-        return 2
+        raise UsageError("client: give --adapter COMMAND")
+    _check_cwd(args)
     if args.expect_fail is not None:
         load_expected_failures(args.expect_fail)
     from .client_runner import run_client_cases
 
-    reporter = Reporter(progress=not args.quiet)
+    reporter = Reporter(progress=not args.quiet, transcripts=args.transcript)
     options = RunOptions(
-        schemas=SpecSchemas(args.spec_dir), reporter=reporter, timeout_scale=args.timeout_scale, cwd=REPO_ROOT
+        schemas=SpecSchemas(args.spec_dir),
+        reporter=reporter,
+        timeout_scale=args.timeout_scale,
+        cwd=args.cwd,
     )
     results = run_client_cases(cases, args.adapter, options)
     return _finish(results, args, reporter, {"kind": "client", "adapter": args.adapter})
@@ -255,7 +305,8 @@ def _slug(name: str) -> str:
 
 
 def _run_matrix(args: argparse.Namespace) -> int:
-    entries = _load_matrix(args.matrix_file)
+    matrix_file = args.matrix_file.absolute() if args.matrix_file else resources.default_matrix()
+    entries = _load_matrix(matrix_file)
     if args.only:
         entries = [e for e in entries if e["name"] in args.only]
     schemas = SpecSchemas(args.spec_dir)
@@ -272,50 +323,51 @@ def _run_matrix(args: argparse.Namespace) -> int:
             reporter=reporter,
             timeout_scale=args.timeout_scale,
             max_message_bytes=entry.get("max_message_bytes"),
-            cwd=REPO_ROOT,
+            cwd=matrix_file.parent,
             start_command=entry["command"] if kind == "server" else None,
             server_capabilities=list(entry.get("capabilities", [])),
         )
         results: list[CaseResult]
         if kind == "server":
-            from .server_process import started_server
+            from .server_process import running_server
             from .server_runner import run_server_cases
 
             try:
-                with started_server(entry["command"], cwd=REPO_ROOT) as socket_path:
-                    results = run_server_cases(server_cases, socket_path, options)
+                with running_server(entry["command"], cwd=matrix_file.parent) as server:
+                    results = run_server_cases(server_cases, server, options)
             except ServerStartError as exc:
-                results = [not_run(case, f"the server did not start: {exc}") for case in server_cases]
+                reporter.note(f"the server did not start: {exc}")
+                results = [not_run(case, "the server did not start") for case in server_cases]
         else:
             from .client_runner import run_client_cases
 
-            command = entry["command"].replace("{python}", shlex.quote(sys.executable))
-            results = run_client_cases(client_cases, command, options)
+            results = run_client_cases(client_cases, entry["command"], options)
         if entry.get("expect_fail"):
             results = apply_expected_failures(
-                results, load_expected_failures(REPO_ROOT / entry["expect_fail"])
+                results, load_expected_failures(matrix_file.parent / entry["expect_fail"])
             )
         reporter.finish(results)
         print()
         slug = _slug(name)
-        write_json(
-            results, args.out / f"{slug}.json", meta={"name": name, "kind": kind, "command": entry["command"]}
-        )
+        code = exit_status(results, strict=args.strict)
+        meta = {"name": name, "kind": kind, "command": entry["command"], "exit_status": code}
+        write_json(results, args.out / f"{slug}.json", meta=meta, notes=reporter.notes)
         write_junit(results, args.out / f"{slug}.junit.xml", suite=f"pixl-ipc-conformance.{slug}")
-        code = exit_status(results)
         status = max(status, code)
         rows.append((name, kind, summary_counts(results), code))
     width = max([len("implementation"), *(len(r[0]) for r in rows)])
-    print(f"{'implementation':<{width}}  kind    passed  failed  skipped  xfail  MUST ok")
+    columns = [("passed", "passed"), ("warned", "warned"), ("failed", "failed"), ("not_run", "not run")]
+    columns += [("skipped", "not verified"), ("xfailed", "xfail")]
+    print(f"{'implementation':<{width}}  kind    " + "  ".join(title for _, title in columns) + "  conforms")
     for name, kind, counts, code in rows:
-        print(
-            f"{name:<{width}}  {kind:<6}  {counts['passed']:>6}  {counts['failed']:>6}"
-            f"  {counts['skipped']:>7}  {counts['xfailed']:>5}  {'yes' if code == 0 else 'NO'}"
-        )
-    total = {k: sum(r[2][k] for r in rows) for k in ("passed", "failed", "skipped")}
-    line = f"{total['passed']} passed, {total['failed']} failed"
+        cells = "  ".join(f"{counts[key]:>{len(title)}}" for key, title in columns)
+        print(f"{name:<{width}}  {kind:<6}  {cells}  {'yes' if code == 0 else 'NO'}")
+    total = {key: sum(r[2][key] for r in rows) for key, _ in columns}
+    line = f"{total['passed']} passed, {total['warned']} warned, {total['failed']} failed"
+    if total["not_run"]:
+        line += f", {total['not_run']} not run"
     if total["skipped"]:
-        line += f", {total['skipped']} skipped"
+        line += f", {total['skipped']} not verified"
     print(line)
     return status
 
@@ -332,16 +384,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
-            kinds = [args.kind] if args.kind else ["server", "client"]
-            cases = [c for k in kinds for c in load_cases(k, args.case, args.level, cases_dir=args.cases_dir)]
-            _print_cases(cases)
+            _print_cases(_selected([args.kind] if args.kind else ["server", "client"], args))
             return 0
+        if args.command == "example":
+            return _print_example(args.name)
         if args.command == "server":
             return _run_server(args)
         if args.command == "client":
             return _run_client(args)
         return _run_matrix(args)
-    except (CaseFileError, SchemaError, ServerStartError) as exc:
+    except (UsageError, CaseFileError, SchemaError, ServerStartError) as exc:
         print(f"pixl-ipc-conformance: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

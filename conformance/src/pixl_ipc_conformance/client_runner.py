@@ -19,7 +19,6 @@ Verdicts
 from __future__ import annotations
 
 import asyncio
-import shlex
 import shutil
 import sys
 import tempfile
@@ -31,14 +30,16 @@ from typing import Any
 
 from .adapter_driver import AdapterDriver, AdapterError
 from .client_steps import CaseScriptError, CaseSkipped, StepContext, StepFailed, run_steps
-from .model import Case, CaseResult, RunOptions, Verdict, skipped
+from .model import Case, CaseResult, RunOptions, Verdict, not_run, skipped
 from .scripted_server import ScriptedServer
+from .transcript import Transcript
+from .wirekit import fill_command, show
 
 __all__ = ["adapter_argv", "run_client_cases", "run_client_cases_async"]
 
 #: How long the ``start`` handshake may take (interpreters and JITs start slowly).
 START_TIMEOUT_S = 15.0
-#: How long an adapter may take to exit once its stdin is closed.
+#: How long an adapter may take to exit once its stdin is closed (ADAPTER.md), times the scale.
 STOP_TIMEOUT_S = 3.0
 
 
@@ -60,38 +61,38 @@ def _request_validator(options: RunOptions) -> Callable[[Any], list[str]]:
 
 
 def adapter_argv(command: str) -> list[str]:
-    """Split an adapter command like a shell, with ``{python}`` as this interpreter."""
-    return [sys.executable if word == "{python}" else word for word in shlex.split(command)]
+    """Split an adapter command with shlex (no shell), ``{python}`` being this interpreter."""
+    return fill_command(command, {"python": sys.executable})
 
 
-async def _start_adapter(command: str, options: RunOptions) -> tuple[AdapterDriver, dict[str, Any]]:
-    driver = AdapterDriver(adapter_argv(command), cwd=options.cwd)
+async def _start_adapter(
+    command: str, options: RunOptions, transcript: Transcript | None = None
+) -> tuple[AdapterDriver, dict[str, Any]]:
+    driver = AdapterDriver(adapter_argv(command), cwd=options.cwd, transcript=transcript)
     await driver.spawn()
     try:
         answer = await driver.call({"cmd": "start"}, START_TIMEOUT_S * options.timeout_scale)
-    except AdapterError:
+        if not answer.ok:
+            raise AdapterError(f"the adapter refused start: {answer.describe()}")
+    except AdapterError as exc:
         await driver.stop(1.0)
-        raise
-    if not answer.ok:
-        await driver.stop(1.0)
-        raise AdapterError(f"the adapter refused start: {answer.describe()}")
+        raise AdapterError("; ".join(filter(None, [str(exc), driver.stderr_tail()]))) from exc
     return driver, answer.result
 
 
 async def _run_case(case: Case, command: str, options: RunOptions) -> CaseResult:
     started = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="pxc-"))
-    server = ScriptedServer(str(directory / "s.sock"), _request_validator(options))
+    transcript = Transcript()
+    server = ScriptedServer(str(directory / "s.sock"), _request_validator(options), transcript)
     driver: AdapterDriver | None = None
     outcome = _Outcome()
     try:
         await server.start()
         try:
-            driver, start_result = await _start_adapter(command, options)
+            driver, start_result = await _start_adapter(command, options, transcript)
         except AdapterError as exc:
-            return _result(
-                case, started, Verdict.FAIL, f"adapter start failed: {exc}", "a working adapter", str(exc)
-            )
+            return not_run(case, f"the adapter did not start: {exc}")
         capabilities = set(start_result.get("capabilities") or [])
         missing = [n for n in case.needs if n not in capabilities]
         if missing:
@@ -114,15 +115,18 @@ async def _run_case(case: Case, command: str, options: RunOptions) -> CaseResult
         # Let a request the client wrote at the very end reach the checks.
         await asyncio.sleep(0)
         # ADAPTER.md: at the end of its input the adapter closes and exits 0.
-        status = await driver.stop(STOP_TIMEOUT_S)
+        status = await driver.stop(STOP_TIMEOUT_S * options.timeout_scale)
         if status is not None and status != 0 and outcome.failure is None:
             driver.problems.append(f"the adapter exited with status {status} at the end of its input, not 0")
-        return _judge(case, started, outcome, server, driver)
+        result = _judge(case, started, outcome, server, driver)
+        if result.verdict is not Verdict.PASS:
+            result.transcript = transcript
+        return result
     finally:
         for close in outcome.closers:
             close()
         if driver is not None:
-            await driver.stop(STOP_TIMEOUT_S)
+            await driver.stop(STOP_TIMEOUT_S * options.timeout_scale)
         await server.aclose()
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -141,7 +145,11 @@ def _judge(
     if failure is not None:
         verdict = Verdict.FAIL if case.is_must else Verdict.WARN
         expected, got = failure.expected, failure.got
-        where = f"step {failure.step} ({case.steps[failure.step].get('op')})" if failure.step >= 0 else "case"
+        where = (
+            f"step {failure.step + 1} of {len(case.steps)}: {show(case.steps[failure.step], 160)}"
+            if failure.step >= 0
+            else "case"
+        )
         details.append(f"{where}: expected {failure.expected}; got {failure.got}")
         if failure.detail:
             details.append(failure.detail)
@@ -161,10 +169,8 @@ def _judge(
             expected = expected or "requests that follow the spec's SHOULD rules"
             got = got or str(should[0])
         details.extend(f"wire: {v}" for v in should)
-    if verdict in (Verdict.FAIL, Verdict.WARN):
-        stderr = driver.stderr_text.strip()
-        if stderr:
-            details.append("adapter stderr (tail): " + stderr[-1500:])
+    if verdict in (Verdict.FAIL, Verdict.WARN) and driver.stderr_tail():
+        details.append(driver.stderr_tail())
     return _result(case, started, verdict, "\n".join(details), expected, got)
 
 
@@ -196,24 +202,19 @@ async def run_client_cases_async(
     # them for every case, and spares starting it just to skip a case.
     try:
         capabilities: set[str] | None = await _probe_capabilities(adapter_command, options)
-        broken = ""
+        broken = False
     except AdapterError as exc:
         # An adapter that cannot even start would cost every case its start
-        # timeout for the same answer: fail them all with the reason at once.
-        capabilities, broken = None, str(exc)
+        # timeout for the same answer: say why once, and run none.
+        capabilities, broken = None, True
+        if reporter is not None:
+            reporter.note(f"the adapter did not start: {exc}")
     for case in cases:
         if reporter is not None:
             reporter.case_started(case)
         missing = [n for n in case.needs if capabilities is not None and n not in capabilities]
         if broken:
-            result = _result(
-                case,
-                time.monotonic(),
-                Verdict.FAIL,
-                f"adapter start failed: {broken}",
-                "a working adapter",
-                broken,
-            )
+            result = not_run(case, "the adapter did not start (see the note)")
         elif missing:
             result = skipped(case, "the adapter lacks " + ", ".join(missing))
         else:
@@ -226,7 +227,7 @@ async def run_client_cases_async(
 
 async def _probe_capabilities(command: str, options: RunOptions) -> set[str] | None:
     driver, start_result = await _start_adapter(command, options)
-    await driver.stop(3.0)
+    await driver.stop(STOP_TIMEOUT_S * options.timeout_scale)
     capabilities = start_result.get("capabilities")
     return {c for c in capabilities if isinstance(c, str)} if isinstance(capabilities, list) else None
 

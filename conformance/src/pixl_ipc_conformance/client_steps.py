@@ -10,16 +10,19 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
     Adapter side:
     ``connect``   ``{"options", "socket", "expect", "within_s"}``; socket is
                   ``server`` (default), ``stale`` (a socket file nobody listens
-                  on), ``missing`` (no such path) or ``denied`` (mode 000; the
-                  case is skipped when the runner is root)
-    ``send``      ``{"as", "uri", "data" | "data_string_bytes", "timeout_ms"}``
-                  sends and does not wait
+                  on), ``missing`` (no such path), ``denied`` (mode 000; the
+                  case is skipped when the runner is root) or ``full`` (a
+                  listener whose backlog is full: connecting waits)
+    ``send``      ``{"as", "uri", "data" | "data_string_bytes" | "omit_data",
+                  "timeout_ms"}`` sends and does not wait
     ``answer``    ``{"send", "expect", "within_s", "not_before_s"}`` waits for the
                   answer of a send (``within_s`` from the step's start,
                   ``not_before_s`` from the send) and checks it
     ``silent``    ``{"send", "for_s"}`` the send has no answer for that long
-    ``pushes``    ``{"expect": [...]}`` the ``pushes`` command
+    ``pushes``    ``{"expect": [...]}`` or ``{"count": N}`` the ``pushes`` command
     ``close``     the ``close`` command
+    ``introspect`` ``{"pending", "within_s"}`` asks ``introspect`` until the
+                  client reports that many pending entries, within the bound
     ``command``   ``{"command", "expect"}`` any raw command
     ``check_start`` the ``start`` result has the fields ADAPTER.md lists
 
@@ -33,6 +36,10 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
     ``drop``      closes the client's connections (the server keeps listening)
     ``stop_server`` / ``start_server``  stop listening (and drop) / listen again
     ``connection`` ``{"within_s"}`` a new connection arrives (a reconnect)
+    ``eof``       ``{"within_s", "of"}`` the client ends the stream of its
+                  latest connection (or of the one request ``of`` came on)
+    ``echo_server`` from now on the server answers each request itself, with
+                  its data, as the echo built-in does
     ``original_server`` from now on the server answers the probes
                   ``/ipcserver/info`` and ``/ipcserver/stats`` as the original
                   does (``no_handler_found`` in data, VER-5) instead of as an
@@ -41,32 +48,34 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
 
     Any step may carry ``"if": CAPABILITY``: it runs only when the adapter has it.
 
-    A write part is one of ``{"respond": LABEL, ...}`` (the answer to the
-    request taken as LABEL: with ``data``, ``echo`` (the request's data),
-    ``line_bytes`` (data padded so the line is that long), ``nested_depth``,
-    ``error`` (top-level error members) or ``omit_data``, plus ``members``
-    (further top-level members) and ``cut`` (only the first bytes)),
-    ``{"push": VALUE, "null_id": bool}``, ``{"message": OBJECT}``,
-    ``{"malformed_for": LABEL}`` (a broken ``{`` line carrying that request's
-    id) and ``{"text": STRING}`` (raw text, no LF added). ``eol`` and ``ascii``
-    adjust how a message part is encoded.
+    The write parts and the checks of the adapter's answers are in
+    :mod:`.client_parts`; the context the steps share is in :mod:`.client_context`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .adapter_driver import AdapterAnswer, AdapterDriver, PendingCommand
-from .model import Case
-from .scripted_server import ClientConnection, ReceivedRequest, ScriptedServer, make_stale_socket
+from .adapter_driver import PendingCommand
+from .client_context import (
+    DEFAULT_ANSWER_GRACE_S,
+    DEFAULT_COMMAND_WITHIN_S,
+    DEFAULT_REQUEST_WITHIN_S,
+    KNOWN_CAPABILITIES,
+    POLL_S,
+    CaseScriptError,
+    CaseSkipped,
+    StepContext,
+    StepFailed,
+)
+from .client_parts import build_part, check_answer, describe_expect
+from .scripted_server import ClientConnection, ReceivedRequest, fill_backlog, make_stale_socket
+from .wirekit import json_equal, padded_string, show
 
 __all__ = [
     "KNOWN_CAPABILITIES",
@@ -76,198 +85,8 @@ __all__ = [
     "CaseSkipped",
     "StepContext",
     "StepFailed",
-    "json_equal",
-    "padded_string",
     "run_steps",
 ]
-
-#: Default bounds of the steps that wait.
-DEFAULT_REQUEST_WITHIN_S = 5.0
-DEFAULT_ANSWER_GRACE_S = 5.0
-DEFAULT_COMMAND_WITHIN_S = 5.0
-_POLL_S = 0.1
-#: Capabilities ADAPTER.md defines; others an adapter lists are ignored.
-KNOWN_CAPABILITIES = ("concurrent", "push", "auto_reconnect", "reconnect", "max_message_bytes")
-_PATTERN = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-class StepFailed(Exception):
-    """An expectation of a step did not hold."""
-
-    def __init__(self, step: int, expected: str, got: str, detail: str = "") -> None:
-        self.step = step
-        self.expected = expected
-        self.got = got
-        self.detail = detail
-        super().__init__(f"step {step}: expected {expected}; got {got}")
-
-
-class CaseScriptError(Exception):
-    """The case itself is wrong (an unknown label, two commands in flight without ``concurrent``)."""
-
-
-class CaseSkipped(Exception):
-    """The case cannot be run here (the reason is the text)."""
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equality of decoded JSON values, types included.
-
-    ``true`` never equals ``1``; ``1`` equals ``1.0`` (JSON has one number type).
-    """
-    if isinstance(a, bool) or isinstance(b, bool):
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if a is None or b is None:
-        return a is None and b is None
-    return type(a) is type(b) and bool(a == b)
-
-
-def _show(value: Any, limit: int = 200) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
-
-
-def padded_string(length: int) -> str:
-    """A recognizable ASCII string of ``length`` characters (truncation shows)."""
-    if length <= 0:
-        return ""
-    reps = length // len(_PATTERN) + 1
-    return (_PATTERN * reps)[:length]
-
-
-@dataclass
-class StepContext:
-    """What the steps of one case share: both peers, the labels taken so far."""
-
-    case: Case
-    driver: AdapterDriver
-    server: ScriptedServer
-    directory: Path
-    capabilities: set[str]
-    start_result: dict[str, Any]
-    scale: float
-    sends: dict[str, PendingCommand] = field(default_factory=dict)
-    requests: dict[str, ReceivedRequest] = field(default_factory=dict)
-    written: dict[str, Any] = field(default_factory=dict)
-    connections_seen: int = 0
-    closers: list[Callable[[], None]] = field(default_factory=list)
-    stash: list[ReceivedRequest] = field(default_factory=list)
-
-    def request(self, label: str) -> ReceivedRequest:
-        """The request taken as ``label`` (CaseScriptError when there is none)."""
-        if label not in self.requests:
-            raise CaseScriptError(f"no request was taken as {label!r}")
-        return self.requests[label]
-
-    def pending_send(self, label: str) -> PendingCommand:
-        """The send made as ``label`` (CaseScriptError when there is none)."""
-        if label not in self.sends:
-            raise CaseScriptError(f"no send was made as {label!r}")
-        return self.sends[label]
-
-
-# -- write parts ------------------------------------------------------------------
-
-
-def _encode(message: Any, part: dict[str, Any]) -> bytes:
-    text = json.dumps(message, ensure_ascii=bool(part.get("ascii", False)), separators=(",", ":"))
-    return text.encode("utf-8") + str(part.get("eol", "\n")).encode("ascii")
-
-
-def _build_part(ctx: StepContext, part: dict[str, Any]) -> tuple[bytes, ReceivedRequest | None]:
-    """The bytes of one write part, and the request it answers (if any)."""
-    if "text" in part:
-        return str(part["text"]).encode("utf-8"), None
-    if "message" in part:
-        return _encode(part["message"], part), None
-    if "push" in part:
-        push: dict[str, Any] = {"data": part["push"]}
-        if part.get("null_id"):
-            push = {"ipcReqID": None, **push}
-        return _encode(push, part), None
-    if "malformed_for" in part:
-        request = ctx.request(part["malformed_for"])
-        # Starts with "{" and carries the pending id, but does not parse (FRAME-7).
-        text = '{"ipcReqID":' + json.dumps(request.id) + ',"data":{"x":tru'
-        return text.encode("utf-8") + str(part.get("eol", "\n")).encode("ascii"), None
-    if "respond" in part:
-        label = part["respond"]
-        request = ctx.request(label)
-        message: dict[str, Any] = {"ipcReqID": request.id}
-        if "error" in part:
-            message.update(part["error"])
-        elif not part.get("omit_data"):
-            if part.get("echo"):
-                data = request.message.get("data")
-            elif "nested_depth" in part:
-                data = 1
-                for _ in range(int(part["nested_depth"])):
-                    data = [data]
-            elif "line_bytes" in part:
-                overhead = len(_encode({"ipcReqID": request.id, "data": ""}, {"eol": ""}))
-                data = padded_string(int(part["line_bytes"]) - overhead)
-            else:
-                data = part.get("data")
-            message["data"] = data
-            ctx.written[label] = data
-        message.update(part.get("members", {}))
-        encoded = _encode(message, part)
-        if "cut" in part:
-            # Part of the line only: the connection will end inside it.
-            return encoded[: int(part["cut"])], None
-        return encoded, request
-    raise CaseScriptError(f"unknown write part {_show(part)}")
-
-
-# -- answer checks ------------------------------------------------------------------
-
-
-def _check_answer(ctx: StepContext, index: int, answer: AdapterAnswer, expect: dict[str, Any]) -> None:
-    if "error" in expect:
-        want = expect["error"]
-        if answer.ok:
-            raise StepFailed(index, f"an error {_show(want)}", answer.describe())
-        kinds = want["kind"] if isinstance(want["kind"], list) else [want["kind"]]
-        if answer.error.get("kind") not in kinds:
-            raise StepFailed(index, f"an error of kind {' or '.join(kinds)}", answer.describe())
-        for key in ("code", "message"):
-            if key in want and answer.error.get(key) != want[key]:
-                raise StepFailed(index, f"an error with {key} {_show(want[key])}", answer.describe())
-        return
-    if not answer.ok:
-        raise StepFailed(index, "success" + _expected_data_text(ctx, expect), answer.describe())
-    if "data" in expect or "data_written" in expect:
-        want_data = expect["data"] if "data" in expect else ctx.written.get(expect["data_written"])
-        if "data" not in answer.result:
-            raise StepFailed(index, "a result with data", answer.describe())
-        got = answer.result["data"]
-        if not json_equal(got, want_data):
-            raise StepFailed(index, f"data {_show(want_data)}", f"data {_show(got)}")
-
-
-def _describe_expect(ctx: StepContext, expect: dict[str, Any]) -> str:
-    """An expectation in words: "an error of kind closed", "data 1", "an answer"."""
-    if "error" in expect:
-        kinds = expect["error"]["kind"]
-        kinds = " or ".join(kinds) if isinstance(kinds, list) else kinds
-        code = expect["error"].get("code")
-        return f"an error of kind {kinds}" + (f" (code {code})" if code else "")
-    data = _expected_data_text(ctx, expect)
-    return "an answer" + data
-
-
-def _expected_data_text(ctx: StepContext, expect: dict[str, Any]) -> str:
-    if "data" in expect:
-        return f" with data {_show(expect['data'])}"
-    if "data_written" in expect:
-        return f" with data {_show(ctx.written.get(expect['data_written']))}"
-    return ""
 
 
 # -- steps ------------------------------------------------------------------------
@@ -291,6 +110,9 @@ async def _step_connect(ctx: StepContext, index: int, step: dict[str, Any]) -> N
         listener.listen(1)
         ctx.closers.append(listener.close)
         os.chmod(path, 0)
+    elif target == "full":
+        path = str(ctx.directory / "full.sock")
+        ctx.closers.extend(fill_backlog(path))
     else:
         raise CaseScriptError(f"unknown socket {target!r}")
     pending = await _submit(ctx, {"cmd": "connect", "socket": path, "options": step.get("options", {})})
@@ -298,7 +120,7 @@ async def _step_connect(ctx: StepContext, index: int, step: dict[str, Any]) -> N
     answer = await ctx.driver.wait(pending, within)
     if answer is None:
         raise StepFailed(index, f"an answer to connect within {within:g} s", "none")
-    _check_answer(ctx, index, answer, step.get("expect", {}))
+    check_answer(ctx, index, answer, step.get("expect", {}))
 
 
 async def _submit(ctx: StepContext, command: dict[str, Any]) -> PendingCommand:
@@ -308,12 +130,9 @@ async def _submit(ctx: StepContext, command: dict[str, Any]) -> PendingCommand:
 
 
 async def _step_send(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
-    command = {
-        "cmd": "send",
-        "uri": step["uri"],
-        "data": _step_data(step),
-        "timeout_ms": int(step.get("timeout_ms", 10000)),
-    }
+    command = {"cmd": "send", "uri": step["uri"], "timeout_ms": int(step.get("timeout_ms", 10000))}
+    if not step.get("omit_data"):
+        command["data"] = _step_data(step)
     ctx.sends[step["as"]] = await _submit(ctx, command)
 
 
@@ -327,11 +146,11 @@ async def _step_answer(ctx: StepContext, index: int, step: dict[str, Any]) -> No
     if answer is None:
         raise StepFailed(
             index,
-            f"{_describe_expect(ctx, step.get('expect', {}))} for send {step['send']!r} within {within:g} s",
+            f"{describe_expect(ctx, step.get('expect', {}))} for send {step['send']!r} within {within:g} s",
             "no answer",
             _server_view(ctx),
         )
-    _check_answer(ctx, index, answer, step.get("expect", {}))
+    check_answer(ctx, index, answer, step.get("expect", {}))
     if "not_before_s" in step:
         elapsed = answer.at - pending.sent_at
         if elapsed < float(step["not_before_s"]):
@@ -362,13 +181,13 @@ def _request_mismatch(step: dict[str, Any], request: ReceivedRequest) -> str:
     """Why ``request`` is not the one ``step`` waits for, or ''."""
     message = request.message
     if "uri" in step and message.get("uri") != step["uri"]:
-        return f"uri {_show(message.get('uri'))}"
+        return f"uri {show(message.get('uri'))}"
     if "data" in step or "data_string_bytes" in step:
         want = _step_data(step)
         if "data" not in message and want is not None:
             return "no data member"
         if not json_equal(message.get("data"), want):
-            return f"data {_show(message.get('data'))}"
+            return f"data {show(message.get('data'))}"
     return ""
 
 
@@ -377,7 +196,7 @@ def _wanted_request(step: dict[str, Any]) -> str:
     if "uri" in step:
         parts.append(f"uri {step['uri']!r}")
     if "data" in step or "data_string_bytes" in step:
-        parts.append(f"data {_show(_step_data(step))}")
+        parts.append(f"data {show(_step_data(step))}")
     return "a request" + (" with " + " and ".join(parts) if parts else "")
 
 
@@ -401,8 +220,8 @@ async def _step_request(ctx: StepContext, index: int, step: dict[str, Any]) -> N
             break
     while request is None:
         remaining = deadline - time.monotonic()
-        arrived = await ctx.server.next_request(max(0.0, min(remaining, _POLL_S)))
-        if arrived is None and remaining > _POLL_S:
+        arrived = await ctx.server.next_request(max(0.0, min(remaining, POLL_S)))
+        if arrived is None and remaining > POLL_S:
             broken = [v for v in ctx.server.violations if v.level == "MUST"]
             if broken:
                 # The client wrote something that is not a request: waiting
@@ -431,7 +250,7 @@ async def _step_request(ctx: StepContext, index: int, step: dict[str, Any]) -> N
             raise StepFailed(
                 index,
                 f"a request whose {member} is a {kind}",
-                f"{member} {_show(message.get(member, '(absent)'))}",
+                f"{member} {show(message.get(member, '(absent)'))}",
             )
     if "same_connection_as" in step:
         other = ctx.request(step["same_connection_as"])
@@ -451,7 +270,7 @@ async def _step_write(ctx: StepContext, index: int, step: dict[str, Any]) -> Non
     chunks: list[bytes] = []
     answered: list[ReceivedRequest] = []
     for part in step["parts"]:
-        data, request = _build_part(ctx, part)
+        data, request = build_part(ctx, part)
         chunks.append(data)
         if request is not None:
             answered.append(request)
@@ -496,8 +315,11 @@ async def _step_pushes(ctx: StepContext, index: int, step: dict[str, Any]) -> No
     if not answer.ok:
         raise StepFailed(index, "the pushes received", answer.describe())
     got = answer.result.get("pushes")
-    if not json_equal(got, step["expect"]):
-        raise StepFailed(index, f"pushes {_show(step['expect'])} (PUSH-2)", f"pushes {_show(got)}")
+    if "count" in step:
+        if not isinstance(got, list) or len(got) != step["count"]:
+            raise StepFailed(index, f"{step['count']} pushes (PUSH-2)", f"pushes {show(got)}")
+    elif not json_equal(got, step["expect"]):
+        raise StepFailed(index, f"pushes {show(step['expect'])} (PUSH-2)", f"pushes {show(got)}")
 
 
 async def _step_close(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
@@ -505,25 +327,68 @@ async def _step_close(ctx: StepContext, index: int, step: dict[str, Any]) -> Non
     answer = await ctx.driver.wait(await ctx.driver.submit({"cmd": "close"}), within)
     if answer is None:
         raise StepFailed(index, f"an answer to close within {within:g} s", "none")
-    _check_answer(ctx, index, answer, step.get("expect", {}))
+    check_answer(ctx, index, answer, step.get("expect", {}))
 
 
 async def _step_command(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
     within = float(step.get("within_s", DEFAULT_COMMAND_WITHIN_S)) * ctx.scale
     answer = await ctx.driver.wait(await _submit(ctx, dict(step["command"])), within)
     if answer is None:
-        raise StepFailed(index, f"an answer to {_show(step['command'])} within {within:g} s", "none")
-    _check_answer(ctx, index, answer, step.get("expect", {}))
+        raise StepFailed(index, f"an answer to {show(step['command'])} within {within:g} s", "none")
+    check_answer(ctx, index, answer, step.get("expect", {}))
+
+
+async def _step_introspect(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
+    within = float(step.get("within_s", DEFAULT_COMMAND_WITHIN_S)) * ctx.scale
+    deadline = time.monotonic() + within
+    wanted = step["pending"]
+    while True:
+        answer = await ctx.driver.wait(await _submit(ctx, {"cmd": "introspect"}), within)
+        if answer is None:
+            raise StepFailed(index, f"an answer to introspect within {within:g} s", "none")
+        if not answer.ok:
+            raise StepFailed(index, "the introspect result (ADAPTER.md)", answer.describe())
+        pending = answer.result.get("pending")
+        if not isinstance(pending, int) or isinstance(pending, bool) or pending < 0:
+            raise StepFailed(index, "introspect's pending, a non-negative integer", answer.describe())
+        if pending == wanted:
+            return
+        if time.monotonic() >= deadline:
+            raise StepFailed(
+                index,
+                f"the client to hold {wanted} per-request entries within {within:g} s (introspect)",
+                f"it still holds {pending}" + _adapter_view(ctx),
+            )
+        await asyncio.sleep(POLL_S)
+
+
+async def _step_eof(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
+    within = float(step.get("within_s", DEFAULT_COMMAND_WITHIN_S)) * ctx.scale
+    connection = ctx.request(step["of"]).connection if "of" in step else ctx.server.latest_connection()
+    if connection is None:
+        raise StepFailed(index, "a client connection", "the client never connected")
+    try:
+        await asyncio.wait_for(connection.client_ended.wait(), within)
+    except TimeoutError:
+        raise StepFailed(
+            index,
+            f"the client to close its connection (end of stream) within {within:g} s",
+            "the connection stayed open" + _adapter_view(ctx),
+        ) from None
+
+
+async def _step_echo_server(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
+    ctx.server.echo = True
 
 
 async def _step_check_start(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
     result = ctx.start_result
     for key in ("name", "language", "version"):
         if not isinstance(result.get(key), str) or not result[key]:
-            raise StepFailed(index, f"start result with a non-empty string {key!r}", _show(result))
+            raise StepFailed(index, f"start result with a non-empty string {key!r}", show(result))
     capabilities = result.get("capabilities")
     if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
-        raise StepFailed(index, "start result with capabilities, a list of strings", _show(result))
+        raise StepFailed(index, "start result with capabilities, a list of strings", show(result))
 
 
 async def _step_original_server(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
@@ -556,6 +421,7 @@ STEPS: dict[str, Callable[[StepContext, int, dict[str, Any]], Any]] = {
     "pushes": _step_pushes,
     "close": _step_close,
     "command": _step_command,
+    "introspect": _step_introspect,
     "check_start": _step_check_start,
     "request": _step_request,
     "write": _step_write,
@@ -563,6 +429,8 @@ STEPS: dict[str, Callable[[StepContext, int, dict[str, Any]], Any]] = {
     "stop_server": _step_stop_server,
     "start_server": _step_start_server,
     "connection": _step_connection,
+    "eof": _step_eof,
+    "echo_server": _step_echo_server,
     "sleep": _step_sleep,
     "original_server": _step_original_server,
 }

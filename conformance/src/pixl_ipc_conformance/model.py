@@ -2,9 +2,11 @@
 
 Case files
     One case per JSON file, under ``conformance/cases/server/`` (ids ``S-...``)
-    and ``conformance/cases/client/`` (ids ``C-...``). The format is defined by
-    ``conformance/cases/case.schema.json`` and every file is validated against
-    it when loaded. Members:
+    and ``conformance/cases/client/`` (ids ``C-...``); the package carries them
+    (:mod:`.resources`). The format is defined by ``case.schema.json`` beside
+    them and every file is validated against it when loaded. A directory of
+    further case files (``--cases-dir``) adds cases, and replaces a carried
+    case that has the same id. Members:
 
     ``id``           unique, ``S-`` for server cases, ``C-`` for client cases
     ``kind``         ``"server"`` or ``"client"``
@@ -30,10 +32,12 @@ Runner API
     bounded by its ``timeout_s`` times ``options.timeout_scale``.
 
 Verdicts
-    PASS, FAIL (a MUST case failed), WARN (a SHOULD case failed; counts as
-    passed), SKIP (not run, with the reason in ``detail``). A result may carry
-    ``xfail_reason`` when a known-failures file (``--expect-fail``) lists it:
-    an expected FAIL does not fail the run, an unexpected PASS is reported.
+    PASS, FAIL (a MUST case failed), WARN (a SHOULD case failed), SKIP (not
+    verified here, with the reason in ``detail``), ERROR (could not run: the
+    server under test was gone or the adapter did not start; it fails the
+    run). A result may carry ``xfail_reason`` when a known-failures file
+    (``--expect-fail``) lists it: an expected FAIL or WARN does not fail the
+    run, an unexpected PASS is reported.
 """
 
 from __future__ import annotations
@@ -44,21 +48,21 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import resources
+from .transcript import Transcript
 
 if TYPE_CHECKING:
-    from .report import Reporter
     from .schemas import SpecSchemas
 
 __all__ = [
-    "CASES_DIR",
-    "CASE_SCHEMA_PATH",
-    "PACKAGE_DIR",
-    "REPO_ROOT",
     "Case",
     "CaseFileError",
     "CaseResult",
+    "Progress",
     "RunOptions",
     "Verdict",
     "apply_expected_failures",
@@ -67,19 +71,12 @@ __all__ = [
     "load_cases",
     "load_expected_failures",
     "not_run",
+    "split_patterns",
+    "unmatched_patterns",
     "result_for",
     "select_cases",
     "skipped",
 ]
-
-#: The package's source directory (``conformance/src/pixl_ipc_conformance``).
-PACKAGE_DIR = Path(__file__).resolve().parent
-#: The kit's root (holds ``spec/``, ``conformance/``, ``python/``, ``php/``).
-REPO_ROOT = PACKAGE_DIR.parent.parent.parent
-#: Where the case files live.
-CASES_DIR = REPO_ROOT / "conformance" / "cases"
-#: The JSON Schema of a case file.
-CASE_SCHEMA_PATH = CASES_DIR / "case.schema.json"
 
 KINDS = ("server", "client")
 LEVELS = ("MUST", "SHOULD")
@@ -92,6 +89,7 @@ class Verdict(enum.StrEnum):
     FAIL = "FAIL"
     WARN = "WARN"
     SKIP = "SKIP"
+    ERROR = "ERROR"
 
     def __str__(self) -> str:
         return self.value
@@ -105,7 +103,7 @@ class CaseFileError(ValueError):
         problems: what is wrong with it, one entry per problem.
     """
 
-    def __init__(self, path: Path | str, problems: Sequence[str]) -> None:
+    def __init__(self, path: Path | Traversable | str, problems: Sequence[str]) -> None:
         self.path = str(path)
         self.problems = list(problems)
         super().__init__(f"{self.path}: " + "; ".join(self.problems))
@@ -126,7 +124,7 @@ class Case:
     timeout_s: float
     needs: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
-    path: Path | None = None
+    path: str | None = None
 
     @property
     def is_must(self) -> bool:
@@ -148,6 +146,7 @@ class CaseResult:
         rules: the rule IDs the case checks.
         duration_s: wall time spent on the case.
         xfail_reason: set when a known-failures file lists the case.
+        transcript: what went over the wire, for a case that did not pass.
     """
 
     case_id: str
@@ -159,6 +158,7 @@ class CaseResult:
     rules: list[str]
     duration_s: float
     xfail_reason: str | None = None
+    transcript: Transcript | None = None
 
     @property
     def failed(self) -> bool:
@@ -166,13 +166,28 @@ class CaseResult:
         return self.verdict is Verdict.FAIL and self.xfail_reason is None
 
     @property
+    def not_run(self) -> bool:
+        """True for an ERROR: the case could not run, which fails the run."""
+        return self.verdict is Verdict.ERROR
+
+    @property
+    def warned(self) -> bool:
+        """True for a WARN that is not an expected failure (it fails a ``--strict`` run)."""
+        return self.verdict is Verdict.WARN and self.xfail_reason is None
+
+    @property
+    def expected_failure(self) -> bool:
+        """True for a FAIL or WARN that a known-failures file lists."""
+        return self.xfail_reason is not None and self.verdict in (Verdict.FAIL, Verdict.WARN)
+
+    @property
     def unexpected_pass(self) -> bool:
         """True when a listed known failure passed."""
-        return self.xfail_reason is not None and self.verdict in (Verdict.PASS, Verdict.WARN)
+        return self.xfail_reason is not None and self.verdict is Verdict.PASS
 
     def to_json(self) -> dict[str, Any]:
         """The result as a JSON-ready dict (used by the JSON report)."""
-        return {
+        document: dict[str, Any] = {
             "case": self.case_id,
             "level": self.level,
             "verdict": self.verdict.value,
@@ -183,6 +198,25 @@ class CaseResult:
             "duration_s": round(self.duration_s, 4),
             "xfail_reason": self.xfail_reason,
         }
+        if self.transcript is not None:
+            document["transcript"] = self.transcript.to_json()
+        return document
+
+
+class Progress(Protocol):
+    """What a runner tells while it works (:class:`~.report.Reporter` is one)."""
+
+    def start(self, total: int) -> None:
+        """``total`` cases are about to run."""
+
+    def note(self, text: str) -> None:
+        """Something about the whole run, said once (the server exited and was restarted)."""
+
+    def case_started(self, case: Case) -> None:
+        """A case starts."""
+
+    def case_finished(self, result: CaseResult) -> None:
+        """A case ended with ``result``."""
 
 
 @dataclass
@@ -208,7 +242,7 @@ class RunOptions:
     """
 
     schemas: SpecSchemas
-    reporter: Reporter | None = None
+    reporter: Progress | None = None
     timeout_scale: float = 1.0
     max_message_bytes: int | None = None
     cwd: Path | None = None
@@ -257,19 +291,19 @@ def skipped(case: Case, reason: str) -> CaseResult:
 
 
 def not_run(case: Case, reason: str) -> CaseResult:
-    """The result of a case that could not run because the peer is unusable.
+    """The ERROR result of a case that could not run because the peer is unusable.
 
-    It fails like the case would (FAIL for MUST, WARN for SHOULD): a peer that
-    cannot be started has not shown that it conforms.
+    A peer that cannot be started, or is gone, has not shown that it
+    conforms: the run fails. ``reason`` is short; the run's notes say the rest once.
     """
-    return result_for(case, ok=False, expected=case.expect, got=reason, detail=reason)
+    return CaseResult(case.id, case.level, Verdict.ERROR, f"not run: {reason}", "", "", list(case.rules), 0.0)
 
 
 @cache
 def _case_validator() -> Any:
     import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 
-    schema = json.loads(CASE_SCHEMA_PATH.read_text(encoding="utf-8"))
+    schema = json.loads(resources.case_schema().read_text(encoding="utf-8"))
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
@@ -289,7 +323,7 @@ def case_schema_problems(document: Any) -> list[str]:
     return problems
 
 
-def load_case_file(path: Path) -> Case:
+def load_case_file(path: Path | Traversable) -> Case:
     """Load and validate one case file.
 
     Raises:
@@ -300,11 +334,6 @@ def load_case_file(path: Path) -> Case:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CaseFileError(path, [str(exc)]) from exc
     problems = case_schema_problems(document)
-    expected_prefix = "S-" if document.get("kind") == "server" else "C-"
-    if not problems and not document["id"].startswith(expected_prefix):
-        problems.append(
-            f"id {document['id']!r} of a {document['kind']} case must start with {expected_prefix}"
-        )
     if problems:
         raise CaseFileError(path, problems)
     return Case(
@@ -319,8 +348,20 @@ def load_case_file(path: Path) -> Case:
         timeout_s=float(document["timeout_s"]),
         needs=list(document.get("needs", [])),
         tags=list(document.get("tags", [])),
-        path=path,
+        path=str(path),
     )
+
+
+def split_patterns(pattern: str | Sequence[str] | None) -> list[str]:
+    """The ids and globs of a ``--case`` selection (comma-separated, repeatable)."""
+    items = [pattern] if isinstance(pattern, str) else list(pattern or [])
+    return [p.strip() for item in items for p in item.split(",") if p.strip()]
+
+
+def unmatched_patterns(cases: Iterable[Case], pattern: str | Sequence[str] | None) -> list[str]:
+    """The ids and globs of a selection that match none of ``cases``."""
+    ids = [case.id.upper() for case in cases]
+    return [p for p in split_patterns(pattern) if not fnmatch.filter(ids, p.upper())]
 
 
 def select_cases(
@@ -337,11 +378,7 @@ def select_cases(
     Returns:
         The matching cases, in their original order.
     """
-    patterns: list[str] = []
-    if isinstance(pattern, str):
-        patterns = [p.strip() for p in pattern.split(",") if p.strip()]
-    elif pattern is not None:
-        patterns = [p for item in pattern for p in item.split(",") if p.strip()]
+    patterns = split_patterns(pattern)
     wanted_level = level.upper() if level else None
     chosen = []
     for case in cases:
@@ -351,6 +388,34 @@ def select_cases(
             continue
         chosen.append(case)
     return chosen
+
+
+def _json_files(directory: Path | Traversable) -> list[Path | Traversable]:
+    return sorted(
+        (item for item in directory.iterdir() if item.is_file() and item.name.endswith(".json")),
+        key=lambda item: item.name,
+    )
+
+
+def _load_dir(directory: Path | Traversable, kind: str) -> list[Case]:
+    """The cases of ``kind`` in ``directory/<kind>/``, and the ``*.json`` files of
+    ``directory`` itself that are cases of that kind; duplicate ids refused."""
+    files = [f for f in _json_files(directory) if f.name != "case.schema.json"]
+    own = directory / kind
+    loose = [load_case_file(f) for f in files]
+    cases = [c for c in loose if c.kind == kind]
+    if own.is_dir():
+        for case in map(load_case_file, _json_files(own)):
+            if case.kind != kind:
+                raise CaseFileError(case.path or str(own), [f"a {case.kind} case in the {kind} directory"])
+            cases.append(case)
+    seen: dict[str, str | None] = {}
+    for case in cases:
+        if case.id in seen:
+            problem = f"duplicate id {case.id} (also in {seen[case.id]})"
+            raise CaseFileError(case.path or str(directory), [problem])
+        seen[case.id] = case.path
+    return cases
 
 
 def load_cases(
@@ -366,31 +431,29 @@ def load_cases(
         kind: ``"server"`` or ``"client"``.
         pattern: see :func:`select_cases`.
         level: see :func:`select_cases`.
-        cases_dir: the directory holding ``server/`` and ``client/``
-            (default :data:`CASES_DIR`).
+        cases_dir: a directory of further cases (in ``server/`` and ``client/``
+            below it, or directly in it): each is added, or replaces the
+            carried case with the same id.
 
     Returns:
         The cases.
 
     Raises:
         ValueError: ``kind`` or ``level`` is not one of the known values.
-        CaseFileError: a case file is invalid, or two files share an id.
+        CaseFileError: a case file is invalid, two files of one directory
+            share an id, or ``cases_dir`` is not a directory.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     if level is not None and level.upper() not in LEVELS:
         raise ValueError(f"level must be 'must' or 'should', not {level!r}")
-    root = (cases_dir or CASES_DIR) / kind
-    cases = [load_case_file(path) for path in sorted(root.glob("*.json"))]
-    seen: dict[str, Path | None] = {}
-    for case in cases:
-        if case.kind != kind:
-            raise CaseFileError(case.path or root, [f"a {case.kind} case in the {kind} directory"])
-        if case.id in seen:
-            raise CaseFileError(case.path or root, [f"duplicate id {case.id} (also in {seen[case.id]})"])
-        seen[case.id] = case.path
-    cases.sort(key=lambda c: c.id)
-    return select_cases(cases, pattern, level)
+    cases = {case.id: case for case in _load_dir(resources.cases_root(), kind)}
+    if cases_dir is not None:
+        if not cases_dir.is_dir():
+            raise CaseFileError(cases_dir, ["not a directory of case files"])
+        cases.update((case.id, case) for case in _load_dir(cases_dir, kind))
+    chosen = sorted(cases.values(), key=lambda c: c.id)
+    return select_cases(chosen, pattern, level)
 
 
 def load_expected_failures(path: Path) -> dict[str, str]:
@@ -439,6 +502,16 @@ def apply_expected_failures(results: Iterable[CaseResult], known: dict[str, str]
     return marked
 
 
-def exit_status(results: Iterable[CaseResult]) -> int:
-    """1 when a MUST case failed (and was not an expected failure), else 0."""
-    return 1 if any(r.failed for r in results) else 0
+def exit_status(results: Iterable[CaseResult], *, strict: bool = False) -> int:
+    """The exit status of a run (the table is in conformance/README.md).
+
+    Args:
+        results: the results.
+        strict: a WARN (a failed SHOULD case) fails the run too.
+
+    Returns:
+        1 when a MUST case failed (or, with ``strict``, a SHOULD case did),
+        unless a known-failures file lists it, or when a case could not run;
+        else 0.
+    """
+    return 1 if any(r.failed or r.not_run or (strict and r.warned) for r in results) else 0

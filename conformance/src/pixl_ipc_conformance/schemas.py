@@ -1,7 +1,8 @@
 """The spec's JSON Schemas, loaded from ``spec/schema/`` into a registry.
 
-The suite never ships a copy of the schemas: it reads the spec's own files, so
-a change to the spec is checked at once. :class:`SpecSchemas` resolves the
+The package carries the spec's own schema files (:mod:`.resources`: in the
+kit's tree, links to ``spec/schema``), so a change to the spec is checked at
+once; ``--spec-dir`` reads another copy. :class:`SpecSchemas` resolves the
 ``$id``\\ s (``https://pixl-ipc.example/spec/1.1/<file>``) through a
 :class:`referencing.Registry`, so that the schemas may ``$ref`` each other.
 
@@ -12,6 +13,7 @@ Kinds: ``request``, ``response``, ``error-response``, ``push``, ``error``,
 from __future__ import annotations
 
 import json
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,10 @@ import jsonschema  # type: ignore[import-untyped]  # no stubs installed
 import referencing
 import referencing.jsonschema
 
-from .model import REPO_ROOT
+from . import resources
 
-__all__ = ["DEFAULT_SPEC_DIR", "KINDS", "SCHEMA_BASE", "SchemaError", "SpecSchemas", "classify"]
+__all__ = ["KINDS", "SCHEMA_BASE", "SchemaError", "SpecSchemas", "classify"]
 
-#: Where the spec lives in the kit (``--spec-dir`` overrides it).
-DEFAULT_SPEC_DIR = REPO_ROOT / "spec"
 #: The base of every schema's ``$id``.
 SCHEMA_BASE = "https://pixl-ipc.example/spec/1.1/"
 #: The message kinds with a schema of their own.
@@ -39,26 +39,32 @@ class SpecSchemas:
     """The spec's schemas, ready to validate messages.
 
     Args:
-        spec_dir: the spec directory (holding ``schema/``); default
-            :data:`DEFAULT_SPEC_DIR`.
+        spec_dir: a spec directory holding ``schema/`` (or the schema
+            directory itself); default: the schemas the package carries.
 
     Raises:
         SchemaError: a schema file is missing, not JSON, or not a valid schema.
     """
 
     def __init__(self, spec_dir: Path | str | None = None) -> None:
-        self.spec_dir = Path(spec_dir) if spec_dir is not None else DEFAULT_SPEC_DIR
-        schema_dir = self.spec_dir / "schema"
-        resources: list[tuple[str, referencing.Resource[Any]]] = []
+        schema_dir: Path | Traversable
+        if spec_dir is None:
+            schema_dir = resources.schema_root()
+        else:
+            schema_dir = Path(spec_dir) / "schema"
+            if not schema_dir.is_dir() and (Path(spec_dir) / "request.schema.json").is_file():
+                schema_dir = Path(spec_dir)
+        found: list[tuple[str, referencing.Resource[Any]]] = []
         self._schemas: dict[str, dict[str, Any]] = {}
         missing = [k for k in KINDS if not (schema_dir / f"{k}.schema.json").is_file()]
         if missing:
             raise SchemaError(
                 f"the spec's schemas are missing in {schema_dir}: "
                 + ", ".join(f"{k}.schema.json" for k in missing)
-                + " (point --spec-dir at the kit's spec/ directory)"
+                + " (--spec-dir names a directory holding schema/)"
             )
-        for path in sorted(schema_dir.glob("*.json")):
+        files = (p for p in schema_dir.iterdir() if p.is_file() and p.name.endswith(".json"))
+        for path in sorted(files, key=lambda p: p.name):
             try:
                 contents = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -69,13 +75,13 @@ class SpecSchemas:
             resource = referencing.Resource.from_contents(
                 contents, default_specification=referencing.jsonschema.DRAFT202012
             )
-            resources.append((uri, resource))
+            found.append((uri, resource))
             # Also reachable by file name, for schemas that $ref a relative name.
             if uri != SCHEMA_BASE + path.name:
-                resources.append((SCHEMA_BASE + path.name, resource))
+                found.append((SCHEMA_BASE + path.name, resource))
             if path.name.endswith(".schema.json"):
                 self._schemas[path.name.removesuffix(".schema.json")] = contents
-        self.registry: referencing.Registry[Any] = referencing.Registry().with_resources(resources)
+        self.registry: referencing.Registry[Any] = referencing.Registry().with_resources(found)
         self._validators: dict[str, Any] = {}
         for kind in KINDS:
             schema = self._schemas[kind]

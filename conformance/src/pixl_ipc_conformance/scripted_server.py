@@ -33,6 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .transcript import Transcript
+from .wirekit import DecodeError, LineSplitter, Oversize, decode_strict, encode_message, show, strip_cr
+
 __all__ = [
     "ClientConnection",
     "ReceivedRequest",
@@ -124,16 +127,43 @@ class ClientConnection:
     Attributes:
         number: accept order over the whole server life (0-based).
         writer: the stream to write to.
+        transcript: where its bytes are noted, if anywhere.
         closed: set when the client ended the stream (or the server closed it).
+        client_ended: set when the client ended the stream (end of stream or
+            reset) while the server had not closed the connection.
         answered: keys of the ids the script answered on this connection.
         unanswered: keys of the ids received but not answered yet.
     """
 
     number: int
     writer: asyncio.StreamWriter
+    transcript: Transcript | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    client_ended: asyncio.Event = field(default_factory=asyncio.Event)
+    server_closed: bool = False
     answered: set[str] = field(default_factory=set)
     unanswered: set[str] = field(default_factory=set)
+
+    @property
+    def name(self) -> str:
+        """The connection's name in the transcript."""
+        return f"conn#{self.number}"
+
+    def note(self, direction: str, data: bytes) -> None:
+        """Note bytes read (``in``) or written (``out``) in the transcript."""
+        if self.transcript is not None:
+            self.transcript.record(direction, self.name, data)
+
+    def note_event(self, text: str) -> None:
+        """Note what happened on the connection in the transcript."""
+        if self.transcript is not None:
+            self.transcript.event(self.name, text)
+
+    def send_now(self, data: bytes) -> None:
+        """Queue bytes for writing without waiting (the probes' answers)."""
+        if not self.writer.is_closing():
+            self.writer.write(data)
+            self.note("out", data)
 
     def mark_answered(self, request_id: Any) -> None:
         """Record that the script wrote the full answer to ``request_id``."""
@@ -155,24 +185,50 @@ class ClientConnection:
         try:
             if not chunk or chunk >= len(data):
                 self.writer.write(data)
+                self.note("out", data)
                 await self.writer.drain()
                 return True
             for start in range(0, len(data), chunk):
                 self.writer.write(data[start : start + chunk])
+                self.note("out", data[start : start + chunk])
                 await self.writer.drain()
                 if pause_s:
                     await asyncio.sleep(pause_s)
             return True
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError) as exc:
+            self.note_event(f"write failed: {exc}")
             return False
 
     async def close(self) -> None:
         """Close the connection (the client sees end of stream)."""
+        self.server_closed = True
         if not self.writer.is_closing():
             self.writer.close()
+            self.note_event("the scripted server closed the connection")
         with contextlib.suppress(ConnectionError, OSError, TimeoutError):
             await asyncio.wait_for(self.writer.wait_closed(), 2.0)
         self.closed.set()
+
+
+def fill_backlog(path: str) -> list[Callable[[], None]]:
+    """Listen at ``path`` with a full backlog: nobody accepts, and a new connect waits.
+
+    Returns:
+        What closes the listener and the connections that fill its backlog.
+    """
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(0)
+    closers: list[Callable[[], None]] = [listener.close]
+    for _ in range(64):
+        filler = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        filler.setblocking(False)
+        closers.append(filler.close)
+        try:
+            filler.connect(path)
+        except BlockingIOError:
+            break  # EAGAIN: the backlog is full
+    return closers
 
 
 def make_stale_socket(path: str) -> None:
@@ -184,16 +240,6 @@ def make_stale_socket(path: str) -> None:
         sock.close()
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
-
-
-def _decode_strict(line: bytes) -> Any:
-    """Decode one JSON text as a sender must have written it (FRAME-1, FRAME-9)."""
-    text = line.decode("utf-8")  # invalid UTF-8 raises UnicodeDecodeError
-    return json.loads(text, parse_constant=_reject_constant)
-
-
 class ScriptedServer:
     """A listening socket that records requests and writes what it is told.
 
@@ -201,17 +247,26 @@ class ScriptedServer:
         path: the socket path (its directory must exist).
         request_validator: checks a decoded request against the spec's request
             schema; returns one text per problem. None skips the schema check.
+        transcript: where the bytes of every connection are noted, if anywhere.
 
     Use :meth:`start` and :meth:`aclose`; between them the runner calls
     :meth:`next_request`, :attr:`connections`, the connections' ``write``,
     :meth:`close_connections`, :meth:`stop_listening` and :meth:`start` again.
     """
 
-    def __init__(self, path: str, request_validator: Callable[[Any], list[str]] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        request_validator: Callable[[Any], list[str]] | None = None,
+        transcript: Transcript | None = None,
+    ) -> None:
         self.path = path
         self._validator = request_validator
+        self.transcript = transcript
         #: Answer probes as the original server (no extensions) does.
         self.original = False
+        #: Answer every request with its data, as the echo built-in does.
+        self.echo = False
         #: The probes answered, in order.
         self.probes: list[ReceivedRequest] = []
         self._server: asyncio.AbstractServer | None = None
@@ -288,16 +343,19 @@ class ScriptedServer:
     # -- internals ----------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = ClientConnection(len(self.connections), writer)
+        connection = ClientConnection(len(self.connections), writer, self.transcript)
         self.connections.append(connection)
+        connection.note_event("the client connected")
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         try:
             await self._read_lines(reader, connection)
-        except (ConnectionError, OSError):
-            pass
+        except (ConnectionError, OSError) as exc:
+            connection.note_event(f"read failed: {exc}")
         finally:
+            if not connection.server_closed:
+                connection.client_ended.set()
             connection.closed.set()
             if task is not None:
                 self._tasks.discard(task)
@@ -305,43 +363,32 @@ class ScriptedServer:
                 writer.close()
 
     async def _read_lines(self, reader: asyncio.StreamReader, connection: ClientConnection) -> None:
-        buffer = bytearray()
-        discarding = False
+        splitter = LineSplitter(MAX_REQUEST_LINE)
         while True:
             chunk = await reader.read(_READ_CHUNK)
             if not chunk:
                 break
-            start = 0
-            while True:
-                newline = chunk.find(b"\n", start)
-                if newline < 0:
-                    if not discarding:
-                        buffer += chunk[start:]
-                        if len(buffer) > MAX_REQUEST_LINE:
-                            self._violation(
-                                "LIMIT-1", "MUST", f"the client wrote a line over {MAX_REQUEST_LINE} bytes"
-                            )
-                            buffer.clear()
-                            discarding = True
-                    break
-                if discarding:
-                    discarding = False
+            connection.note("in", chunk)
+            for line in splitter.feed(chunk):
+                if isinstance(line, Oversize):
+                    self._violation(
+                        "LIMIT-1", "MUST", f"the client wrote a line over {MAX_REQUEST_LINE} bytes"
+                    )
                 else:
-                    buffer += chunk[start:newline]
-                    self._line(bytes(buffer), connection)
-                buffer.clear()
-                start = newline + 1
-        if buffer.strip(_WS) and not discarding:
+                    self._line(line, connection)
+        connection.note_event("end of stream from the client")
+        rest = splitter.end()
+        if isinstance(rest, Oversize):
+            self._violation("LIMIT-1", "MUST", f"the client wrote a line over {MAX_REQUEST_LINE} bytes")
+        elif rest is not None and rest.strip(_WS):
             self._violation(
-                "FRAME-1",
-                "MUST",
-                f"the client ended the stream inside a line (no LF): {_clip(bytes(buffer))}",
+                "FRAME-1", "MUST", f"the client ended the stream inside a line (no LF): {_clip(rest)}"
             )
 
     def _line(self, line: bytes, connection: ClientConnection) -> None:
-        if line.endswith(b"\r"):
+        line, had_cr = strip_cr(line)
+        if had_cr:
             self._violation("FRAME-2", "SHOULD", "the client ended a line with CRLF, not LF alone")
-            line = line[:-1]
         stripped = line.strip(_WS)
         if not stripped:
             return
@@ -351,8 +398,8 @@ class ScriptedServer:
             )
             return
         try:
-            message = _decode_strict(line)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            message = decode_strict(line)
+        except DecodeError as exc:
             self._violation(
                 "FRAME-1", "MUST", f"the client wrote a line that is not valid JSON ({exc}): {_clip(line)}"
             )
@@ -368,6 +415,12 @@ class ScriptedServer:
         if message.get("uri") in PROBE_URIS:
             self._answer_probe(request)
             return
+        if self.echo:
+            request.connection.send_now(
+                encode_message({"ipcReqID": request.id, "data": message.get("data")}) + b"\n"
+            )
+            request.connection.mark_answered(request.id)
+            return
         self._request_queue.put_nowait(request)
 
     def _answer_probe(self, request: ReceivedRequest) -> None:
@@ -379,7 +432,7 @@ class ScriptedServer:
         answer = {"ipcReqID": request.id, "data": data}
         self.probes.append(request)
         if not request.connection.writer.is_closing():
-            request.connection.writer.write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
+            request.connection.send_now(encode_message(answer) + b"\n")
             request.connection.mark_answered(request.id)
 
     def _check_request(self, request: ReceivedRequest) -> None:
@@ -398,24 +451,26 @@ class ScriptedServer:
             self._violation("CORR-1", "MUST", f"request without a usable ipcReqID: {_clip(request.raw)}")
         else:
             if not isinstance(request_id, str):
-                self._violation("REQ-3", "SHOULD", f"ipcReqID {request_id!r} is not a string")
+                self._violation("REQ-3", "SHOULD", f"ipcReqID {show(request_id)} is not a string")
             key = _id_key(request_id)
             if key in request.connection.unanswered:
                 self._violation(
                     "CORR-1",
                     "MUST",
-                    f"ipcReqID {request_id!r} reused while a request with that id is still pending "
+                    f"ipcReqID {show(request_id)} reused while a request with that id is still pending "
                     "(unanswered, or timed out: CORR-5 keeps its id reserved)",
                 )
             elif key in request.connection.answered:
-                self._violation("CORR-1", "SHOULD", f"ipcReqID {request_id!r} reused on the same connection")
+                self._violation(
+                    "CORR-1", "SHOULD", f"ipcReqID {show(request_id)} reused on the same connection"
+                )
             request.connection.unanswered.add(key)
         if "pid" in message and (not isinstance(message["pid"], int) or isinstance(message["pid"], bool)):
-            self._violation("REQ-5", "SHOULD", f"pid is not an integer: {message['pid']!r}")
+            self._violation("REQ-5", "SHOULD", f"pid is not an integer: {show(message['pid'])}")
         if "userAgent" in message and not isinstance(message["userAgent"], str):
-            self._violation("REQ-6", "SHOULD", f"userAgent is not a string: {message['userAgent']!r}")
+            self._violation("REQ-6", "SHOULD", f"userAgent is not a string: {show(message['userAgent'])}")
         if "uri" in message and not isinstance(message.get("uri"), str):
-            self._violation("REQ-2", "MUST", f"uri is not a string: {message['uri']!r}")
+            self._violation("REQ-2", "MUST", f"uri is not a string: {show(message['uri'])}")
         data = message.get("data")
         if isinstance(data, float) and not math.isfinite(data):
             self._violation("FRAME-9", "MUST", "data is a non-finite number")
@@ -427,5 +482,4 @@ class ScriptedServer:
 
 
 def _clip(raw: bytes, limit: int = 160) -> str:
-    text = raw[:limit].decode("utf-8", errors="replace")
-    return repr(text) + ("..." if len(raw) > limit else "")
+    return show(raw, limit)

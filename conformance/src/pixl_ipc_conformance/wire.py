@@ -1,25 +1,27 @@
-"""Raw client connections: the suite's own implementation of the wire (spec sections 1-2).
+"""Raw client connections to a server under test (spec sections 1-2), with deadlines.
 
-:class:`WireConnection` is a plain blocking AF_UNIX socket with deadlines on
+:class:`WireConnection` is a plain blocking AF_UNIX socket with a deadline on
 every operation: it writes bytes exactly as told (whole, in chunks, or many
 messages coalesced in one write) and reads LF-terminated lines (FRAME-1,
-FRAME-2: a CR before the LF is dropped), decoding each as JSON. Nothing is
-shared with the implementations under test. Every wait takes an absolute
-deadline (``time.monotonic()``), so that a hung peer costs a bounded time.
-
-:func:`encode_message` writes compact JSON (FRAME-1); :func:`decode_line`
-reads one received line; :func:`json_equal` compares JSON values strictly
-(``true`` is not ``1``).
+FRAME-2: a CR before the LF is dropped), decoding each as JSON. Every wait
+takes an absolute deadline (``time.monotonic()``), so that a hung peer costs
+a bounded time. What it writes and reads goes into the case's
+:class:`~.transcript.Transcript` when it has one. Cutting lines and decoding
+them is :mod:`.wirekit`'s; nothing is shared with the implementations under
+test.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import errno
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+from .transcript import Transcript
+from .wirekit import LineSplitter, Oversize, decode_line, strip_cr
 
 __all__ = [
     "MAX_RECEIVED_LINE",
@@ -28,9 +30,7 @@ __all__ = [
     "WireConnection",
     "WireError",
     "WireTimeout",
-    "decode_line",
-    "encode_message",
-    "json_equal",
+    "describe_os_error",
 ]
 
 #: The longest line the suite accepts from a peer: above the spec's 16 MiB
@@ -68,58 +68,22 @@ class Received:
     at: float
 
 
-def encode_message(value: Any, *, ascii: bool = False) -> bytes:
-    """Serialize one value as a compact JSON text, UTF-8, without the LF (FRAME-1).
-
-    Args:
-        value: any JSON value.
-        ascii: escape every non-ASCII character (the receiver must read both forms).
-
-    Returns:
-        The bytes.
-    """
-    return json.dumps(value, ensure_ascii=ascii, separators=(",", ":"), allow_nan=False).encode(
-        "utf-8", "surrogatepass"
-    )
-
-
-def decode_line(raw: bytes) -> tuple[Any, str | None]:
-    """Decode one received line as strict JSON (UTF-8, no NaN/Infinity).
-
-    Returns:
-        ``(value, None)`` or ``(None, reason)``.
-    """
-
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"non-finite number {name} (FRAME-9)")
-
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return None, f"invalid UTF-8 (FRAME-9): {exc}"
-    try:
-        return json.loads(text, parse_constant=no_constants), None
-    except (ValueError, RecursionError) as exc:
-        return None, f"not JSON: {exc}"
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Strict JSON equality: booleans are not numbers, ``1`` equals ``1.0``.
-
-    Returns:
-        True when both values are the same JSON value.
-    """
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b and not (isinstance(a, float) and math.isnan(a))
-    if isinstance(a, str) or isinstance(b, str) or a is None or b is None:
-        return type(a) is type(b) and a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
-    return False
+def describe_os_error(exc: OSError) -> str:
+    """What an error of the socket means for the server under test, in words."""
+    if exc.errno == errno.ECONNRESET:
+        return (
+            "the server reset the connection (it closed it with data unread, or ran out of"
+            " resources such as file descriptors)"
+        )
+    if exc.errno == errno.EPIPE:
+        return "the server had closed the connection"
+    if exc.errno == errno.ECONNREFUSED:
+        return "nothing accepts connections there (connection refused: the server is gone)"
+    if exc.errno == errno.ENOENT:
+        return "no socket at the path (no such file)"
+    if exc.errno == errno.EMFILE:
+        return "the runner ran out of file descriptors"
+    return exc.strerror or str(exc)
 
 
 def _remaining(deadline: float) -> float:
@@ -135,16 +99,22 @@ class WireConnection:
     Args:
         path: the socket path.
         deadline: when connecting must have succeeded (``time.monotonic()``).
+        name: the connection's name in the transcript.
+        transcript: where to note what is written and read, if anywhere.
 
     Raises:
         WireError: the connection could not be made (the text says why).
     """
 
-    def __init__(self, path: str, deadline: float) -> None:
+    def __init__(
+        self, path: str, deadline: float, *, name: str = "main", transcript: Transcript | None = None
+    ) -> None:
         self.path = path
+        self.name = name
+        self.transcript = transcript
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._buffer = bytearray()
-        self._scanned = 0
+        self._splitter = LineSplitter(MAX_RECEIVED_LINE)
+        self._lines: deque[bytes] = deque()
         self._eof = False
         self.closed = False
         self.last_send_at = time.monotonic()
@@ -163,10 +133,19 @@ class WireConnection:
             raise WireTimeout(f"connecting to {path} timed out") from exc
         except OSError as exc:
             self.sock.close()
-            raise WireError(f"cannot connect to {path}: {exc.strerror or exc}") from exc
+            raise WireError(f"cannot connect to {path}: {describe_os_error(exc)}") from exc
         except WireTimeout:
             self.sock.close()
             raise
+        self._note_event("connected")
+
+    def _note(self, direction: str, data: bytes) -> None:
+        if self.transcript is not None:
+            self.transcript.record(direction, self.name, data)
+
+    def _note_event(self, text: str) -> None:
+        if self.transcript is not None:
+            self.transcript.event(self.name, text)
 
     def fileno(self) -> int:
         """The socket's file descriptor (for selectors)."""
@@ -188,40 +167,78 @@ class WireConnection:
                     time.sleep(min(pause_s, _remaining(deadline)))
                 self.sock.settimeout(_remaining(deadline))
                 self.sock.sendall(piece)
+                self._note("out", piece)
         except TimeoutError as exc:
             raise WireTimeout("the server did not read what was sent before the deadline") from exc
         except (BrokenPipeError, ConnectionResetError) as exc:
+            self._note_event(f"write failed: {exc.strerror}")
             raise WireClosed(
                 f"the server closed the connection while it was written to ({exc.strerror})"
             ) from exc
         except OSError as exc:
-            raise WireClosed(f"writing failed: {exc.strerror or exc}") from exc
+            raise WireClosed(f"writing failed: {describe_os_error(exc)}") from exc
         finally:
             self.last_send_at = time.monotonic()
+
+    def send_some(self, data: bytes) -> int:
+        """One non-blocking write (the socket must be non-blocking); the bytes taken.
+
+        Raises:
+            BlockingIOError: the peer takes nothing now.
+            OSError: the write failed.
+        """
+        sent = self.sock.send(data)
+        self._note("out", data[:sent])
+        self.last_send_at = time.monotonic()
+        return sent
 
     def shutdown_write(self) -> None:
         """Half-close: shut down the sending side (LIFE-2)."""
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError as exc:
-            raise WireClosed(f"shutdown failed: {exc.strerror or exc}") from exc
+            raise WireClosed(f"shutdown failed: {describe_os_error(exc)}") from exc
+        self._note_event("the runner shut down its sending side")
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
         if not self.closed:
             self.closed = True
             self.sock.close()
+            self._note_event("the runner closed the connection")
 
-    def _take_line(self) -> bytes | None:
-        index = self._buffer.find(b"\n", self._scanned)
-        if index < 0:
-            self._scanned = len(self._buffer)
-            return None
-        line = bytes(self._buffer[:index])
-        del self._buffer[: index + 1]
-        self._scanned = 0
-        # FRAME-2: a CR immediately before the LF is not part of the line.
-        return line[:-1] if line.endswith(b"\r") else line
+    def feed(self, data: bytes) -> None:
+        """Add bytes read from the socket (here or by a selector loop); b"" marks EOF.
+
+        Raises:
+            WireError: the peer sent a line longer than :data:`MAX_RECEIVED_LINE`.
+        """
+        if not data:
+            if not self._eof:
+                self._note_event("end of stream from the server")
+            self._eof = True
+            return
+        self._note("in", data)
+        for line in self._splitter.feed(data):
+            if isinstance(line, Oversize):
+                raise WireError(f"the server sent a line longer than {MAX_RECEIVED_LINE} bytes")
+            self._lines.append(strip_cr(line)[0])  # FRAME-2
+
+    def recv_some(self) -> None:
+        """One read of the socket into the buffer (non-blocking use by selector loops).
+
+        Raises:
+            BlockingIOError: nothing to read now.
+            WireClosed: the connection was reset.
+        """
+        try:
+            data = self.sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError, TimeoutError):
+            raise
+        except OSError as exc:
+            self._note_event(f"read failed: {describe_os_error(exc)}")
+            raise WireClosed(describe_os_error(exc)) from exc
+        self.feed(data)
 
     def read_line(self, deadline: float) -> bytes | None:
         """Read the next complete line.
@@ -234,27 +251,15 @@ class WireConnection:
             WireClosed: the connection was reset.
             WireError: the peer sent a line longer than :data:`MAX_RECEIVED_LINE`.
         """
-        while True:
-            line = self._take_line()
-            if line is not None:
-                return line
+        while not self._lines:
             if self._eof:
                 return None
-            if len(self._buffer) > MAX_RECEIVED_LINE:
-                raise WireError(f"the server sent a line longer than {MAX_RECEIVED_LINE} bytes")
             try:
                 self.sock.settimeout(_remaining(deadline))
-                data = self.sock.recv(_RECV_SIZE)
+                self.recv_some()
             except TimeoutError as exc:
                 raise WireTimeout("nothing more arrived before the deadline") from exc
-            except ConnectionResetError as exc:
-                raise WireClosed("the server reset the connection") from exc
-            except OSError as exc:
-                raise WireClosed(f"reading failed: {exc.strerror or exc}") from exc
-            if not data:
-                self._eof = True
-            else:
-                self._buffer += data
+        return self._lines.popleft()
 
     def read_message(self, deadline: float) -> Received | None:
         """Read the next non-blank line and decode it as JSON.
@@ -276,20 +281,13 @@ class WireConnection:
 
     def poll_message(self) -> Received | None:
         """A complete line already buffered, without reading the socket (or None)."""
-        raw = self._take_line()
-        if raw is None:
+        if not self._lines:
             return None
+        raw = self._lines.popleft()
         value, error = decode_line(raw)
         return Received(raw, value, error, time.monotonic())
 
-    def feed(self, data: bytes) -> None:
-        """Add bytes read elsewhere (by a selector loop) to the buffer; b"" marks EOF."""
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
-
     @property
     def at_eof(self) -> bool:
-        """True once the peer has closed its side and the buffer holds no full line."""
-        return self._eof and self._buffer.find(b"\n") < 0
+        """True once the peer has closed its side and no complete line is left."""
+        return self._eof and not self._lines

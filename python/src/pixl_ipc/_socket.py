@@ -8,16 +8,23 @@ removes the path only while it is still the socket this process bound (LIFE-7).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import socket
 import stat
+import sys
 from dataclasses import dataclass
 
 from .errors import StartupError
 
-__all__ = ["LISTEN_BACKLOG", "Listener", "activated_socket", "bind_unix", "unlink_if_ours"]
+__all__ = [
+    "LISTEN_BACKLOG",
+    "Listener",
+    "activated_socket",
+    "bind_unix",
+    "raise_descriptor_limit",
+    "unlink_if_ours",
+]
 
 #: systemd passes activated sockets from this descriptor on (sd_listen_fds(3)).
 SD_LISTEN_FDS_START = 3
@@ -101,8 +108,85 @@ def _clear_path(path: str) -> None:
         raise StartupError(f"cannot remove the stale socket {path}: {exc.strerror}") from None
 
 
+def _chmod_own_socket(path: str, mode: int) -> tuple[int, int]:
+    """Set the mode of the socket this process just bound at ``path``, following nothing.
+
+    ``chmod(path)`` would follow a symbolic link swapped in after bind by
+    anyone who can write the directory, and change the mode of its target.
+    Instead the entry at ``path`` is opened without following it (O_PATH |
+    O_NOFOLLOW), checked to be a socket of this user with no other link, and
+    the mode is set through that descriptor, on that inode alone.
+
+    Returns:
+        ``(st_dev, st_ino)`` of the socket file.
+
+    Raises:
+        StartupError: the entry is not such a socket, or the mode cannot be set.
+    """
+    o_path = getattr(os, "O_PATH", None)
+    if o_path is None:
+        # No O_PATH (not Linux): lchmod never follows a link.
+        try:
+            os.chmod(path, mode, follow_symlinks=False)
+        except (NotImplementedError, OSError) as exc:
+            raise StartupError(f"cannot set the mode of {path} without following links: {exc}") from None
+        info = os.lstat(path)
+        if not stat.S_ISSOCK(info.st_mode):
+            raise StartupError(f"refusing to start: {path} was replaced while starting")
+        return info.st_dev, info.st_ino
+    try:
+        fd = os.open(path, o_path | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise StartupError(
+            f"refusing to start: {path} was replaced while starting ({exc.strerror})"
+        ) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.geteuid() or info.st_nlink != 1:
+            raise StartupError(f"refusing to start: {path} was replaced while starting")
+        try:
+            # chmod through /proc reaches the inode the descriptor holds (fchmod
+            # does not work on an O_PATH descriptor).
+            os.chmod(f"/proc/self/fd/{fd}", mode)
+        except OSError as exc:
+            raise StartupError(f"cannot set the mode of {path}: {exc.strerror}") from None
+        return info.st_dev, info.st_ino
+    finally:
+        os.close(fd)
+
+
+def _listens_at(sock: socket.socket, path: str) -> bool:
+    """True when connecting to ``path`` reaches ``sock`` (a listening socket of this process)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(_PROBE_TIMEOUT)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    try:
+        sock.settimeout(_PROBE_TIMEOUT)
+        try:
+            accepted, _ = sock.accept()
+        except OSError:
+            return False
+        with accepted:
+            if not hasattr(socket, "SO_PEERCRED"):
+                return True
+            # The probe's own connection, not one of a peer that raced it.
+            raw = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            return int.from_bytes(raw[:4], sys.byteorder, signed=True) == os.getpid()
+    finally:
+        probe.close()
+        sock.settimeout(None)
+
+
 def bind_unix(path: str, mode: int | None) -> Listener:
     """Bind and listen on ``path``, applying ``mode`` before listening (SEC-1).
+
+    The mode is set on the bound socket's own inode, never through a link
+    someone swapped in; and before the server reports ready it checks that
+    connecting to ``path`` reaches its socket, so that it never serves on a
+    socket that was unlinked meanwhile.
 
     Args:
         path: the socket path.
@@ -113,7 +197,8 @@ def bind_unix(path: str, mode: int | None) -> Listener:
 
     Raises:
         StartupError: the path is taken (a live server, something that is not
-            a socket) or cannot be bound; the message says which.
+            a socket), cannot be bound, or was replaced while starting; the
+            message says which.
     """
     _clear_path(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -124,22 +209,55 @@ def bind_unix(path: str, mode: int | None) -> Listener:
             if exc.errno == errno.EADDRINUSE:
                 raise StartupError(f"refusing to start: {path} was taken while starting") from None
             raise StartupError(f"cannot bind {path}: {exc.strerror}") from None
-        info = os.lstat(path)
-        identity = (info.st_dev, info.st_ino)
+        # Before listen(): no peer can connect before the mode applies.
+        if mode is not None:
+            identity = _chmod_own_socket(path, mode)
+        else:
+            try:
+                info = os.lstat(path)
+            except OSError as exc:
+                raise StartupError(
+                    f"refusing to start: {path} was removed while starting ({exc.strerror})"
+                ) from None
+            identity = (info.st_dev, info.st_ino)
         try:
-            # Before listen(): no peer can connect before the mode applies.
-            if mode is not None:
-                os.chmod(path, mode)
             sock.listen(LISTEN_BACKLOG)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            unlink_if_ours(Listener(sock, path, identity))
             raise StartupError(f"cannot listen on {path}: {exc.strerror}") from None
+        if not _listens_at(sock, path):
+            # Someone replaced the socket file: what is at the path is theirs.
+            raise StartupError(f"refusing to start: {path} was replaced while starting")
     except BaseException:
         sock.close()
         raise
     sock.setblocking(False)
     return Listener(sock, path, identity)
+
+
+def raise_descriptor_limit(wanted: int) -> int:
+    """Raise the soft limit of open descriptors (RLIMIT_NOFILE) to ``wanted``, within the hard limit.
+
+    Never lowers it.
+
+    Returns:
+        The soft limit now in force.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted if soft == resource.RLIM_INFINITY else soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            return soft
+        return target
+    return soft
 
 
 def activated_socket(environ: dict[str, str] | None = None) -> socket.socket | None:

@@ -124,8 +124,11 @@ _KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "log_stats_interval": ("log_stats_interval", check_interval),
     "slow_threshold_ms": ("slow_threshold", lambda k, v: check_seconds(k, v, scale=0.001)),
     # This kit's keys.
+    "close_grace_ms": ("close_grace", lambda k, v: check_seconds(k, v, scale=0.001)),
     "max_message_bytes": ("max_message_bytes", lambda k, v: check_int(k, v, MIN_MAX_MESSAGE_BYTES)),
     "max_inflight_per_connection": ("max_inflight_per_connection", lambda k, v: check_int(k, v, 1)),
+    "max_connections": ("max_connections", lambda k, v: check_int(k, v, 1)),
+    "max_buffered_bytes": ("max_buffered_bytes", lambda k, v: check_int(k, v, 1)),
     "max_threads": ("max_threads", lambda k, v: check_int(k, v, 1)),
     "allowed_uids": ("allowed_uids", check_id_set),
     "allowed_gids": ("allowed_gids", check_id_set),
@@ -140,8 +143,10 @@ def server_kwargs_from_config(block: Mapping[str, Any]) -> dict[str, Any]:
     Args:
         block: the original's keys (``socket_path``, ``exit_timeout`` in ms,
             ``socket_chmod``, ``log_stats_interval``, ``slow_threshold_ms``) and
-            this kit's (``max_message_bytes``, ``max_inflight_per_connection``,
-            ``max_threads``, ``allowed_uids``, ``allowed_gids``, ``name``, ``version``).
+            this kit's (``close_grace_ms``, ``max_message_bytes``,
+            ``max_inflight_per_connection``, ``max_connections``,
+            ``max_buffered_bytes``, ``max_threads``, ``allowed_uids``,
+            ``allowed_gids``, ``name``, ``version``).
 
     Returns:
         Keyword arguments, with ``socket_path`` among them.

@@ -1,19 +1,37 @@
 """One server-side connection: bytes in, handlers called, replies out.
 
 :class:`Connection` is the :class:`asyncio.Protocol` of each accepted client.
-It feeds what it reads to a sans-I/O :class:`~pixl_ipc.protocol.ServerProtocol`,
-which does all framing and request checking, and answers each event:
+It sees its server only through a :class:`~pixl_ipc.context.ServerContext`.
+What it reads goes to a :class:`~pixl_ipc.framing.LineDecoder`; lines are
+taken from it at most :data:`LINES_PER_BATCH` at a time, turned into events by
+:mod:`~pixl_ipc.protocol` and answered:
 
 - a handler that returns a plain value is called directly, and its reply
-  joins the other replies of the same read in one ``transport.write`` (no task
-  is made);
+  joins the other replies of the same batch in one write (no task is made);
 - a handler that returns an awaitable becomes a task, and a ``threaded=True``
   handler runs in the server's thread pool; their replies are written when they
-  finish, in any order (RESP-5), or dropped if the client has gone (LIFE-5).
+  finish, in any order (RESP-5).
 
-Reading pauses while the transport's write buffer is over the high-water mark
-or the requests in progress reach ``max_inflight_per_connection``, and resumes
-once they drain (LIMIT-5).
+After a batch the loop serves others before the next one, and no batch is
+taken while the replies not yet written pass :data:`WRITE_BUFFER_HIGH`, or
+the requests in progress reach ``max_inflight_per_connection`` (LIMIT-5), or
+the server's byte budget is spent and this connection holds unsent replies
+(LIMIT-7). Reading from the socket pauses meanwhile. Replies are handed to the
+transport only when it has written everything before, so that unsent replies
+are held, and counted, here: a peer that does not read costs what its replies
+weigh, whatever their number.
+
+Endings:
+
+- the peer shuts down its sending side (LIFE-2): the complete requests read
+  are answered, then the connection closes; a partial line is dropped. The
+  wait is bounded by ``close_grace``.
+- the peer is gone (end of stream while the socket reports POLLHUP, a failed
+  write, a reset): the socket is closed at once, handler tasks still running
+  are cancelled and threaded ones detached; their replies are dropped (LIFE-5).
+- the server closes (:meth:`Connection.close`, LIFE-8): it writes what it
+  has, then end of stream, and reads and discards until the peer closes, or
+  ``close_grace`` passes.
 """
 
 from __future__ import annotations
@@ -22,60 +40,75 @@ import asyncio
 import functools
 import inspect
 import logging
-import socket
-import struct
+import select
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import Any, cast
 
+from ._logging import Throttle, format_failure, printable
+from ._peer import UNKNOWN_PEER, PeerCredentials, read_peer_credentials
+from .context import ServerContext
 from .errors import ErrorCode, RemoteError
-from .framing import encode_line
+from .framing import Line, LineDecoder, OversizeLine, encode_line
 from .protocol import (
     NO_DATA,
     IncomingRequest,
     ProtocolReply,
-    ServerEvent,
-    ServerProtocol,
     data_error,
+    error_reply,
     no_handler_found,
+    oversize_reply,
+    parse_request_line,
     push_message,
+    recover_id,
 )
 
-if TYPE_CHECKING:
-    from .server import IPCServer
-
-__all__ = ["WRITE_BUFFER_HIGH", "WRITE_BUFFER_LOW", "Connection", "PeerCredentials", "Request"]
+__all__ = [
+    "LINES_PER_BATCH",
+    "WRITE_BUFFER_HIGH",
+    "WRITE_BUFFER_LOW",
+    "Connection",
+    "PeerCredentials",
+    "Request",
+]
 
 logger = logging.getLogger("pixl_ipc.server")
 
-#: Write-buffer marks of one connection: above HIGH its reading pauses until the
-#: buffer is under LOW (LIMIT-5). 1 MiB lets pipelined small messages flow
-#: without pausing while bounding what a peer that does not read can cost.
+#: Unsent replies of one connection: above HIGH no more of its lines are
+#: taken and its reading pauses, until they are under LOW (LIMIT-5). 1 MiB
+#: lets pipelined small messages flow while bounding what a peer that does
+#: not read can cost.
 WRITE_BUFFER_HIGH = 1024 * 1024
 WRITE_BUFFER_LOW = 256 * 1024
+#: Lines taken from a connection before the loop serves the others: 64
+#: lines cost 0.2 ms (malformed ones) to 1.5 ms (each starting a task), so no
+#: peer holds the loop much longer.
+LINES_PER_BATCH = 64
 
-_PEERCRED = struct.Struct("3i")
+# States of a connection, in the order it may go through them (compared with <).
+_NEW = 0  # not yet connected
+_OPEN = 1  # reading and answering
+_PEER_DONE = 2  # the peer half-closed: answering what was read (LIFE-2)
+_CLOSING = 3  # the server half-closed: discarding until the peer closes (LIFE-8)
+_REFUSED = 4  # refused (access_denied, server_busy): discarding until the peer closes
+_CLOSED = 5
+
+# A held reply is counted as its bytes plus this much (headers, list slots).
+_HELD_OVERHEAD = 64
+# Held replies shorter than this are copied together into one buffer.
+_COALESCE_BELOW = 64 * 1024
 # Reads this large mean a large message: the server then trims its heap soon.
 _LARGE_READ = 64 * 1024
+# How long a refused peer may take to read its error.
+_REFUSED_LINGER = 2.0
 # Results that are certainly not awaitable: no inspect call for them.
 _PLAIN_TYPES = frozenset({dict, list, str, int, float, bool, type(None)})
 _UNSEEN: Any = object()
 _HANDLER_FAILED = "the handler failed; the server log has the details"
 _NOT_ENCODABLE = "the handler's result cannot be encoded as JSON"
-
-
-class PeerCredentials(NamedTuple):
-    """The kernel-verified identity of the peer process (SO_PEERCRED, SEC-2).
-
-    Unlike the request's ``pid`` claim (SEC-3), these can be trusted. Fields are
-    None where the platform does not report them.
-    """
-
-    pid: int | None
-    uid: int | None
-    gid: int | None
-
-
-_UNKNOWN_PEER = PeerCredentials(None, None, None)
+_BUSY = "server busy: its memory budget is spent, try again later"
+# Messages that a storm of peers can trigger: one line a second at most.
+_refusals_logged = Throttle()
+_memory_logged = Throttle()
 
 
 class Request:
@@ -114,65 +147,93 @@ class Request:
         return self.connection.peer
 
     def __repr__(self) -> str:
-        return f"<Request {self.uri} id={self.id!r} peer={tuple(self.peer)}>"
+        return f"<Request {printable(self.uri, 80)} id={self.id!r} peer={tuple(self.peer)}>"
 
 
-def _peer_credentials(transport: asyncio.BaseTransport) -> PeerCredentials:
+def _busy_reply(line: Any) -> ProtocolReply:
+    """The ``server_busy`` answer to a line refused by the byte budget (LIMIT-7, CORR-6)."""
+    return ProtocolReply(error_reply(recover_id(line.head), ErrorCode.SERVER_BUSY, _BUSY), "server_busy")
+
+
+def _socket_hung_up(transport: asyncio.BaseTransport) -> bool:
+    """True when the peer closed its socket, not only its sending side.
+
+    For AF_UNIX, poll() reports POLLHUP once the peer has closed (or shut
+    down both ways); after a mere shutdown(SHUT_WR) it does not.
+    """
     sock = transport.get_extra_info("socket")
-    if sock is None or not hasattr(socket, "SO_PEERCRED"):
-        return _UNKNOWN_PEER
     try:
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
-    except OSError:
-        return _UNKNOWN_PEER
-    return PeerCredentials(*_PEERCRED.unpack(raw))
+        poller = select.poll()
+        poller.register(sock.fileno(), 0)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):
+        return False
+    return any(mask & (select.POLLHUP | select.POLLERR) for _, mask in events)
 
 
 class Connection(asyncio.Protocol):
     """One client connection. Applications see it as ``request.connection``.
+
+    Args:
+        context: what the connection may see of its server.
 
     Attributes:
         peer: the kernel-verified :class:`PeerCredentials` of the client.
     """
 
     __slots__ = (
-        "_accepted",
         "_backlog",
-        "_eof",
-        "_inflight",
-        "_protocol",
+        "_ctx",
+        "_decoder",
+        "_next_batch",
+        "_out",
+        "_out_bytes",
         "_read_paused",
-        "_server",
+        "_sent_bytes",
+        "_state",
+        "_tasks",
+        "_timer",
         "_transport",
-        "_write_paused",
+        "_write_busy",
         "peer",
     )
 
-    def __init__(self, server: IPCServer) -> None:
-        self._server = server
+    def __init__(self, context: ServerContext) -> None:
+        self._ctx = context
         self._transport: asyncio.Transport | None = None
-        self._protocol = ServerProtocol(server.max_message_bytes)
-        self.peer = _UNKNOWN_PEER
-        self._inflight = 0
-        self._write_paused = False
-        self._read_paused = False
-        self._eof = False
-        self._accepted = False
-        # Requests read but not started while the connection is at its
+        self._decoder = LineDecoder(context.limits.max_message_bytes, budget=context.budget)
+        self.peer = UNKNOWN_PEER
+        self._state = _NEW
+        self._tasks: set[asyncio.Future[Any]] = set()
+        # Lines of the last batch not started while the connection is at its
         # in-flight maximum (LIMIT-5); None when there are none.
-        self._backlog: list[ServerEvent] | None = None
+        self._backlog: list[Line] | None = None
+        # Replies held while the transport still has bytes to write, and
+        # what they weigh; the bytes left in the transport at its last write.
+        self._out: list[bytes | bytearray] = []
+        self._out_bytes = 0
+        self._sent_bytes = 0
+        self._write_busy = False
+        self._read_paused = False
+        self._next_batch: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     # --- public -------------------------------------------------------------
 
     @property
     def is_open(self) -> bool:
-        """True while the connection can still carry messages."""
-        return self._accepted and self._transport is not None and not self._transport.is_closing()
+        """True while the connection can still carry messages to the client."""
+        return self._state in (_OPEN, _PEER_DONE)
 
     @property
     def inflight(self) -> int:
         """Requests of this connection in progress (async or threaded handlers)."""
-        return self._inflight
+        return len(self._tasks)
+
+    @property
+    def has_work(self) -> bool:
+        """True while requests read from the client are not all answered."""
+        return bool(self._tasks or self._backlog or self._decoder.has_unread)
 
     def push(self, data: Any) -> bool:
         """Send ``data`` to this client as a push, a message without an id (PUSH-1).
@@ -181,7 +242,7 @@ class Connection(asyncio.Protocol):
         through ``loop.call_soon_threadsafe``): transports are not thread-safe.
 
         Returns:
-            True if it was handed to the transport, False if the connection is closed.
+            True if it was handed over for writing, False if the connection is closed.
 
         Raises:
             TypeError, ValueError: ``data`` cannot be encoded as JSON.
@@ -189,21 +250,45 @@ class Connection(asyncio.Protocol):
         return self.write_line(encode_line(push_message(data)))
 
     def write_line(self, line: bytes) -> bool:
-        """Write one encoded message (ending in LF) in a single write (FRAME-10).
+        """Write one encoded message (ending in LF), kept contiguous (FRAME-10).
 
         Returns:
-            True if it was handed to the transport, False if the connection is closed.
+            True if it was handed over for writing, False if the connection is closed.
         """
-        transport = self._transport
-        if transport is None or not self._accepted or transport.is_closing():
+        if self._state not in (_OPEN, _PEER_DONE):
             return False
-        transport.write(line)
+        self._send(line)
         return True
 
+    def drain(self) -> None:
+        """Read nothing more from the client, but answer what was read (shutdown, LIFE-7)."""
+        self._update_reading()
+
     def close(self) -> None:
-        """Close the connection once the replies already written are flushed."""
-        if self._transport is not None:
-            self._transport.close()
+        """Half-close (LIFE-8): write what is pending, then end of stream; close once the client does.
+
+        Requests read but not started are dropped; replies of handlers still
+        running cannot be sent any more. What the client sends meanwhile is
+        read and discarded. After ``close_grace`` the connection is closed
+        whatever the client does.
+        """
+        if self._state not in (_OPEN, _PEER_DONE) or self._transport is None:
+            return
+        transport = self._transport
+        peer_done = self._state == _PEER_DONE
+        self._state = _CLOSING
+        self._backlog = None
+        self._decoder.close()
+        self._flush_all()
+        if peer_done:
+            transport.close()  # both sides are done
+            return
+        transport.write_eof()
+        self._ctx.linger(self)
+        if self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+        self._set_timer(self._ctx.limits.close_grace)
 
     def abort(self) -> None:
         """Close the connection at once, dropping unwritten replies."""
@@ -215,43 +300,180 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
-        self.peer = _peer_credentials(transport)
-        server = self._server
-        if not server._peer_allowed(self.peer):
-            server._deny(self.peer, self._transport)
+        self.peer = read_peer_credentials(transport.get_extra_info("socket"))
+        ctx = self._ctx
+        refusal = ctx.admit(self, self.peer)
+        if refusal is not None:
+            self._refuse(*refusal)
             return
-        self._transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
-        self._accepted = True
-        server._opened(self)
+        # Every unsent byte is reported (pause_writing) and held here.
+        self._transport.set_write_buffer_limits(0, 0)
+        self._state = _OPEN
+        ctx.opened(self)
+        if ctx.closing:
+            self._update_reading()
 
     def data_received(self, data: bytes) -> None:
-        if not self._accepted:
-            return  # SEC-2: nothing a refused peer sends is processed
+        if self._state != _OPEN:
+            return  # refused (SEC-2) or closed by the server (LIFE-8): discarded
         if len(data) >= _LARGE_READ:
-            self._server._large_read()
-        events = self._protocol.receive_data(data)
-        if not events:
-            return
-        if self._backlog:
-            # Read while paused (a transport may deliver one more chunk): queue it.
-            self._backlog.extend(events)
-            return
-        self._handle(events)
+            self._ctx.on_large_read()
+        try:
+            self._decoder.push(data)
+            self._serve()
+        except MemoryError:
+            self._out_of_memory()
 
-    def _handle(self, events: list[ServerEvent]) -> None:
-        server = self._server
-        cached = server._router.cached
-        match = server._router.match
-        limit = server.max_inflight_per_connection
+    def eof_received(self) -> bool:
+        if self._state != _OPEN or self._transport is None:
+            return False  # both sides are done: close
+        if _socket_hung_up(self._transport):
+            # The peer is gone for good: nobody will read the replies.
+            self._transport.abort()
+            return False
+        # LIFE-2: answer every complete request read, then close.
+        self._state = _PEER_DONE
+        self._ctx.linger(self)
+        self._set_timer(self._ctx.limits.close_grace)
+        try:
+            self._serve()
+        except MemoryError:
+            self._out_of_memory()
+            return False
+        self._close_if_answered()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._state = _CLOSED
+        ctx = self._ctx
+        ctx.release(self)
+        ctx.budget.forget(self)
+        for handle in (self._timer, self._next_batch):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._next_batch = None
+        self._backlog = None
+        self._decoder.close()
+        self._forget_output()
+        # LIFE-5: nobody can receive these replies any more.
+        for task in list(self._tasks):
+            task.cancel()
+
+    def pause_writing(self) -> None:
+        self._write_busy = True
+        self._ctx.stats.record_backpressure()
+
+    def resume_writing(self) -> None:
+        # The transport has written everything it was given.
+        self._write_busy = False
+        if self._sent_bytes:
+            self._ctx.budget.release(self._sent_bytes)
+            self._sent_bytes = 0
+        if self._out:
+            self._write(self._take_held())
+        if self._read_paused or self._decoder.has_unread:
+            self._schedule_serve()
+
+    # --- reading ----------------------------------------------------------------
+
+    def _serve(self) -> None:
+        """Answer the lines read, one batch, if nothing holds them back; then plan what is next."""
+        if self._next_batch is not None:
+            self._next_batch.cancel()
+            self._next_batch = None
+        if self._state in (_OPEN, _PEER_DONE):
+            if self._backlog is not None:
+                if len(self._tasks) < self._ctx.limits.max_inflight:
+                    backlog, self._backlog = self._backlog, None
+                    self._handle(backlog)
+            elif not self._held_back():
+                self._handle(self._decoder.next_lines(LINES_PER_BATCH))
+            if self._backlog is None and self._decoder.has_unread and not self._held_back():
+                # More lines are waiting: the others are served before them.
+                self._schedule_serve()
+        self._update_reading()
+
+    def _schedule_serve(self) -> None:
+        """Serve on the loop's next turn (once, however often it is asked)."""
+        if self._next_batch is None and self._state in (_OPEN, _PEER_DONE):
+            self._next_batch = asyncio.get_running_loop().call_soon(self._serve_next)
+
+    def _serve_next(self) -> None:
+        self._next_batch = None
+        try:
+            self._serve()
+        except MemoryError:
+            self._out_of_memory()
+        if self._state == _PEER_DONE:
+            self._close_if_answered()
+
+    def _held_back(self) -> bool:
+        """True while no more lines may be taken: too many replies unsent, or requests in progress."""
+        if len(self._tasks) >= self._ctx.limits.max_inflight:
+            return True
+        unsent = self._out_bytes + self._sent_bytes
+        return unsent > WRITE_BUFFER_HIGH or self._waits_for_budget(unsent)
+
+    def _waits_for_budget(self, unsent: int) -> bool:
+        """LIMIT-7: while the byte budget is spent, a connection holding unsent replies waits."""
+        budget = self._ctx.budget
+        if unsent and budget.spent:
+            budget.wait(self, self._schedule_serve)
+            return True
+        return False
+
+    def _update_reading(self) -> None:
+        """Pause or resume reading from the peer (LIMIT-5, LIMIT-7, LIFE-7)."""
+        transport = self._transport
+        if transport is None or self._state != _OPEN:
+            return
+        unsent = self._out_bytes + self._sent_bytes
+        pause = (
+            self._ctx.closing
+            or self._decoder.has_unread
+            or self._backlog is not None
+            or len(self._tasks) >= self._ctx.limits.max_inflight
+            or unsent > (WRITE_BUFFER_LOW if self._read_paused else WRITE_BUFFER_HIGH)
+            or self._waits_for_budget(unsent)
+        )
+        if pause and not self._read_paused:
+            self._read_paused = True
+            self._ctx.stats.record_read_pause()
+            transport.pause_reading()
+        elif not pause and self._read_paused:
+            self._read_paused = False
+            transport.resume_reading()
+
+    def _handle(self, lines: list[Line]) -> None:
+        """Answer a batch of lines; requests past the in-flight maximum wait in the backlog.
+
+        ``lines`` is emptied as it goes: a line is let go once parsed, so that
+        a large one does not stay beside its request while it is handled.
+        """
+        ctx = self._ctx
+        cached = ctx.router.cached
+        match = ctx.router.match
+        limit = ctx.limits.max_inflight
         out: list[bytes] = []
-        pending = iter(events)
-        del events
-        for event in pending:
+        lines.reverse()
+        # A handler may close the connection (close_connections()): stop then.
+        while lines and self._state < _CLOSING:
+            line = lines.pop()
+            event: IncomingRequest | ProtocolReply | None
+            if type(line) is bytes:
+                event = parse_request_line(line)
+            elif type(line) is OversizeLine:
+                event = oversize_reply(line)
+            else:
+                event = _busy_reply(line)
+            del line
+            if event is None:
+                continue  # not a message (FRAME-4, FRAME-5)
             if type(event) is not IncomingRequest:
                 assert type(event) is ProtocolReply
-                if event.reason == "no_uri":
-                    server._stats.requests += 1  # BUILTIN-5: a request received, as the original counts
-                out.append(server._protocol_reply(event.message, event.reason))
+                ctx.stats.record_protocol_reply(event.reason)
+                out.append(encode_line(event.message))
                 continue
             route = cached(event.uri, _UNSEEN)
             if route is _UNSEEN:
@@ -259,43 +481,16 @@ class Connection(asyncio.Protocol):
             reply = self._dispatch(event, route)
             if reply is not None:
                 out.append(reply)
-            elif self._inflight >= limit:
-                # LIMIT-5: the rest of this read waits for a free slot.
-                self._backlog = list(pending) or None
+            elif len(self._tasks) >= limit and lines:
+                # LIMIT-5: the rest of this batch waits for a free slot.
+                lines.reverse()
+                self._backlog = lines
                 break
-        transport = self._transport
-        if out and transport is not None and not transport.is_closing():
-            # One write per read; each message stays contiguous (FRAME-10).
+        if out:
+            # One write per batch; each message stays contiguous (FRAME-10).
             # Joining first is faster than writelines(): on uvloop, 64
             # pipelined answers cost 30% more server CPU through writelines.
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
-        if self._inflight >= limit:
-            self._update_reading()
-
-    def eof_received(self) -> bool:
-        if not self._accepted:
-            return False  # a refused peer is done: close
-        # LIFE-2: answer every complete request read, then close; the write
-        # side stays open until then.
-        self._eof = True
-        if self._inflight == 0 and not self._backlog and self._transport is not None:
-            self._transport.close()
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        if self._accepted:
-            self._accepted = False
-            self._server._closed_connection(self)
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-        self._server._stats.streamBackpressure += 1
-        self._update_reading()
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._update_reading()
+            self._send(out[0] if len(out) == 1 else b"".join(out))
 
     # --- requests ---------------------------------------------------------------
 
@@ -306,10 +501,10 @@ class Connection(asyncio.Protocol):
             The reply to write now, or None when the handler goes on as a task
             or in a thread (its reply is written when it completes).
         """
-        server = self._server
-        server._stats.requests += 1
+        ctx = self._ctx
+        ctx.stats.record_request()
         if route is None:
-            handler = server._default_handler
+            handler = ctx.default_handler
             if handler is None:
                 return encode_line(no_handler_found(event.id, event.uri))  # ROUTE-2
             threaded = False
@@ -319,7 +514,7 @@ class Connection(asyncio.Protocol):
         start = perf_counter()
         if threaded:
             loop = asyncio.get_running_loop()
-            future: asyncio.Future[Any] = loop.run_in_executor(server._thread_pool(), handler, request)
+            future: asyncio.Future[Any] = loop.run_in_executor(ctx.executor(), handler, request)
             self._track(future, event.id, event.uri, start)
             return None
         try:
@@ -332,76 +527,161 @@ class Connection(asyncio.Protocol):
         return self._reply(event.id, event.uri, result, start)
 
     def _track(self, future: asyncio.Future[Any], request_id: Any, uri: str, start: float) -> None:
-        self._inflight += 1
-        self._server._pending.add(future)
+        self._tasks.add(future)
+        self._ctx.tasks.add(future)
         future.add_done_callback(functools.partial(self._completed, request_id, uri, start))
 
     def _completed(self, request_id: Any, uri: str, start: float, future: asyncio.Future[Any]) -> None:
-        server = self._server
-        server._pending.discard(future)
-        self._inflight -= 1
-        line: bytes | None
-        if future.cancelled():
-            # Cancelled by shutdown after exit_timeout: the connection is going.
-            line = None
-        elif (exc := future.exception()) is not None:
-            line = self._failed(request_id, uri, exc)
-        else:
-            line = self._reply(request_id, uri, future.result(), start)
-        if line is not None and not self.write_line(line):
-            server._stats.droppedResponses += 1  # LIFE-5
-        if self._backlog and self._inflight < server.max_inflight_per_connection and self._accepted:
-            backlog, self._backlog = self._backlog, None
-            self._handle(backlog)
-        if self._eof and self._inflight == 0 and not self._backlog:
-            self.close()  # LIFE-2: the last answer is out
-        elif self._read_paused:
-            self._update_reading()
+        self._tasks.discard(future)
+        ctx = self._ctx
+        ctx.tasks.discard(future)
+        try:
+            line: bytes | None = None
+            if future.cancelled():
+                pass  # the connection ended, or shutdown gave up on it
+            elif (exc := future.exception()) is not None:
+                line = self._failed(request_id, uri, exc)
+            else:
+                line = self._reply(request_id, uri, future.result(), start)
+            if line is None or not self.write_line(line):
+                ctx.stats.record_dropped_response()  # LIFE-5
+        except MemoryError:
+            self._out_of_memory()
+            return
+        if self._backlog is not None or self._read_paused or self._decoder.has_unread:
+            self._schedule_serve()
+        elif self._state == _PEER_DONE:
+            self._close_if_answered()
 
     def _reply(self, request_id: Any, uri: str, result: Any, start: float) -> bytes:
-        stats = self._server._stats
-        elapsed = perf_counter() - start
-        stats.duration += elapsed
-        if elapsed > self._server.slow_threshold:
-            stats.slowResponses += 1
-        return self._encode_reply(request_id, uri, result)
-
-    def _encode_reply(self, request_id: Any, uri: str, result: Any) -> bytes:
+        self._ctx.stats.record_answer(perf_counter() - start)
         try:
             if result is NO_DATA:  # RESP-3: a response without data (BUILTIN-1)
                 return encode_line({"ipcReqID": request_id})
             return encode_line({"ipcReqID": request_id, "data": result})
         except (TypeError, ValueError) as exc:
             # ERR-3: a result that cannot be encoded is the handler's failure.
-            self._server._stats.handlerErrors += 1
-            logger.error("the result of the handler for %s cannot be encoded: %s", uri, exc)
+            self._ctx.stats.record_handler_error()
+            logger.error(
+                "the result of the handler for %s cannot be encoded: %s", printable(uri), printable(exc)
+            )
             return encode_line(data_error(request_id, ErrorCode.HANDLER_ERROR, _NOT_ENCODABLE))
 
     def _failed(self, request_id: Any, uri: str, exc: BaseException) -> bytes:
         if isinstance(exc, RemoteError):
             # A deliberate error of the application: its code and message go out.
             return encode_line(data_error(request_id, exc.code, exc.message))
-        self._server._stats.handlerErrors += 1
-        logger.error("handler for %s failed", uri, exc_info=exc)
-        # ERR-5: the exception's details stay in the log.
+        self._ctx.stats.record_handler_error()
+        # ERR-5: the exception's details stay in the log, where the peer's
+        # text cannot start a line of its own.
+        logger.error("handler for %s failed:\n%s", printable(uri), format_failure(exc))
         return encode_line(data_error(request_id, ErrorCode.HANDLER_ERROR, _HANDLER_FAILED))
 
-    def _update_reading(self) -> None:
-        """Pause or resume reading from the peer (LIMIT-5, LIFE-7)."""
-        transport = self._transport
-        if transport is None or self._eof or transport.is_closing():
+    # --- writing ------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        """Write ``data`` now if the transport has written all it had, else hold it here."""
+        if self._state not in (_OPEN, _PEER_DONE):
+            return  # closed by the server (LIFE-8) or gone: nobody reads it
+        if not (self._write_busy or self._out):
+            self._write(data)
             return
-        server = self._server
-        pause = (
-            server._closing
-            or self._write_paused
-            or self._backlog is not None
-            or self._inflight >= server.max_inflight_per_connection
-        )
-        if pause and not self._read_paused:
-            self._read_paused = True
-            server._stats.readPauses += 1
-            transport.pause_reading()
-        elif not pause and self._read_paused:
-            self._read_paused = False
-            transport.resume_reading()
+        # Small replies are copied into one buffer: the encoder's bytes of a
+        # 30-byte reply may hold a 4 KiB allocation, and a peer that does not
+        # read would otherwise pin thousands of them.
+        out = self._out
+        if len(data) >= _COALESCE_BELOW:
+            out.append(data)
+        elif out and type(out[-1]) is bytearray:
+            out[-1] += data
+        else:
+            out.append(bytearray(data))
+        weight = len(data) + _HELD_OVERHEAD
+        self._out_bytes += weight
+        self._ctx.budget.add(weight)
+
+    def _write(self, data: bytes | bytearray) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        if self._write_busy:
+            # What the socket did not take stays in the transport until
+            # resume_writing: counted until then.
+            left = transport.get_write_buffer_size()
+            if left > self._sent_bytes:
+                self._ctx.budget.add(left - self._sent_bytes)
+                self._sent_bytes = left
+
+    def _take_held(self) -> bytes | bytearray:
+        out, self._out = self._out, []
+        self._ctx.budget.release(self._out_bytes)
+        self._out_bytes = 0
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _flush_all(self) -> None:
+        """Hand every held reply to the transport (before end of stream or closing)."""
+        if self._out:
+            self._write(self._take_held())
+
+    def _forget_output(self) -> None:
+        held = self._out_bytes + self._sent_bytes
+        self._out = []
+        self._out_bytes = self._sent_bytes = 0
+        if held:
+            self._ctx.budget.release(held)
+
+    # --- endings -------------------------------------------------------------------
+
+    def _close_if_answered(self) -> None:
+        """LIFE-2: once every request read from a half-closed peer is answered, close."""
+        if self._state == _PEER_DONE and not self.has_work and self._transport is not None:
+            self._decoder.close()  # a partial line at end of stream is dropped
+            self._flush_all()
+            self._transport.close()
+
+    def _refuse(self, code: ErrorCode, message: str) -> None:
+        # SEC-2, LIMIT-7: one top-level error with a null id, then end of
+        # stream. What the peer sends is read and discarded (never processed)
+        # until it closes or a grace period passes: closing a Unix socket with
+        # unread input resets it, and the peer would lose the error unread.
+        transport = self._transport
+        assert transport is not None
+        self._state = _REFUSED
+        if code == ErrorCode.ACCESS_DENIED:
+            peer = self.peer
+            logger.warning("access denied to peer pid=%s uid=%s gid=%s", peer.pid, peer.uid, peer.gid)
+        else:
+            suppressed = _refusals_logged.ready()
+            if suppressed is not None:
+                logger.warning(
+                    "refused a connection: server busy (%d connections)%s",
+                    self._ctx.budget.connections - 1,
+                    f"; {suppressed} more refused since the last message" if suppressed else "",
+                )
+        transport.write(encode_line(error_reply(None, code, message)))
+        transport.write_eof()
+        self._ctx.linger(self)
+        self._set_timer(_REFUSED_LINGER)
+
+    def _set_timer(self, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay, self.abort)
+
+    def _out_of_memory(self) -> None:
+        """An allocation failed while serving this connection: it alone is closed."""
+        self._backlog = None
+        self._decoder.close()
+        self._forget_output()
+        self.abort()
+        self._ctx.stats.record_out_of_memory()
+        suppressed = _memory_logged.ready()
+        if suppressed is not None:
+            peer = self.peer
+            logger.error(
+                "out of memory while serving the connection of pid=%s uid=%s: closed it%s",
+                peer.pid,
+                peer.uid,
+                f" ({suppressed} more since the last message)" if suppressed else "",
+            )

@@ -49,6 +49,7 @@ class ErrorCode(enum.StrEnum):
     MESSAGE_TOO_LARGE = "message_too_large"  # top level, with "limit"
     HANDLER_ERROR = "handler_error"  # in data
     ACCESS_DENIED = "access_denied"  # top level, then the server closes
+    SERVER_BUSY = "server_busy"  # top level: a server-wide budget is spent (LIMIT-7)
 
 
 class IPCError(Exception):

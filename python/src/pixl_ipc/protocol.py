@@ -82,6 +82,9 @@ NO_URI_MESSAGE = "Missing required uri parameter from request"
 _WHITESPACE = b" \t\r"
 # CORR-6: the id member followed by a JSON string or number.
 _ID_PATTERN = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+# What may follow a number that is not yet complete: nothing (the head ends
+# there), or more of a number.
+_NUMBER_GOES_ON = frozenset({b"", *(bytes([c]) for c in b"0123456789.eE+-")})
 
 MessageTransform = Callable[[dict[str, Any]], Any]
 
@@ -150,6 +153,8 @@ def recover_id(head: bytes) -> Any:
     match = _ID_PATTERN.search(head, 0, 4096)
     if match is None:
         return None
+    if head[match.start(1)] != 0x22 and head[match.end(1) : match.end(1) + 1] in _NUMBER_GOES_ON:
+        return None  # a number cut at the end of the head: the whole id or none (CORR-6)
     try:
         value = decode_json(match.group(1))
     except MalformedMessage:

@@ -27,9 +27,11 @@ __all__ = ["Handler", "Route", "Router", "compile_pattern"]
 #: data or an awaitable of it. Typed loosely here: the router never calls it.
 Handler = Callable[[Any], Any]
 
-# Lookups are memoised per uri; a service sees few distinct uris, and the cap
-# keeps a client that invents uris from growing the cache without bound.
+# Lookups are memoised per uri; a service sees few distinct uris. The caps
+# keep a client that invents uris, short or huge, from growing the cache past
+# 1024 x 512 characters: longer uris are matched every time.
 _CACHE_LIMIT = 1024
+_CACHE_URI_LIMIT = 512
 
 
 def compile_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
@@ -129,9 +131,10 @@ class Router:
             if route.regex.search(uri) is not None:
                 found = route
                 break
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[uri] = found
+        if len(uri) <= _CACHE_URI_LIMIT:
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[uri] = found
         return found
 
     @property

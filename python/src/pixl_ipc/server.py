@@ -4,13 +4,21 @@ Theory of operation
 -------------------
 :class:`IPCServer` owns the listening socket (:mod:`~pixl_ipc._socket`: safe
 bind, socket activation, safe removal), the handler table
-(:mod:`~pixl_ipc.routing`), the statistics and the lifecycle. Each accepted
-client is a :class:`~pixl_ipc.connection.Connection`, which reads requests,
-calls handlers and writes replies (see that module).
+(:mod:`~pixl_ipc.routing`), the statistics (:mod:`~pixl_ipc.stats`), the
+server-wide budgets (:mod:`~pixl_ipc.budget`) and the lifecycle. It accepts
+connections itself, so that running out of descriptors is logged once a
+second and accepting goes on when descriptors come back. Each accepted client
+is a :class:`~pixl_ipc.connection.Connection`, which reads requests, calls
+handlers and writes replies; it sees the server only through a
+:class:`~pixl_ipc.context.ServerContext`.
 
 Sync handlers run on the event loop: one that blocks holds up every
 connection. Make it ``async``, or register it with ``threaded=True`` to run it
 in a thread pool.
+
+Signals (:meth:`IPCServer.run`): SIGTERM, SIGINT and SIGQUIT shut down
+cleanly (LIFE-7); SIGHUP is logged and changes nothing yet; SIGUSR1 logs the
+statistics.
 """
 
 from __future__ import annotations
@@ -18,16 +26,29 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import errno
+import functools
 import logging
 import math
 import re
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ._memory import release_free_memory, warm_allocator
-from ._socket import LISTEN_BACKLOG, Listener, activated_socket, bind_unix, unlink_if_ours
+from ._logging import Throttle
+from ._memory import release_free_memory
+from ._peer import AccessRule, PeerCredentials
+from ._socket import (
+    LISTEN_BACKLOG,
+    Listener,
+    activated_socket,
+    bind_unix,
+    raise_descriptor_limit,
+    unlink_if_ours,
+)
+from .budget import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_CONNECTIONS, ServerBudget
 from .builtins import register_builtins
 from .config import (
     STATS_INTERVALS,
@@ -40,11 +61,12 @@ from .config import (
     check_str,
     server_kwargs_from_config,
 )
-from .connection import Connection, PeerCredentials, Request
-from .errors import ErrorCode
+from .connection import Connection, Request
+from .context import ServerContext, ServerLimits
 from .framing import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES, encode_line
-from .protocol import error_reply, push_message
+from .protocol import push_message
 from .routing import Router
+from .stats import ServerStats
 
 __all__ = ["Connection", "IPCServer", "PeerCredentials", "Request", "RequestHandler"]
 
@@ -53,8 +75,20 @@ logger = logging.getLogger("pixl_ipc.server")
 # How long after large traffic the heap's free pages go back to the system: at
 # most one malloc_trim a second, off the hot path.
 _TRIM_DELAY = 1.0
-# How long a refused peer may take to read its access_denied error.
-_DENIED_LINGER = 2.0
+# Descriptors kept for the rest of the process (listening socket, logs,
+# handler modules), as Redis keeps 32 besides its clients.
+_RESERVED_DESCRIPTORS = 64
+# Connections accepted in one go before the loop serves the others.
+_ACCEPT_BATCH = 64
+# Out of descriptors: how long accepting rests before it tries again.
+_ACCEPT_RETRY = 0.1
+# accept() errors that mean "no descriptor or memory for one more".
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+#: How long a half-closed connection is kept by default, in seconds (LIFE-8).
+DEFAULT_CLOSE_GRACE = 60.0
+# SIGTERM, SIGINT and SIGQUIT drain and stop; SIGHUP and SIGUSR1 are logged.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+_INFO_SIGNALS = (signal.SIGHUP, signal.SIGUSR1)
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: A request handler: takes the :class:`Request`, returns the response data or
@@ -62,64 +96,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 RequestHandler = Callable[[Request], Any]
 
 
-class _Counters:
-    """The counters of one stats interval (the original's keys, then this kit's); duration in seconds."""
-
-    __slots__ = (
-        "accessDenied",
-        "badMessages",
-        "clientClose",
-        "clientOpen",
-        "droppedResponses",
-        "duration",
-        "handlerErrors",
-        "maxConnections",
-        "oversizeMessages",
-        "readPauses",
-        "requests",
-        "slowResponses",
-        "streamBackpressure",
-    )
-
-    def __init__(self, connections: int = 0) -> None:
-        self.requests = 0
-        self.clientOpen = 0
-        self.clientClose = 0
-        self.maxConnections = connections
-        self.duration = 0.0
-        self.slowResponses = 0
-        self.streamBackpressure = 0
-        self.badMessages = 0
-        self.oversizeMessages = 0
-        self.handlerErrors = 0
-        self.accessDenied = 0
-        self.readPauses = 0
-        self.droppedResponses = 0
-
-
-# Keys reported both for the last interval (the original's) and since start.
-_ORIGINAL_KEYS = (
-    "requests",
-    "clientOpen",
-    "clientClose",
-    "maxConnections",
-    "duration",
-    "slowResponses",
-    "streamBackpressure",
-)
-_TOTAL_KEYS = {
-    "requests": "totalRequests",
-    "clientOpen": "totalClientOpen",
-    "clientClose": "totalClientClose",
-    "slowResponses": "totalSlowResponses",
-    "streamBackpressure": "totalStreamBackpressure",
-    "badMessages": "badMessages",
-    "oversizeMessages": "oversizeMessages",
-    "handlerErrors": "handlerErrors",
-    "accessDenied": "accessDenied",
-    "readPauses": "readPauses",
-    "droppedResponses": "droppedResponses",
-}
+def _log_requested(message: str, *args: Any) -> None:
+    """Log what an operator asked for (a signal) at whatever level the logger shows."""
+    logger.log(max(logging.INFO, logger.getEffectiveLevel()), message, *args)
 
 
 class IPCServer:
@@ -130,25 +109,37 @@ class IPCServer:
             activation, which passes the socket).
         socket_chmod: octal mode string applied to the socket file after bind,
             before accepting (SEC-1); ``""`` or None leaves the umask's mode.
-        exit_timeout: seconds that shutdown waits for requests in progress.
-        log_stats_interval: ``"second"``, ``"minute"``, ``"hour"`` or ``"day"``:
-            how often the counters roll over and are logged.
+        exit_timeout: seconds that shutdown waits for requests in progress,
+            and then for clients to close their half-closed connections.
         slow_threshold: responses slower than this many seconds count as slow.
+        close_grace: seconds a half-closed connection is kept: after
+            :meth:`close_connections` until the client closes too (LIFE-8), or
+            after the client's half-close until its requests are answered
+            (LIFE-2). Then it is closed anyway.
         max_message_bytes: the largest request line accepted (LIMIT-1, at
             least 16 MiB).
         max_inflight_per_connection: requests in progress on one connection
             before its reading pauses (LIMIT-5).
+        max_connections: sockets held at once, refused and half-closed ones
+            included; past it, the oldest half-closed connection is closed, or
+            the newcomer gets ``server_busy`` (LIMIT-7). The soft descriptor
+            limit is raised to fit it at start.
+        max_buffered_bytes: bytes of unfinished request lines and unsent
+            answers held for all peers together; a line that would pass it
+            gets ``server_busy`` (LIMIT-7).
         max_threads: the size of the thread pool that runs handlers
             registered with ``threaded=True``; None takes
             :class:`concurrent.futures.ThreadPoolExecutor`'s default
             (``min(32, CPU count + 4)``).
         allowed_uids: if given (or ``allowed_gids`` is), only peers whose
-            kernel-verified uid is listed, or whose gid is in ``allowed_gids``,
-            are served (SEC-2).
+            kernel-verified uid is listed, or whose gid or a supplementary
+            group is in ``allowed_gids``, are served (SEC-2).
         allowed_gids: see ``allowed_uids``.
         name: the server name reported by ``/ipcserver/info``.
         version: the server version reported by ``/ipcserver/info``; the
             package's version by default.
+        log_stats_interval: ``"second"``, ``"minute"``, ``"hour"`` or ``"day"``:
+            how often the counters roll over and are logged.
 
     Raises:
         ConfigError: an option is invalid; the message names it.
@@ -163,9 +154,12 @@ class IPCServer:
         # timeouts
         exit_timeout: float = 2.0,
         slow_threshold: float = 0.020,
+        close_grace: float = DEFAULT_CLOSE_GRACE,
         # limits
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_inflight_per_connection: int = 1024,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         max_threads: int | None = None,
         # access
         allowed_uids: Iterable[int] | None = None,
@@ -181,10 +175,13 @@ class IPCServer:
         self._mode = check_chmod("socket_chmod", socket_chmod)
         self.exit_timeout = check_seconds("exit_timeout", exit_timeout)
         self.slow_threshold = check_seconds("slow_threshold", slow_threshold)
+        self.close_grace = check_seconds("close_grace", close_grace)
         self.max_message_bytes = check_int("max_message_bytes", max_message_bytes, MIN_MAX_MESSAGE_BYTES)
         self.max_inflight_per_connection = check_int(
             "max_inflight_per_connection", max_inflight_per_connection, 1
         )
+        self.max_connections = check_int("max_connections", max_connections, 1)
+        self.max_buffered_bytes = check_int("max_buffered_bytes", max_buffered_bytes, 1)
         self.max_threads = None if max_threads is None else check_int("max_threads", max_threads, 1)
         self.allowed_uids = check_id_set("allowed_uids", allowed_uids)
         self.allowed_gids = check_id_set("allowed_gids", allowed_gids)
@@ -195,23 +192,27 @@ class IPCServer:
         self.log_stats_interval = check_interval("log_stats_interval", log_stats_interval)
 
         self._router = Router()
-        self._default_handler: RequestHandler | None = None
-        self._connections: set[Connection] = set()
-        self._pending: set[asyncio.Future[Any]] = set()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._stats = _Counters()
-        self._last = _Counters()
-        self._totals = _Counters()
-        self._started_at = time.monotonic()
+        self._stats = ServerStats(self.slow_threshold)
+        self._ctx = ServerContext(
+            router=self._router,
+            stats=self._stats,
+            budget=ServerBudget(self.max_connections, self.max_buffered_bytes),
+            access=AccessRule(self.allowed_uids, self.allowed_gids),
+            limits=ServerLimits(self.max_message_bytes, self.max_inflight_per_connection, self.close_grace),
+            executor=self._make_executor,
+            on_large_read=self._large_read,
+        )
         self._listener: Listener | None = None
-        self._aio_server: asyncio.AbstractServer | None = None
         self._stats_timer: asyncio.TimerHandle | None = None
         self._trim_timer: asyncio.TimerHandle | None = None
+        self._accept_timer: asyncio.TimerHandle | None = None
+        self._accepts: set[asyncio.Task[Any]] = set()
+        self._descriptors_logged = Throttle()
         self._next_roll: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closing = False
         self._closed: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+        self._stop_requested = False
         register_builtins(self)
 
     @classmethod
@@ -221,8 +222,9 @@ class IPCServer:
         Args:
             config: the block: ``socket_path``, ``exit_timeout`` (ms),
                 ``socket_chmod``, ``log_stats_interval``, ``slow_threshold_ms``,
-                and this kit's ``max_message_bytes``,
-                ``max_inflight_per_connection``, ``allowed_uids``,
+                and this kit's ``close_grace_ms``, ``max_message_bytes``,
+                ``max_inflight_per_connection``, ``max_connections``,
+                ``max_buffered_bytes``, ``max_threads``, ``allowed_uids``,
                 ``allowed_gids``, ``name``, ``version``.
 
         Returns:
@@ -255,7 +257,9 @@ class IPCServer:
                 blocks must be ``async`` or registered with ``threaded=True``.
                 Raising :class:`~pixl_ipc.errors.RemoteError` answers that code
                 and message in data; any other exception answers
-                ``handler_error`` (ERR-3) and is logged.
+                ``handler_error`` (ERR-3) and is logged. If the client is gone
+                before it finishes, an async handler is cancelled and a
+                threaded one's result dropped (LIFE-5).
             threaded: run the handler in a thread pool.
 
         Raises:
@@ -279,7 +283,7 @@ class IPCServer:
         """Answer requests that match no pattern with ``handler`` instead of ``no_handler_found``."""
         if handler is not None and not callable(handler):
             raise TypeError("the default handler is not callable")
-        self._default_handler = handler
+        self._ctx.default_handler = handler
 
     @property
     def handler_names(self) -> list[str]:
@@ -291,33 +295,27 @@ class IPCServer:
     def get_stats(self) -> dict[str, Any]:
         """The statistics, with the original's keys first.
 
-        ``connections`` and ``handlers`` are current; ``requests``,
-        ``clientOpen``, ``clientClose``, ``maxConnections``, ``duration`` (ms),
-        ``slowResponses`` and ``streamBackpressure`` are the counters of the last
-        completed ``log_stats_interval``, as in the original. The other keys are
-        this kit's and count since start: ``totalRequests``, ``badMessages``,
-        ``oversizeMessages``, ``handlerErrors``, ``accessDenied``, ``readPauses``,
-        ``droppedResponses``, ..., plus ``inflight`` and ``uptime`` (seconds).
+        ``connections`` and ``handlers`` are current; ``requests`` (request
+        records received), ``clientOpen``, ``clientClose``, ``maxConnections``,
+        ``duration`` (ms), ``slowResponses`` and ``streamBackpressure`` are the
+        counters of the last completed ``log_stats_interval``, as in the
+        original. The other keys are this kit's and count since start:
+        ``totalRequests``, ``badMessages``, ``oversizeMessages``,
+        ``handlerErrors``, ``accessDenied``, ``serverBusy``, ``readPauses``,
+        ``droppedResponses``, ``outOfMemory``, ..., plus ``inflight`` and
+        ``uptime`` (seconds).
         """
-        last = self._last
-        stats: dict[str, Any] = {"connections": len(self._connections), "handlers": len(self._router)}
-        for key in _ORIGINAL_KEYS:
-            stats[key] = getattr(last, key)
-        stats["duration"] = round(last.duration * 1000.0, 3)
-        for key, total_key in _TOTAL_KEYS.items():
-            stats[total_key] = getattr(self._totals, key) + getattr(self._stats, key)
-        stats["inflight"] = len(self._pending)
-        stats["uptime"] = round(time.monotonic() - self._started_at, 3)
-        stats["statsInterval"] = self.log_stats_interval
-        return stats
+        ctx = self._ctx
+        return self._stats.report(
+            connections=len(ctx.connections),
+            handlers=len(self._router),
+            inflight=len(ctx.tasks),
+            interval=self.log_stats_interval,
+        )
 
     def _roll_stats(self) -> None:
         """End the current stats interval: its counters become the reported ones."""
-        current = self._stats
-        for key in _TOTAL_KEYS:
-            setattr(self._totals, key, getattr(self._totals, key) + getattr(current, key))
-        self._last = current
-        self._stats = _Counters(len(self._connections))
+        self._stats.roll(len(self._ctx.connections))
         logger.info("stats: %s", self.get_stats())
 
     def _on_stats_timer(self) -> None:
@@ -325,7 +323,7 @@ class IPCServer:
         self._schedule_stats()
 
     def _schedule_stats(self) -> None:
-        if self._loop is None or self._closing:
+        if self._loop is None or self._ctx.closing:
             return
         # Roll over on wall-clock boundaries (each minute, hour...) as the
         # original. A timer may fire a little early: never roll over twice
@@ -342,12 +340,16 @@ class IPCServer:
 
     @property
     def connections(self) -> frozenset[Connection]:
-        """The connections open now."""
-        return frozenset(self._connections)
+        """The connections open now (half-closed ones included)."""
+        return frozenset(self._ctx.connections)
 
     def close_connections(self) -> None:
-        """Close every client connection (replies already written are flushed first)."""
-        for conn in list(self._connections):
+        """Half-close every client connection, as the original's ``socket.end()`` (LIFE-8).
+
+        Replies already written are flushed, then end of stream is sent; each
+        connection closes when its client closes, or after ``close_grace``.
+        """
+        for conn in list(self._ctx.connections):
             conn.close()
 
     def push(self, connection: Connection, data: Any) -> bool:
@@ -373,25 +375,15 @@ class IPCServer:
             TypeError, ValueError: ``data`` cannot be encoded as JSON.
         """
         line = encode_line(push_message(data))
-        return sum(1 for conn in list(self._connections) if conn.write_line(line))
+        return sum(1 for conn in list(self._ctx.connections) if conn.write_line(line))
 
-    def _peer_allowed(self, peer: PeerCredentials) -> bool:
-        uids, gids = self.allowed_uids, self.allowed_gids
-        if uids is None and gids is None:
-            return True
-        return (uids is not None and peer.uid in uids) or (gids is not None and peer.gid in gids)
+    def _make_connection(self) -> Connection:
+        return Connection(self._ctx)
 
-    def _deny(self, peer: PeerCredentials, transport: asyncio.Transport) -> None:
-        # SEC-2: one top-level error with a null id, then end the connection.
-        # What the peer sends is read and discarded (never processed) until it
-        # closes or a grace period passes: closing a Unix socket with unread
-        # input resets it, and the peer would lose the error before reading it.
-        self._stats.accessDenied += 1
-        logger.warning("access denied to peer pid=%s uid=%s gid=%s", peer.pid, peer.uid, peer.gid)
-        reply = error_reply(None, ErrorCode.ACCESS_DENIED, "access denied: this peer is not allowed")
-        transport.write(encode_line(reply))
-        transport.write_eof()
-        asyncio.get_running_loop().call_later(_DENIED_LINGER, transport.close)
+    def _make_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.max_threads, thread_name_prefix="pixl-ipc"
+        )
 
     def _large_read(self) -> None:
         """Note large traffic: free heap pages are returned to the system soon after."""
@@ -402,34 +394,73 @@ class IPCServer:
         self._trim_timer = None
         release_free_memory()
 
-    def _opened(self, conn: Connection) -> None:
-        self._connections.add(conn)
-        stats = self._stats
-        stats.clientOpen += 1
-        if len(self._connections) > stats.maxConnections:
-            stats.maxConnections = len(self._connections)
-        logger.debug("connection from pid=%s uid=%s", conn.peer.pid, conn.peer.uid)
+    # --- accepting -------------------------------------------------------------
 
-    def _closed_connection(self, conn: Connection) -> None:
-        self._connections.discard(conn)
-        self._stats.clientClose += 1
+    def _accept_ready(self) -> None:
+        """Accept the connections waiting, a batch at a time."""
+        assert self._listener is not None and self._loop is not None
+        listening = self._listener.sock
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, _ = listening.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    self._out_of_descriptors(exc)
+                elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
+                    logger.error("accepting a connection failed: %s", exc)
+                return
+            sock.setblocking(False)
+            task = self._loop.create_task(self._loop.connect_accepted_socket(self._make_connection, sock))
+            self._accepts.add(task)
+            task.add_done_callback(functools.partial(self._accepted, sock))
 
-    # --- requests -------------------------------------------------------------
+    def _accepted(self, sock: socket.socket, task: asyncio.Task[Any]) -> None:
+        self._accepts.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        with contextlib.suppress(OSError):
+            sock.close()
+        logger.error("could not set up an accepted connection: %s", task.exception())
 
-    def _protocol_reply(self, message: dict[str, Any], reason: str) -> bytes:
-        if reason == "message_too_large":
-            self._stats.oversizeMessages += 1
-        else:
-            self._stats.badMessages += 1
-        logger.debug("answered %s", reason)
-        return encode_line(message)
-
-    def _thread_pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.max_threads, thread_name_prefix="pixl-ipc"
+    def _out_of_descriptors(self, exc: OSError) -> None:
+        """EMFILE and the like: make room by closing a half-closed connection, or rest a while."""
+        assert self._listener is not None and self._loop is not None
+        if self._ctx.evict_oldest():
+            return  # its descriptor is free now: the listening socket is still readable
+        suppressed = self._descriptors_logged.ready()
+        if suppressed is not None:
+            logger.error(
+                "cannot accept connections: %s (%d open); trying again every %g s%s",
+                exc.strerror,
+                len(self._ctx.connections),
+                _ACCEPT_RETRY,
+                f"; {suppressed} more failures since the last message" if suppressed else "",
             )
-        return self._executor
+        self._loop.remove_reader(self._listener.sock.fileno())
+        self._accept_timer = self._loop.call_later(_ACCEPT_RETRY, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._accept_timer = None
+        if self._listener is not None and self._loop is not None and not self._ctx.closing:
+            self._loop.add_reader(self._listener.sock.fileno(), self._accept_ready)
+
+    def _fit_descriptor_limit(self) -> None:
+        """Raise the soft descriptor limit to fit the connection budget, or shrink the budget to fit."""
+        wanted = self.max_connections + _RESERVED_DESCRIPTORS
+        limit = raise_descriptor_limit(wanted)
+        budget = self._ctx.budget
+        budget.max_connections = self.max_connections
+        if limit < wanted:
+            budget.max_connections = max(1, limit - _RESERVED_DESCRIPTORS)
+            logger.warning(
+                "max_connections %d needs %d descriptors but the limit is %d: serving at most %d connections",
+                self.max_connections,
+                wanted,
+                limit,
+                budget.max_connections,
+            )
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -446,32 +477,29 @@ class IPCServer:
                 something that is not a socket (LIFE-6), or cannot be bound.
             RuntimeError: the server is running already.
         """
-        if self._aio_server is not None:
+        if self._listener is not None:
             raise RuntimeError("the server is running already")
-        warm_allocator()
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._closed = asyncio.Event()
+        self._fit_descriptor_limit()
         inherited = activated_socket()
         if inherited is not None:
             name = inherited.getsockname()
             path = name if isinstance(name, str) and name else self.socket_path
-            self._listener = Listener(inherited, path, None)
+            listener = Listener(inherited, path, None)
+            # It may have been set up with a smaller backlog (LIMIT-6).
+            inherited.listen(LISTEN_BACKLOG)
         else:
-            self._listener = bind_unix(self.socket_path, self._mode)
+            listener = bind_unix(self.socket_path, self._mode)
         try:
-            self._aio_server = await loop.create_unix_server(
-                # asyncio listens again on start: without the backlog it would be 100.
-                lambda: Connection(self),
-                sock=self._listener.sock,
-                backlog=LISTEN_BACKLOG,
-                start_serving=True,
-            )
+            loop.add_reader(listener.sock.fileno(), self._accept_ready)
         except BaseException:
-            unlink_if_ours(self._listener)
-            self._listener.sock.close()
+            unlink_if_ours(listener)
+            listener.sock.close()
             raise
-        self._started_at = time.monotonic()
+        self._listener = listener
+        self._stats.restart_clock()
         self._schedule_stats()
         logger.info(
             "accepting connections on %s%s", self.address, " (socket activation)" if inherited else ""
@@ -479,7 +507,7 @@ class IPCServer:
 
     async def serve_forever(self) -> None:
         """Start if needed, then wait until :meth:`shutdown` has completed."""
-        if self._aio_server is None:
+        if self._listener is None:
             await self.start()
         assert self._closed is not None
         await self._closed.wait()
@@ -488,10 +516,12 @@ class IPCServer:
         """Stop the server (LIFE-7).
 
         Stops accepting and reading, lets requests in progress finish and be
-        answered within ``exit_timeout``, closes the connections, and removes
-        the socket path if it is still the socket this server created. Does
-        nothing if the server is not running. Afterwards :meth:`start` may be
-        called again; handlers, options and lifetime counters are kept.
+        answered within ``exit_timeout``, half-closes the connections and
+        waits, within the same timeout, for the clients to close them; then
+        closes what is left and removes the socket path if it is still the
+        socket this server created. Does nothing if the server is not
+        running. Afterwards :meth:`start` may be called again; handlers,
+        options and lifetime counters are kept.
         """
         task = self._begin_shutdown()
         if task is not None:
@@ -499,62 +529,64 @@ class IPCServer:
 
     def _begin_shutdown(self) -> asyncio.Task[None] | None:
         """The shutdown in progress, started if the server runs; None if it does not."""
-        if self._shutdown_task is None and self._aio_server is not None:
+        if self._shutdown_task is None and self._listener is not None:
             self._shutdown_task = asyncio.ensure_future(self._shutdown())
         return self._shutdown_task
 
     async def _shutdown(self) -> None:
-        assert self._aio_server is not None and self._closed is not None
-        self._closing = True
-        loop = asyncio.get_running_loop()
+        assert self._listener is not None and self._closed is not None and self._loop is not None
+        ctx = self._ctx
+        ctx.closing = True
+        loop = self._loop
         deadline = loop.time() + self.exit_timeout
-        for timer in (self._stats_timer, self._trim_timer):
+        for timer in (self._stats_timer, self._trim_timer, self._accept_timer):
             if timer is not None:
                 timer.cancel()
-        self._aio_server.close()
-        for conn in list(self._connections):
-            conn._update_reading()
+        # Stop accepting: new clients are refused from now on.
+        listener = self._listener
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(listener.sock.fileno())
+        listener.sock.close()
+        for conn in list(ctx.connections):
+            conn.drain()
         logger.info(
             "shutting down: %d connections, %d requests in progress",
-            len(self._connections),
-            len(self._pending),
+            len(ctx.connections),
+            len(ctx.tasks),
         )
-        # Requests waiting for an in-flight slot start as others finish: wait
-        # until none is left, not only for those in progress now.
-        while self._pending and loop.time() < deadline:
-            await asyncio.wait(
-                set(self._pending),
-                timeout=max(0.0, deadline - loop.time()),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        # Replies are flushed by a graceful close; a peer that does not read is cut off.
-        self.close_connections()
-        while self._connections and loop.time() < deadline:
+        # Requests read are answered, those waiting for an in-flight slot included.
+        while loop.time() < deadline and any(conn.has_work for conn in ctx.connections):
             await asyncio.sleep(0.01)
-        for conn in list(self._connections):
+        # LIFE-8: replies are flushed, then end of stream; clients close in their time.
+        self.close_connections()
+        while ctx.connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(ctx.connections):
             conn.abort()
-        for future in list(self._pending):
+        while ctx.evict_oldest():
+            pass  # refused peers still reading their error
+        for future in list(ctx.tasks):
             future.cancel()
-        if self._listener is not None and unlink_if_ours(self._listener):
-            logger.debug("removed %s", self._listener.path)
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        if unlink_if_ours(listener):
+            logger.debug("removed %s", listener.path)
+        executor = ctx.take_executor()
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
         # Let aborted transports report connection_lost before the loop ends.
         await asyncio.sleep(0)
         # Back to the unstarted state, so that start() may be called again.
-        self._executor = None
-        self._aio_server = None
         self._listener = None
-        self._stats_timer = self._trim_timer = self._next_roll = None
-        self._closing = False
+        self._stats_timer = self._trim_timer = self._accept_timer = self._next_roll = None
+        ctx.closing = False
         self._shutdown_task = None
         self._closed.set()
         logger.info("stopped")
 
     def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve until SIGTERM or SIGINT, then shut down cleanly. Blocks.
+        """Serve until SIGTERM, SIGINT or SIGQUIT, then shut down cleanly. Blocks.
 
-        Uses uvloop when it can be imported, else plain asyncio.
+        SIGHUP is logged and otherwise ignored for now; SIGUSR1 logs the
+        statistics. Uses uvloop when it can be imported, else plain asyncio.
 
         Args:
             on_ready: called once the socket accepts connections.
@@ -564,24 +596,39 @@ class IPCServer:
         """
 
         async def main() -> None:
-            await self.start()
             loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            # Before the socket exists, so that no signal can end the process
+            # and leave it behind.
+            for sig in (*_STOP_SIGNALS, *_INFO_SIGNALS):
                 loop.add_signal_handler(sig, self._on_signal, sig)
             try:
+                await self.start()
                 if on_ready is not None:
                     on_ready()
+                if self._stop_requested:
+                    self._begin_shutdown()
                 await self.serve_forever()
             finally:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (*_STOP_SIGNALS, *_INFO_SIGNALS):
                     loop.remove_signal_handler(sig)
 
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
 
     def _on_signal(self, sig: int) -> None:
-        logger.info("received %s", signal.Signals(sig).name)
-        self._begin_shutdown()
+        name = signal.Signals(sig).name
+        if sig == signal.SIGHUP:
+            self._on_hangup()
+        elif sig == signal.SIGUSR1:
+            _log_requested("received SIGUSR1: stats: %s", self.get_stats())
+        else:
+            logger.info("received %s: shutting down", name)
+            self._stop_requested = True
+            self._begin_shutdown()
+
+    def _on_hangup(self) -> None:
+        """SIGHUP: the place to reopen log files and reload what is safe; for now it only says so."""
+        _log_requested("received SIGHUP: nothing to reload; still serving on %s", self.address)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A conformance adapter (spec/ADAPTER.md) with its own small client, and defects on demand.
 
 The client here is written from spec/PROTOCOL.md alone, with the standard
@@ -8,8 +7,9 @@ defect (``--defect NAME``, repeatable, ``--list-defects`` prints them) breaks
 it the way a real client might, so that the suite can prove its client cases
 catch that mistake.
 
-Run: ``python broken_adapter.py [--defect NAME ...]``; it then reads commands
-on stdin and answers on stdout, one JSON object per line.
+Run: ``python -m pixl_ipc_conformance.brokenpeers.broken_adapter [--defect
+NAME ...]``; it then reads commands on stdin and answers on stdout, one JSON
+object per line.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import socket
 import sys
 import threading
 import time
 from typing import Any
+
+from ..wirekit import ID_HEAD_BYTES, LineSplitter, Oversize, recover_id
 
 #: Each defect and the rule it breaks.
 DEFECTS: dict[str, str] = {
@@ -58,11 +59,20 @@ DEFECTS: dict[str, str] = {
     "ignore_max": "claims max_message_bytes but ignores the option (LIMIT-3)",
     "requires_info": "connect asks /ipcserver/info and fails on a server without it (VER-5)",
     "bad_start": "the start result lacks language and version; unknown commands succeed (ADAPTER)",
+    "null_error_to_oldest": "a top-level error with ipcReqID null or absent fails the oldest request (ERR-7)",
+    "close_keeps_socket": "close fails the pending requests but never closes the socket (LIFE-3)",
+    "leak_timed_out": "a timed-out request's entry is kept for ever (CORR-5)",
+    "leak_on_error": "a request answered with a top-level error stays in the pending table (CORR-2)",
+    "connect_timeout_kind": "a connect that times out is reported with kind timeout, not connect (LIFE-1)",
+    "send_after_close_hangs": "a send after close waits for ever, past its timeout (LIFE-3)",
+    "data_required": "a send command without data is refused (REQ-4, ADAPTER)",
+    "ignore_code_to_err": "claims code_to_err but ignores the option (ERR-4)",
+    "too_large_oldest_only": "a line over the limit with no known id fails only the oldest request (LIMIT-3)",
+    "limit_excludes_cr": "the CR before the LF is not counted toward the size limit (LIMIT-1)",
 }
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 KNOWN_CODES = {"no_uri", "no_handler_found", "bad_json", "bad_request", "message_too_large", "access_denied"}
-_ID_IN_HEAD = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)')
 
 
 class ClientError(Exception):
@@ -108,6 +118,8 @@ class Client:
         self.request_timeout = float(options.get("request_timeout_ms", 10000)) / 1000
         self.connect_timeout = float(options.get("connect_timeout_ms", 2000)) / 1000
         self.auto_reconnect = float(options.get("auto_reconnect_ms", 0)) / 1000
+        self.expire_request = float(options.get("expire_request_ms", 10000)) / 1000
+        self.code_to_err = bool(options.get("code_to_err")) and "ignore_code_to_err" not in defects
         self.user_agent = str(options.get("user_agent", "broken_adapter/" + os.getcwd()))
         self.max_line = int(options.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
         if "ignore_max" in defects:
@@ -118,7 +130,11 @@ class Client:
         self.write_lock = threading.Lock()
         self.send_lock = threading.Lock()
         self.sock: socket.socket | None = None
+        self.kept: socket.socket | None = None  # close_keeps_socket: the socket close left open
         self.pending: dict[str, _Waiter] = {}
+        #: Timed-out ids, remembered until the time given, so that their late
+        #: answers are known as such (CORR-5); purged as time goes by.
+        self.expired: dict[str, float] = {}
         self.counter = 0
         self.pushes: list[Any] = []
         self.user_closed = False
@@ -145,11 +161,22 @@ class Client:
     def _open(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.connect_timeout)
-        try:
-            sock.connect(self.path)
-        except OSError as exc:
-            sock.close()
-            raise ClientError("connect", f"cannot connect to {self.path}: {exc}") from exc
+        deadline = time.monotonic() + self.connect_timeout
+        while True:
+            try:
+                sock.connect(self.path)
+                break
+            except BlockingIOError as exc:
+                # LIFE-1: a full backlog is no failure; retry until the connect timeout.
+                if time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                sock.close()
+                kind = "timeout" if "connect_timeout_kind" in self.defects else "connect"
+                raise ClientError(kind, f"connecting to {self.path} timed out") from exc
+            except OSError as exc:
+                sock.close()
+                raise ClientError("connect", f"cannot connect to {self.path}: {exc}") from exc
         sock.settimeout(None)
         self.sock = sock
         self.ever_connected = True
@@ -160,6 +187,9 @@ class Client:
         with self.lock:
             self.user_closed = True
             sock, self.sock = self.sock, None
+            if "close_keeps_socket" in self.defects:
+                self.kept = sock  # never closed
+                sock = None
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
@@ -213,6 +243,15 @@ class Client:
 
     def _send(self, uri: str, data: Any, timeout_s: float | None) -> Any:
         with self.lock:
+            if self.user_closed and "send_after_close_hangs" in self.defects:
+                waiter = _Waiter()
+                self.pending[f"rq{self.counter}"] = waiter
+                self.counter += 1
+            else:
+                waiter = None
+        if waiter is not None:
+            waiter.done.wait()
+        with self.lock:
             if self.sock is None:
                 lazy = "lazy_connect" in self.defects and not self.ever_connected
                 may_reconnect = (
@@ -256,8 +295,11 @@ class Client:
             timeout = None
         if not waiter.done.wait(timeout):
             with self.lock:
-                # CORR-5: the counter never goes back, so the id stays reserved.
-                self.pending.pop(request_id, None)
+                # CORR-5: the counter never goes back, so the id stays reserved;
+                # it is remembered a while, so that its late answer is known.
+                if "leak_timed_out" not in self.defects:
+                    self.pending.pop(request_id, None)
+                self.expired[request_id] = time.monotonic() + self.expire_request
             if not waiter.done.is_set():
                 raise ClientError("timeout", f"no answer within {timeout} s")
         if waiter.error is not None:
@@ -267,7 +309,9 @@ class Client:
     # -- receiving ---------------------------------------------------------
 
     def _read_loop(self, sock: socket.socket) -> None:
-        buffer = bytearray()
+        # limit_excludes_cr: one byte more, taken only by a line that ends in CR.
+        splitter = LineSplitter(self.max_line + ("limit_excludes_cr" in self.defects))
+        truncated = bytearray()
         try:
             while True:
                 try:
@@ -280,23 +324,18 @@ class Client:
                     for line in chunk.split(b"\n"):
                         self._line(line)
                     continue
-                lines = []
-                start = 0
-                while True:
-                    newline = chunk.find(b"\n", start)
-                    piece = chunk[start:] if newline < 0 else chunk[start:newline]
-                    if "truncate_1mib" in self.defects:
-                        # The original reader: what passes 1 MiB is silently lost.
-                        piece = piece[: max(0, self.max_line - len(buffer))]
-                    elif len(buffer) + len(piece) > self.max_line:
-                        self._oversize(bytes((buffer + piece[:4096])[:4096]))
-                        return  # LIMIT-3: the connection is closed, the rest fail (LIFE-3)
-                    buffer += piece
-                    if newline < 0:
-                        break
-                    lines.append(bytes(buffer))
-                    buffer.clear()
-                    start = newline + 1
+                if "truncate_1mib" in self.defects:
+                    lines = self._truncating(truncated, chunk)
+                else:
+                    lines = []
+                    for item in splitter.feed(chunk):
+                        if isinstance(item, Oversize):
+                            self._oversize(item.head)
+                            return  # LIMIT-3: the connection is closed, the rest fail (LIFE-3)
+                        if len(item) > self.max_line and not item.endswith(b"\r"):
+                            self._oversize(item[:ID_HEAD_BYTES])
+                            return
+                        lines.append(item)
                 if "first_line_only" in self.defects:
                     lines = lines[:1]
                 for line in lines:
@@ -308,19 +347,37 @@ class Client:
         finally:
             self._connection_ended(sock)
 
+    def _truncating(self, buffer: bytearray, chunk: bytes) -> list[bytes]:
+        """The original reader: what passes 1 MiB of a line is silently lost."""
+        lines: list[bytes] = []
+        start = 0
+        while True:
+            newline = chunk.find(b"\n", start)
+            piece = chunk[start:] if newline < 0 else chunk[start:newline]
+            buffer += piece[: max(0, self.max_line - len(buffer))]
+            if newline < 0:
+                return lines
+            lines.append(bytes(buffer))
+            buffer.clear()
+            start = newline + 1
+
+    def held(self) -> int:
+        """Per-request entries still held: pending requests and remembered timed-out ids."""
+        with self.lock:
+            now = time.monotonic()
+            self.expired = {k: v for k, v in self.expired.items() if v > now}
+            return len(self.pending) + len(self.expired)
+
     def _oversize(self, head: bytes) -> None:
         """LIMIT-3: fail the request the line belongs to, then close (failing the rest)."""
-        match = _ID_IN_HEAD.search(head)
+        recovered = recover_id(head)
         with self.lock:
-            target = None
-            if match:
-                try:
-                    target = self.pending.pop(str(json.loads(match.group(1))), None)
-                except ValueError:
-                    target = None
+            target = self.pending.pop(str(recovered), None) if recovered is not None else None
             error = ClientError("too_large", f"a message over {self.max_line} bytes")
             if target is not None:
                 target.resolve(error=error)
+            elif "too_large_oldest_only" in self.defects and self.pending:
+                self.pending.pop(next(iter(self.pending))).resolve(error=error)
             else:
                 self._fail_all(error)
             sock = self.sock
@@ -361,6 +418,10 @@ class Client:
     def _message(self, message: dict[str, Any]) -> None:
         with self.lock:
             request_id = message.get("ipcReqID")
+            if request_id is None and message.get("code") and "null_error_to_oldest" in self.defects:
+                if self.pending:
+                    self.pending.pop(next(iter(self.pending))).resolve(*self._outcome(message))
+                return
             if request_id is None:
                 if "push_as_response" in self.defects and self.pending:
                     waiter = self.pending.pop(next(iter(self.pending)))
@@ -378,6 +439,8 @@ class Client:
                 if found is None:
                     return  # CORR-3
                 waiter = found
+                if "leak_on_error" in self.defects and message.get("code"):
+                    self.pending[str(request_id)] = found  # answered, but kept
         waiter.resolve(*self._outcome(message))
 
     def _outcome(self, message: dict[str, Any]) -> tuple[Any, ClientError | None]:
@@ -396,7 +459,8 @@ class Client:
                 return None, ClientError("protocol", "response without data")
             return None, None
         data = message["data"]
-        if "code_to_err" in self.defects and isinstance(data, dict) and data.get("code"):
+        code_to_err = self.code_to_err or "code_to_err" in self.defects
+        if code_to_err and isinstance(data, dict) and data.get("code"):
             return None, ClientError("remote", str(data.get("message", "")), str(data["code"]))
         return data, None
 
@@ -428,7 +492,16 @@ class Adapter:
             + (" (" + ",".join(sorted(self.defects)) + ")" if self.defects else ""),
             "language": "python",
             "version": "1.1.0",
-            "capabilities": ["concurrent", "push", "reconnect", "auto_reconnect", "max_message_bytes"],
+            "capabilities": [
+                "concurrent",
+                "push",
+                "reconnect",
+                "auto_reconnect",
+                "max_message_bytes",
+                "timeout",
+                "introspect",
+                "code_to_err",
+            ],
         }
         if "bad_start" in self.defects:
             del result["language"], result["version"]
@@ -450,6 +523,8 @@ class Adapter:
                 client = self.client
                 if client is None:
                     raise ClientError("closed", "send before connect")
+                if "data" not in command and "data_required" in self.defects:
+                    raise ClientError("protocol", "send without data")
                 timeout_ms = command.get("timeout_ms")
                 timeout = None if timeout_ms is None else float(timeout_ms) / 1000
                 thread = threading.Thread(
@@ -461,6 +536,8 @@ class Adapter:
                 if self.client is not None:
                     self.client.close()
                 self.reply(command_id, {})
+            elif name == "introspect":
+                self.reply(command_id, {"pending": self.client.held() if self.client is not None else 0})
             elif name == "pushes":
                 pushes: list[Any] = []
                 if self.client is not None:

@@ -20,7 +20,6 @@ import errno
 import json
 import math
 import os
-import re
 import signal
 import socket
 import stat
@@ -28,6 +27,8 @@ import struct
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from ..wirekit import ID_HEAD_BYTES, DecodeError, LineSplitter, Oversize, decode_strict, falsy, recover_id
 
 __all__ = ["DEFECTS", "BrokenServer", "main"]
 
@@ -87,6 +88,14 @@ DEFECTS: dict[str, str] = {
     "extra-members": 'every answer carries a member the original does not send, "server" (VER-2)',
     "info-app-first": "/ipcserver/info lists the application's handlers before the built-ins (BUILTIN-3)",
     "leaky-too-large": "message_too_large messages carry the exception text and a source file path (ERR-5)",
+    "crash-deep": "deeply nested JSON kills the server process, as it kills the original (LIMIT-4)",
+    "leak-fd": "each connection leaves a file descriptor open for ever (LIFE-5)",
+    "info-wrong-limit": "/ipcserver/info reports a 64 MiB limit whatever the limit enforced (BUILTIN-4)",
+    "no-inflight-cap": "no maximum of requests in progress per connection, though info reports one (LIMIT-5)",
+    "stats-connections-stuck": "stats connections counts every connection opened, none closed (BUILTIN-5)",
+    "unlink-any-path": "shutdown removes whatever is at the socket path, its own socket or not (LIFE-7)",
+    "falsy-id-on-errors": "no_uri and no_handler_found answers carry a falsy ipcReqID as given (RESP-2)",
+    "limit-ignores-cr": "the CR before the LF is not counted toward the limit (LIMIT-1)",
 }
 
 ECHO = "/ipcserver/test/echo"
@@ -99,26 +108,11 @@ APP_FAIL = "/conformance/fail"
 APP_NAMES = ["conformance-fail", "conformance-shadow-echo", "conformance-shadow-delay", "conformance-app"]
 MIB = 1024 * 1024
 NO_URI_MESSAGE = "Missing required uri parameter from request"
-# CORR-6: the id is recovered from the head of a line that could not be read.
-_ID_IN_HEAD = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
 _WS = b" \t\r"
+#: Requests in progress per connection past which reading stops (LIMIT-5).
+INFLIGHT_MAX = 1024
 #: Unwritten answers past this many bytes stop reading (LIMIT-5).
 _HIGH_WATER = 1 * MIB
-
-
-def _falsy(value: Any) -> bool:
-    return value is None or value is False or value == "" or (isinstance(value, int | float) and value == 0)
-
-
-def _recover_id(head: bytes) -> Any:
-    match = _ID_IN_HEAD.search(head[:4096])
-    if match is None:
-        return None
-    try:
-        value = json.loads(match.group(1))
-    except ValueError:
-        return None
-    return None if _falsy(value) else value
 
 
 def _mangle(value: Any) -> Any:
@@ -144,7 +138,8 @@ class _Conn:
         # LIFE-8: half-closed by the server; what the client still sends is discarded.
         self.ended = False
         # LIMIT-5: at most this many requests in progress before reading stops.
-        self.slots = asyncio.Semaphore(1 << 30 if server.defect == "unbounded-buffering" else 1024)
+        unbounded = server.defect in ("unbounded-buffering", "no-inflight-cap")
+        self.slots = asyncio.Semaphore(1 << 30 if unbounded else INFLIGHT_MAX)
 
     def write(self, message: dict[str, Any]) -> None:
         if self.closing or self.ended or self.writer.is_closing():
@@ -204,6 +199,8 @@ class BrokenServer:
         self.defect = defect
         self.limit = 8 * MIB if defect == "limit-8mib" else max_message_bytes
         self.conns: set[_Conn] = set()
+        self.opened = 0  # connections ever admitted
+        self.leaked: list[int] = []  # leak-fd: descriptors never closed
         self.last_by_id: dict[str, _Conn] = {}
         self.stats = {"requests": 0, "clientOpen": 0, "clientClose": 0, "maxConnections": 0}
 
@@ -278,7 +275,8 @@ class BrokenServer:
             await server.wait_closed()
             with contextlib.suppress(OSError):
                 # Only the socket this server created is removed.
-                if self.defect != "keep-socket-file" and os.lstat(self.path).st_ino == created:
+                own = os.lstat(self.path).st_ino == created or self.defect == "unlink-any-path"
+                if self.defect != "keep-socket-file" and own:
                     os.unlink(self.path)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -289,6 +287,9 @@ class BrokenServer:
         if self.allowed_uids is not None and not await self._admitted(conn):
             return
         self.conns.add(conn)
+        self.opened += 1
+        if self.defect == "leak-fd":
+            self.leaked.append(os.open(os.devnull, os.O_RDONLY))
         self.stats["clientOpen"] += 1
         self.stats["maxConnections"] = max(self.stats["maxConnections"], len(self.conns))
         try:
@@ -332,8 +333,8 @@ class BrokenServer:
         return False
 
     async def _read_loop(self, conn: _Conn) -> None:
-        buffer = bytearray()
-        discarding: bytes | None = None  # the head of an oversize line being skipped
+        # limit-ignores-cr: one byte more, taken only by a line that ends in CR.
+        splitter = LineSplitter(self.limit + (self.defect == "limit-ignores-cr"))
         while not conn.closing:
             chunk = await conn.reader.read(256 * 1024)
             if not chunk:
@@ -343,46 +344,25 @@ class BrokenServer:
                 for line in lines:
                     await self._line(conn, line)
                 continue
-            if self.defect == "first-line-only":
-                first, _, _ = chunk.partition(b"\n")
-                buffer += first + b"\n" if b"\n" in chunk else chunk
-            else:
-                buffer += chunk
-            while True:
-                index = buffer.find(b"\n")
-                if discarding is not None:
-                    if index < 0:
-                        buffer.clear()
-                        break
-                    del buffer[: index + 1]
-                    head, discarding = discarding, None
-                    await self._too_large(conn, head)
+            if self.defect == "first-line-only" and b"\n" in chunk:
+                chunk = chunk.partition(b"\n")[0] + b"\n"
+            for item in splitter.feed(chunk):
+                if isinstance(item, Oversize):
+                    await self._too_large(conn, item.head)  # LIMIT-2: discarded unread
+                elif len(item) > self.limit and not item.endswith(b"\r"):
+                    await self._too_large(conn, item[:ID_HEAD_BYTES])
+                elif self.defect == "drop-over-1mib" and len(item) > MIB:
                     continue
-                if index < 0:
-                    if len(buffer) > self.limit:
-                        discarding = bytes(buffer[:4096])
-                        buffer.clear()
-                    break
-                line = bytes(buffer[:index])
-                del buffer[: index + 1]
-                if len(line) > self.limit:
-                    await self._too_large(conn, line[:4096])
-                    continue
-                if self.defect == "drop-over-1mib" and len(line) > MIB:
-                    continue
-                if self.defect == "splitlines":
-                    for part in line.decode("utf-8", "surrogateescape").splitlines():
+                elif self.defect == "splitlines":
+                    for part in item.decode("utf-8", "surrogateescape").splitlines():
                         await self._line(conn, part.encode("utf-8", "surrogateescape"))
-                    continue
-                await self._line(conn, line)
-            if len(buffer) > self.limit:
-                discarding = bytes(buffer[:4096])
-                buffer.clear()
+                else:
+                    await self._line(conn, item)
 
     async def _too_large(self, conn: _Conn, head: bytes) -> None:
         if self.defect in ("no-limit-reply", "drop-over-1mib"):
             return
-        request_id = None if self.defect == "bad-json-null-id" else _recover_id(head)
+        request_id = None if self.defect == "bad-json-null-id" else recover_id(head)
         conn.write(
             {
                 "ipcReqID": request_id,
@@ -409,26 +389,15 @@ class BrokenServer:
         if not stripped.startswith(b"{"):
             return  # FRAME-5
         try:
-            if self.defect == "crlf-bad-json" and line.endswith(b"\r"):
-                raise ValueError("trailing CR")
-            if self.defect == "nesting-limit-100" and _depth_over(line, 100):
-                raise ValueError("nested too deeply")
-            if self.defect == "accept-nan":
-                request = json.loads(line.decode("utf-8"))
-            elif self.defect == "lossy-big-int":
-                request = json.loads(line.decode("utf-8"), parse_int=float, parse_constant=_reject_constant)
-            else:
-                request = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
-            if not isinstance(request, dict):
-                raise ValueError("not an object")
-        except RecursionError:
-            if self.defect == "deep-close":
-                conn.close()
-                return
-            await self._bad_json(conn, line)
-            return
-        except (ValueError, UnicodeDecodeError):
-            if self.defect == "invalid-utf8-close" and not _valid_utf8(line):
+            request = self._parse(line)
+        except DecodeError as exc:
+            if isinstance(exc.__cause__, RecursionError):
+                if self.defect == "deep-close":
+                    conn.close()
+                    return
+                if self.defect == "crash-deep":
+                    os._exit(70)
+            elif self.defect == "invalid-utf8-close" and not _valid_utf8(line):
                 conn.close()
                 return
             await self._bad_json(conn, line)
@@ -451,10 +420,36 @@ class BrokenServer:
         conn.tasks.add(task)
         task.add_done_callback(conn.finished)
 
+    def _parse(self, line: bytes) -> dict[str, Any]:
+        """The request a ``{`` line holds (FRAME-6), with the defects that change it.
+
+        Raises:
+            DecodeError: the line is malformed (caused by a RecursionError when too deep).
+        """
+        if self.defect == "crlf-bad-json" and line.endswith(b"\r"):
+            raise DecodeError("trailing CR")
+        if self.defect == "nesting-limit-100" and _depth_over(line, 100):
+            raise DecodeError("nested too deeply")
+        if self.defect == "accept-nan":
+            try:
+                request = json.loads(line.decode("utf-8"))
+            except (ValueError, RecursionError) as exc:
+                raise DecodeError(str(exc)) from exc
+        elif self.defect == "lossy-big-int":
+            try:
+                request = json.loads(line.decode("utf-8"), parse_int=float, parse_constant=_reject_constant)
+            except (ValueError, RecursionError) as exc:
+                raise DecodeError(str(exc)) from exc
+        else:
+            request = decode_strict(line)
+        if not isinstance(request, dict):
+            raise DecodeError("not an object")
+        return request
+
     async def _bad_json(self, conn: _Conn, line: bytes) -> None:
         if self.defect == "silent-bad-json":
             return
-        request_id = None if self.defect == "bad-json-null-id" else _recover_id(line)
+        request_id = None if self.defect == "bad-json-null-id" else recover_id(line)
         text = "the line is not valid JSON"
         if self.defect == "leaky-errors":
             text = f'Traceback (most recent call last): File "{__file__}", in _line: JSONDecodeError'
@@ -480,7 +475,7 @@ class BrokenServer:
         value = request["ipcReqID"]
         if self.defect == "falsy-id-echo" and value is not None:
             return True, value
-        if _falsy(value):
+        if falsy(value):
             return True, None
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         if self.defect == "numeric-id-string" and numeric:
@@ -494,15 +489,21 @@ class BrokenServer:
         has_id, request_id = self._response_id(request)
         base: dict[str, Any] = {"ipcReqID": request_id} if has_id else {}
         raw_id = request.get("ipcReqID")
+        # falsy-id-on-errors: the id as given, on the error answers only.
+        error_base = (
+            {"ipcReqID": raw_id} if self.defect == "falsy-id-on-errors" and "ipcReqID" in request else base
+        )
         uri = request.get("uri")
         if self.defect == "strict-types" and (raw_id is True or isinstance(raw_id, dict | list)):
             conn.write(
                 {"ipcReqID": None, "code": "bad_request", "message": "ipcReqID must be a string or a number"}
             )
             return
-        if _falsy(uri):
+        if falsy(uri):
             error = {"code": "no_uri", "message": NO_URI_MESSAGE}
-            conn.write({**base, "data": error} if self.defect == "no-uri-in-data" else {**base, **error})
+            conn.write(
+                {**base, "data": error} if self.defect == "no-uri-in-data" else {**error_base, **error}
+            )
             return
         if not isinstance(uri, str):
             if self.defect == "strict-types":
@@ -540,7 +541,7 @@ class BrokenServer:
                 not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0
             ):
                 delay = None
-            if _falsy(delay):
+            if falsy(delay):
                 if self.defect == "delay-zero-waits":
                     await asyncio.sleep(5.0)
                 result = {"delay": 0}
@@ -556,12 +557,16 @@ class BrokenServer:
             result = {
                 "protocol": "1.1",
                 "server": {"name": "pixl-ipc-conformance broken server", "version": "1.1.0"},
-                "limits": {"max_message_bytes": self.limit, "max_inflight_per_connection": 1024},
+                "limits": {
+                    "max_message_bytes": 64 * MIB if self.defect == "info-wrong-limit" else self.limit,
+                    "max_inflight_per_connection": INFLIGHT_MAX,
+                },
                 "handlers": self._handler_names(),
                 "extensions": ["bad_json", "bad_request", "message_too_large", INFO, STATS],
             }
         elif uri == STATS and self.defect != "no-info":
-            result = {"connections": len(self.conns), "handlers": 4, **self.stats}
+            connections = self.opened if self.defect == "stats-connections-stuck" else len(self.conns)
+            result = {"connections": connections, "handlers": 4, **self.stats}
             result.update({"duration": 0, "slowResponses": 0, "streamBackpressure": 0})
         elif self.app_handlers and uri == APP_FAIL:
             # ROUTE-3, ERR-5: the failure is logged, the wire gets no details.
@@ -574,7 +579,9 @@ class BrokenServer:
             result = {"app": True, "data": data}
         else:
             message = {"code": "no_handler_found", "message": f"No handler found for {uri}"}
-            conn.write({**base, **message} if self.defect == "no-handler-top" else {**base, "data": message})
+            conn.write(
+                {**base, **message} if self.defect == "no-handler-top" else {**error_base, "data": message}
+            )
             return
         if self.defect == "drop-falsy-data" and not result and result is not None:
             conn.write(base)

@@ -1,8 +1,13 @@
-"""``pixl-ipc serve``: run the reference server until SIGTERM or SIGINT.
+"""``pixl-ipc serve``: run the reference server until SIGTERM, SIGINT or SIGQUIT.
 
 Prints exactly one line, ``listening on PATH``, to stderr once the socket
 accepts connections. Exit statuses: 0 after a clean shutdown, 1 when start-up
 is refused (LIFE-6), 2 for bad arguments, configuration or handler modules.
+SIGHUP is logged and changes nothing; SIGUSR1 logs the statistics.
+
+The command tunes this process's heap for message buffers
+(:func:`~pixl_ipc._memory.warm_allocator`); a server embedded in another
+program leaves that to the program.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .._memory import warm_allocator
 from ..errors import ConfigError, StartupError
 from ..logs import configure_logging
 from ..server import IPCServer
@@ -27,6 +33,16 @@ from ._service import activated_socket_path, notify_ready, notify_stopping
 __all__ = ["add_parser", "load_config_block", "load_handler_module", "run"]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Option (its argparse name) -> the config key it overrides.
+_FLAG_KEYS = {
+    "socket": "socket_path",
+    "chmod": "socket_chmod",
+    "max_message_bytes": "max_message_bytes",
+    "max_threads": "max_threads",
+    "max_connections": "max_connections",
+    "max_buffered_bytes": "max_buffered_bytes",
+    "close_grace_ms": "close_grace_ms",
+}
 
 
 class UsageError(Exception):
@@ -39,7 +55,7 @@ def add_parser(subparsers: Any) -> None:
         "serve",
         help="run the reference server",
         description=(
-            "Serve pixl-ipc requests on a Unix domain socket until SIGTERM or SIGINT. "
+            "Serve pixl-ipc requests on a Unix domain socket until SIGTERM, SIGINT or SIGQUIT. "
             "Prints 'listening on PATH' to stderr once ready."
         ),
     )
@@ -62,6 +78,24 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--max-message-bytes", type=int, metavar="N", help="largest request accepted, in bytes (>= 16 MiB)"
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="connections held at once, half-closed ones included; more get server_busy",
+    )
+    parser.add_argument(
+        "--max-buffered-bytes",
+        type=int,
+        metavar="N",
+        help="bytes of unfinished requests and unsent answers held for all clients together",
+    )
+    parser.add_argument(
+        "--close-grace-ms",
+        type=int,
+        metavar="MS",
+        help="how long a half-closed connection is kept before it is closed anyway (default 60000)",
     )
     parser.add_argument(
         "--max-threads",
@@ -135,14 +169,10 @@ def load_handler_module(spec: str) -> ModuleType:
 def _build_server(args: argparse.Namespace) -> IPCServer:
     block: dict[str, Any] = load_config_block(args.config) if args.config else {}
     # Flags override the config file.
-    if args.socket is not None:
-        block["socket_path"] = args.socket
-    if args.chmod is not None:
-        block["socket_chmod"] = args.chmod
-    if args.max_message_bytes is not None:
-        block["max_message_bytes"] = args.max_message_bytes
-    if args.max_threads is not None:
-        block["max_threads"] = args.max_threads
+    for flag, key in _FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            block[key] = value
     if "socket_path" not in block:
         raise UsageError("--socket PATH is required (or socket_path in the --config block)")
     server = IPCServer.from_config(block)
@@ -174,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"listening on {server.address}", file=sys.stderr, flush=True)
         notify_ready(server.address)
 
+    warm_allocator()
     try:
         server.run(on_ready=ready)
     except StartupError as exc:

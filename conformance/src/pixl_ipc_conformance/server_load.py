@@ -1,0 +1,224 @@
+"""Server case steps that put load on the server: many connections, a peer that does not read.
+
+``fanout``  ``count`` connections at once, one echo on each, every answer on
+            its own connection within ``within_s`` (TRANS-2, RESP-6); with
+            ``keep``, they stay open under that name until a ``close`` of it
+``flood``   big echo requests written without reading until the server stops
+            reading (LIMIT-5), then another connection must be served
+            (LIMIT-6), then every answer is read while the rest is written
+
+Both drive many non-blocking sockets from one selector loop.
+"""
+
+from __future__ import annotations
+
+import selectors
+import time
+from typing import Any
+
+from .server_context import Conn, ServerCaseContext, StepFailed, is_push
+from .server_steps import op_probe
+from .wire import Received, WireConnection, WireError
+from .wirekit import echo_line, json_equal, padded_echo
+
+__all__ = ["STEPS"]
+
+
+def op_fanout(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
+    count = step["count"]
+    deadline = ctx.bound(step.get("within_s"))
+    wires: list[WireConnection] = []
+    selector = selectors.DefaultSelector()
+    try:
+        for n in range(count):
+            try:
+                wires.append(WireConnection(ctx.path, deadline, name=f"f{n}", transcript=ctx.transcript))
+            except WireError as exc:
+                raise StepFailed(f"{count} connections at once", f"connection {n + 1}: {exc}") from exc
+        for n, wire in enumerate(wires):
+            try:
+                wire.send_bytes(echo_line(f"f{n}", {"conn": n}) + b"\n", deadline)
+            except WireError as exc:
+                raise StepFailed(
+                    f"an answer on each of {count} connections", f"connection {n + 1}: {exc}"
+                ) from exc
+            wire.sock.setblocking(False)
+            selector.register(wire.sock, selectors.EVENT_READ, n)
+        waiting = set(range(count))
+        while waiting:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StepFailed(
+                    f"an answer on each of {count} connections",
+                    f"{len(waiting)} connections unanswered (first: f{min(waiting)})",
+                )
+            for key, _ in selector.select(left):
+                n = key.data
+                if _fanout_answer(ctx, wires[n], n):
+                    selector.unregister(wires[n].sock)
+                    waiting.discard(n)
+        if "keep" in step:
+            for wire in wires:
+                wire.sock.setblocking(True)
+            ctx.crowds[step["keep"]], wires = wires, []
+    finally:
+        selector.close()
+        for wire in wires:
+            wire.close()
+
+
+def _fanout_answer(ctx: ServerCaseContext, wire: WireConnection, n: int) -> bool:
+    """Read what connection ``n`` has; True once its echo came, checked."""
+    try:
+        wire.recv_some()
+    except BlockingIOError:
+        return False
+    except WireError as exc:
+        raise StepFailed(f"an answer on connection f{n}", str(exc)) from exc
+    while (received := wire.poll_message()) is not None:
+        ctx.check_schema(received)
+        if is_push(received.value):
+            continue
+        value = received.value
+        if not (
+            isinstance(value, dict)
+            and json_equal([value.get("ipcReqID"), value.get("data")], [f"f{n}", {"conn": n}])
+        ):
+            raise StepFailed(f"the echo of f{n} on its own connection", ctx.clip(value))
+        return True
+    if wire.at_eof:
+        raise StepFailed(f"an answer on connection f{n}", "the server closed it")
+    return False
+
+
+def op_flood(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
+    count: int = step["count"]
+    size: int = step["bytes"]
+    stall_s = step.get("stall_s", 1.0)
+    deadline = ctx.bound(step.get("within_s"))
+    wire = ctx.connect(name="flood")
+    pattern = padded_echo("x", size + 64)[1]
+
+    def data_of(n: int) -> str:
+        return pattern[: size - len(echo_line(f"fl{n}", ""))]
+
+    lines = (echo_line(f"fl{n}", data_of(n)) + b"\n" for n in range(count))
+    expected = {f"fl{n}" for n in range(count)}
+    conn = Conn(wire)
+    selector = selectors.DefaultSelector()
+    try:
+        wire.sock.setblocking(False)
+        selector.register(wire.sock, selectors.EVENT_WRITE)
+        pending = b""
+        # Phase 1: write without reading until a write waits stall_s (LIMIT-5).
+        while True:
+            if not pending:
+                pending = next(lines, b"")
+                if not pending:
+                    _all_read_without_backpressure(ctx, conn, expected, count, size)
+            try:
+                pending = pending[wire.send_some(pending) :]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise StepFailed("the server to keep the connection", str(exc)) from exc
+            if not selector.select(min(stall_s * ctx.scale, max(0.0, deadline - time.monotonic()))):
+                break
+            if time.monotonic() > deadline:
+                raise StepFailed("the flood written", "the time bound passed")
+        # Phase 2: the server must serve others meanwhile (LIMIT-6).
+        op_probe(ctx, {"within_s": step.get("probe_within_s", 2.0)})
+        # Phase 3: read every answer while writing the rest.
+        selector.modify(wire.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        writing = True
+        while expected:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StepFailed(
+                    f"answers to all {count} requests (CORR-4: none dropped)",
+                    f"{len(expected)} unanswered within the time bound (first {min(expected)}): dropped, or"
+                    " never answered (a line split over reads lost? FRAME-3)",
+                )
+            for _, events in selector.select(left):
+                if events & selectors.EVENT_WRITE and writing:
+                    if not pending:
+                        pending = next(lines, b"")
+                        if not pending:
+                            writing = False
+                            selector.modify(wire.sock, selectors.EVENT_READ)
+                            continue
+                    try:
+                        pending = pending[wire.send_some(pending) :]
+                    except BlockingIOError:
+                        pass
+                    except OSError as exc:
+                        raise StepFailed("the server to keep the connection", str(exc)) from exc
+                if events & selectors.EVENT_READ:
+                    _read_flood_answers(ctx, wire, expected, data_of, count)
+    finally:
+        selector.close()
+        wire.close()
+
+
+def _read_flood_answers(
+    ctx: ServerCaseContext, wire: WireConnection, expected: set[str], data_of: Any, count: int
+) -> None:
+    try:
+        wire.recv_some()
+    except BlockingIOError:
+        return
+    except WireError as exc:
+        raise StepFailed(f"answers to all {count} requests", str(exc)) from exc
+    if wire.at_eof:
+        raise StepFailed(f"answers to all {count} requests", "the server closed the connection")
+    while (received := wire.poll_message()) is not None:
+        _check_flood_answer(ctx, received, expected, data_of)
+
+
+def _all_read_without_backpressure(
+    ctx: ServerCaseContext, conn: Conn, expected: set[str], count: int, size: int
+) -> None:
+    """Every request was written and the server never stopped reading: say what it did instead."""
+    answered = 0
+    deadline = min(ctx.deadline, time.monotonic() + 2.0 * ctx.scale)
+    conn.wire.sock.setblocking(True)
+    try:
+        while answered < count:
+            received = conn.wire.read_message(deadline)
+            if received is None:
+                break
+            if isinstance(received.value, dict) and received.value.get("ipcReqID") in expected:
+                answered += 1
+    except WireError:
+        pass
+    megabytes = count * size >> 20
+    if answered == 0:
+        raise StepFailed(
+            f"answers to the {count} requests of {size} bytes, written without reading",
+            f"none within 2 s after the last one ({megabytes} MiB): the requests were lost"
+            " (a line split over reads dropped? FRAME-3), not held back",
+        )
+    raise StepFailed(
+        "the server to stop reading while its answers are not read (LIMIT-5)",
+        f"it read all {count} requests ({megabytes} MiB) while none of its answers was read",
+    )
+
+
+def _check_flood_answer(ctx: ServerCaseContext, received: Received, expected: set[str], data_of: Any) -> None:
+    ctx.check_schema(received)
+    message = received.value
+    if is_push(message):
+        return
+    request_id = message.get("ipcReqID") if isinstance(message, dict) else None
+    if request_id not in expected:
+        raise StepFailed(
+            "each request answered exactly once (RESP-1)", f"an answer to {ctx.clip(request_id)}"
+        )
+    expected.discard(request_id)
+    number = int(str(request_id)[2:])
+    if message.get("data") != data_of(number):
+        raise StepFailed(f"the echo of {request_id} with its data unchanged", ctx.clip(message))
+
+
+STEPS = {"fanout": op_fanout, "flood": op_flood}
