@@ -16,9 +16,9 @@ Sync handlers run on the event loop: one that blocks holds up every
 connection. Make it ``async``, or register it with ``threaded=True`` to run it
 in a thread pool.
 
-Signals (:meth:`IPCServer.run`): SIGTERM, SIGINT and SIGQUIT shut down
-cleanly (LIFE-7); SIGHUP is logged and changes nothing yet; SIGUSR1 logs the
-statistics.
+Signals (:meth:`IPCServer.run` on the main thread): SIGTERM, SIGINT and
+SIGQUIT shut down cleanly (LIFE-7); SIGHUP is logged and changes nothing yet;
+SIGUSR1 logs the statistics.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ import errno
 import functools
 import logging
 import math
+import os
 import re
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from ._logging import Throttle
 from ._memory import release_free_memory
@@ -64,6 +66,7 @@ from .config import (
 from .connection import Connection, Request
 from .context import ServerContext, ServerLimits
 from .framing import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES, encode_line
+from .logs import ensure_logging
 from .protocol import push_message
 from .routing import Router
 from .stats import ServerStats
@@ -105,8 +108,8 @@ class IPCServer:
     """A pixl-ipc server on a Unix domain socket.
 
     Args:
-        socket_path: where to listen (ignored when started by systemd socket
-            activation, which passes the socket).
+        socket_path: where to listen, a string or path-like (ignored when
+            started by systemd socket activation, which passes the socket).
         socket_chmod: octal mode string applied to the socket file after bind,
             before accepting (SEC-1); ``""`` or None leaves the umask's mode.
         exit_timeout: seconds that shutdown waits for requests in progress,
@@ -147,7 +150,7 @@ class IPCServer:
 
     def __init__(
         self,
-        socket_path: str,
+        socket_path: str | os.PathLike[str],
         *,
         # socket
         socket_chmod: str | None = "777",
@@ -582,11 +585,26 @@ class IPCServer:
         self._closed.set()
         logger.info("stopped")
 
-    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve until SIGTERM, SIGINT or SIGQUIT, then shut down cleanly. Blocks.
+    async def __aenter__(self) -> Self:
+        """``async with IPCServer(...) as server:`` starts it (:meth:`start`)."""
+        await self.start()
+        return self
 
-        SIGHUP is logged and otherwise ignored for now; SIGUSR1 logs the
-        statistics. Uses uvloop when it can be imported, else plain asyncio.
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Leaving the block shuts it down (:meth:`shutdown`)."""
+        await self.shutdown()
+
+    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until a stop signal or :meth:`stop`, then shut down cleanly. Blocks.
+
+        Configures logging to stderr if the application has not configured
+        any (:func:`~pixl_ipc.logs.ensure_logging`), so that a failing
+        handler's traceback is seen. On the main thread it handles signals:
+        SIGTERM, SIGINT and SIGQUIT shut down, SIGHUP is logged and changes
+        nothing yet, SIGUSR1 logs the statistics. On any other thread it installs no signal
+        handler, and the program ends it with :meth:`stop`. However it ends,
+        the socket file it created is removed. Uses uvloop when it can be
+        imported, else plain asyncio.
 
         Args:
             on_ready: called once the socket accepts connections.
@@ -594,12 +612,15 @@ class IPCServer:
         Raises:
             StartupError: see :meth:`start`.
         """
+        ensure_logging()
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        signals = (*_STOP_SIGNALS, *_INFO_SIGNALS) if on_main_thread else ()
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
             # Before the socket exists, so that no signal can end the process
             # and leave it behind.
-            for sig in (*_STOP_SIGNALS, *_INFO_SIGNALS):
+            for sig in signals:
                 loop.add_signal_handler(sig, self._on_signal, sig)
             try:
                 await self.start()
@@ -609,11 +630,29 @@ class IPCServer:
                     self._begin_shutdown()
                 await self.serve_forever()
             finally:
-                for sig in (*_STOP_SIGNALS, *_INFO_SIGNALS):
+                for sig in signals:
                     loop.remove_signal_handler(sig)
+                # If on_ready or the loop failed: the socket still goes.
+                await self.shutdown()
 
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(main())
+        try:
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(main())
+        finally:
+            self._stop_requested = False
+
+    def stop(self) -> None:
+        """Ask the server to shut down; safe to call from any thread.
+
+        It returns at once; :meth:`run` (or :meth:`serve_forever`) returns
+        once the shutdown is complete. Called before :meth:`run` has started
+        the server, it makes the run shut down as soon as it has started.
+        """
+        self._stop_requested = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._begin_shutdown)
 
     def _on_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
