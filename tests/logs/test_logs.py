@@ -162,10 +162,10 @@ def test_stats_are_logged_as_the_object_itself() -> None:
     logging.getLogger("pixl_ipc.server").info(message, extra=extra)
     entry = json.loads(out.getvalue())
     assert entry["stats"] == stats
-    assert json.loads(entry["message"].removeprefix("stats ")) == stats
+    assert json.loads(entry["message"].removeprefix("stats: ")) == stats
 
     text = io.StringIO()
     configure_logging(level="INFO", fmt="text", stream=text)
     logging.getLogger("pixl_ipc.server").info(message, extra=extra)
     line = text.getvalue().rstrip("\n")
-    assert json.loads(line.split(": stats ", 1)[1]) == stats
+    assert json.loads(line.split(" pixl_ipc.server: stats: ", 1)[1]) == stats

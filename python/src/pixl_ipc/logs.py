@@ -200,14 +200,18 @@ def ensure_logging() -> bool:
     return True
 
 
-def stats_message(stats: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def stats_message(stats: Mapping[str, Any], prefix: str = "stats: ") -> tuple[str, dict[str, Any]]:
     """The message and extra fields that log the server's statistics.
 
     Use as ``msg, extra = stats_message(stats); logger.info(msg, extra=extra)``:
-    the text line reads ``stats {...}`` with the statistics as compact JSON,
+    the text line reads ``stats: {...}`` with the statistics as compact JSON,
     and a JSON line carries them as its ``stats`` member, the same object
     ``/ipcserver/stats`` answers.
+
+    Args:
+        stats: the statistics (``IPCServer.get_stats()``).
+        prefix: the text before the JSON.
     """
     text = json.dumps(dict(stats), ensure_ascii=False, separators=(",", ":"), default=_json_default)
     # Logged without arguments, so a "%" in it is never taken for a format.
-    return "stats " + text, {"stats": dict(stats)}
+    return prefix + text, {"stats": dict(stats)}

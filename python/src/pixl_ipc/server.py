@@ -66,7 +66,7 @@ from .config import (
 from .connection import Connection, Request
 from .context import ServerContext, ServerLimits
 from .framing import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES, encode_line
-from .logs import ensure_logging
+from .logs import ensure_logging, stats_message
 from .protocol import push_message
 from .routing import Router
 from .stats import ServerStats
@@ -99,9 +99,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 RequestHandler = Callable[[Request], Any]
 
 
-def _log_requested(message: str, *args: Any) -> None:
+def _log_requested(message: str, *args: Any, extra: Mapping[str, Any] | None = None) -> None:
     """Log what an operator asked for (a signal) at whatever level the logger shows."""
-    logger.log(max(logging.INFO, logger.getEffectiveLevel()), message, *args)
+    logger.log(max(logging.INFO, logger.getEffectiveLevel()), message, *args, extra=extra)
 
 
 class IPCServer:
@@ -319,7 +319,8 @@ class IPCServer:
     def _roll_stats(self) -> None:
         """End the current stats interval: its counters become the reported ones."""
         self._stats.roll(len(self._ctx.connections))
-        logger.info("stats: %s", self.get_stats())
+        message, extra = stats_message(self.get_stats())
+        logger.info(message, extra=extra)
 
     def _on_stats_timer(self) -> None:
         self._roll_stats()
@@ -659,7 +660,8 @@ class IPCServer:
         if sig == signal.SIGHUP:
             self._on_hangup()
         elif sig == signal.SIGUSR1:
-            _log_requested("received SIGUSR1: stats: %s", self.get_stats())
+            message, extra = stats_message(self.get_stats(), prefix="received SIGUSR1: stats: ")
+            _log_requested(message, extra=extra)
         else:
             logger.info("received %s: shutting down", name)
             self._stop_requested = True
