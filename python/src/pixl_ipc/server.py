@@ -17,8 +17,8 @@ connection. Make it ``async``, or register it with ``threaded=True`` to run it
 in a thread pool.
 
 Signals (:meth:`IPCServer.run` on the main thread): SIGTERM, SIGINT and
-SIGQUIT shut down cleanly (LIFE-7); SIGHUP is logged and changes nothing yet;
-SIGUSR1 logs the statistics.
+SIGQUIT shut down cleanly (LIFE-7); SIGHUP calls :meth:`IPCServer.reload`
+(log files reopened, reload hooks run); SIGUSR1 logs the statistics.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from .config import (
 from .connection import Connection, Request
 from .context import ServerContext, ServerLimits
 from .framing import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES, encode_line
-from .logs import ensure_logging, stats_message
+from .logs import ensure_logging, reopen_log_files, stats_message
 from .protocol import push_message
 from .routing import Router
 from .stats import ServerStats
@@ -216,7 +216,9 @@ class IPCServer:
         self._closed: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._stop_requested = False
+        self._reload_hooks: list[Callable[[], object]] = []
         register_builtins(self)
+        self._builtin_routes = len(self._router)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> IPCServer:
@@ -292,6 +294,46 @@ class IPCServer:
     def handler_names(self) -> list[str]:
         """Registered handler names, in match order."""
         return self._router.names
+
+    def replace_handlers(self, register: Callable[[IPCServer], object]) -> None:
+        """Replace every handler added after the built-ins with those that ``register(self)`` adds.
+
+        The built-ins stay first, and the default handler is reset before
+        ``register`` runs. Call it on the event loop's thread (a reload hook
+        runs there): no request is routed while the table is rebuilt.
+
+        Args:
+            register: called with this server; adds handlers as a handler
+                module's ``register(server)`` does.
+
+        Raises:
+            Exception: what ``register`` raised; the handlers are then left as they were.
+        """
+        routes, default = self._router.routes, self._ctx.default_handler
+        self._router.replace(routes[: self._builtin_routes])
+        self._ctx.default_handler = None
+        try:
+            register(self)
+        except BaseException:
+            self._router.replace(routes)
+            self._ctx.default_handler = default
+            raise
+
+    def set_allowed_peers(
+        self, allowed_uids: Iterable[int] | None = None, allowed_gids: Iterable[int] | None = None
+    ) -> None:
+        """Change which peers are served (SEC-2), as the constructor's options of the same names.
+
+        Connections open already are not affected; the next ones are checked
+        against the new lists.
+
+        Raises:
+            ConfigError: a list holds something other than ids.
+        """
+        uids = check_id_set("allowed_uids", allowed_uids)
+        gids = check_id_set("allowed_gids", allowed_gids)
+        self.allowed_uids, self.allowed_gids = uids, gids
+        self._ctx.access = AccessRule(uids, gids)
 
     # --- statistics -------------------------------------------------------------
 
@@ -601,8 +643,8 @@ class IPCServer:
         Configures logging to stderr if the application has not configured
         any (:func:`~pixl_ipc.logs.ensure_logging`), so that a failing
         handler's traceback is seen. On the main thread it handles signals:
-        SIGTERM, SIGINT and SIGQUIT shut down, SIGHUP is logged and changes
-        nothing yet, SIGUSR1 logs the statistics. On any other thread it installs no signal
+        SIGTERM, SIGINT and SIGQUIT shut down, SIGHUP calls :meth:`reload`,
+        SIGUSR1 logs the statistics. On any other thread it installs no signal
         handler, and the program ends it with :meth:`stop`. However it ends,
         the socket file it created is removed. Uses uvloop when it can be
         imported, else plain asyncio.
@@ -655,10 +697,39 @@ class IPCServer:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._begin_shutdown)
 
+    def add_reload_hook(self, hook: Callable[[], object]) -> None:
+        """Have :meth:`reload` (SIGHUP under :meth:`run`) call ``hook()``, on the event loop's thread."""
+        if not callable(hook):
+            raise TypeError("the reload hook is not callable")
+        self._reload_hooks.append(hook)
+
+    def reload(self) -> str:
+        """What SIGHUP does: reopen the log files and call the reload hooks.
+
+        Log files are those of :func:`pixl_ipc.logs.configure_logging`
+        (``pixl-ipc serve --log-file``). A hook that raises is logged with its
+        traceback; the others still run and the server goes on serving.
+
+        Returns:
+            What was done, in words, for the log.
+        """
+        reopened = reopen_log_files()
+        failed = 0
+        for hook in list(self._reload_hooks):
+            try:
+                hook()
+            except Exception:
+                failed += 1
+                logger.exception("a reload hook failed; what it reloads is left as it was")
+        if not reopened and not self._reload_hooks:
+            return f"nothing to reload; still serving on {self.address}"
+        done = f"{reopened} log file(s) reopened, {len(self._reload_hooks)} reload hook(s) called"
+        return done + (f", {failed} failed" if failed else "")
+
     def _on_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
         if sig == signal.SIGHUP:
-            self._on_hangup()
+            _log_requested("received SIGHUP: %s", self.reload())
         elif sig == signal.SIGUSR1:
             message, extra = stats_message(self.get_stats(), prefix="received SIGUSR1: stats: ")
             _log_requested(message, extra=extra)
@@ -666,10 +737,6 @@ class IPCServer:
             logger.info("received %s: shutting down", name)
             self._stop_requested = True
             self._begin_shutdown()
-
-    def _on_hangup(self) -> None:
-        """SIGHUP: the place to reopen log files and reload what is safe; for now it only says so."""
-        _log_requested("received SIGHUP: nothing to reload; still serving on %s", self.address)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
