@@ -33,11 +33,11 @@ def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--log-level``, ``--log-format`` and ``--log-file`` to ``parser``."""
     parser.add_argument(
         "--log-level",
-        default="WARNING",
         type=str.upper,
         choices=LOG_LEVELS,
         metavar="LEVEL",
-        help="the lowest level logged: DEBUG, INFO, WARNING (default), ERROR, CRITICAL",
+        help="the lowest level logged: DEBUG, INFO, WARNING, ERROR, CRITICAL "
+        "(default: log_level of --config, else WARNING)",
     )
     parser.add_argument(
         "--log-format",
@@ -52,13 +52,18 @@ def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def setup_logging(args: argparse.Namespace) -> None:
+def setup_logging(args: argparse.Namespace, config_level: str | None = None) -> None:
     """Configure logging as ``args`` say (see :func:`add_logging_arguments`).
+
+    Args:
+        args: the parsed arguments.
+        config_level: the config file's ``log_level``, used without ``--log-level``.
 
     Raises:
         OSError: the log file cannot be opened.
     """
-    configure_logging(level=args.log_level, fmt=args.log_format, file=args.log_file)
+    level = args.log_level or config_level or "WARNING"
+    configure_logging(level=level, fmt=args.log_format, file=args.log_file)
 
 
 def activated_socket_path(environ: Mapping[str, str] | None = None) -> str | None:
