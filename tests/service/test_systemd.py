@@ -86,6 +86,8 @@ def test_the_units_are_a_notify_service_activated_by_its_socket() -> None:
     assert SERVICE["Unit.Requires"] == ["pixl-ipc.socket"]
     assert SOCKET["Socket.ListenStream"] == ["/run/pixl-ipc/pixl-ipc.sock"]
     assert "--socket" not in exec_start()
+    # systemctl reload: SIGHUP, which reopens log files and reloads (test_signals).
+    assert SERVICE["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     # Restrictive by default; the comment names the original's 0777.
     assert SOCKET["Socket.SocketMode"] == ["0660"]
     assert "SocketMode=0777" in (UNITS / "pixl-ipc.socket").read_text()
