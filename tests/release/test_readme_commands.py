@@ -15,9 +15,11 @@ in ``EXPECTED_STATUS``). The only changes made to a command:
 - A command that installs with pip runs with a fresh virtualenv's ``bin``
   first on PATH, so it never changes the kit's ``.venv``; an npm command runs
   in a fresh directory, as in a user's own project.
-- A command that starts a server (``SERVER_COMMANDS``) runs in the background
-  until the block's other commands are done, and is then stopped with
-  SIGTERM; a socket that a block uses and none of its commands serves is
+- A command that starts a server in the foreground (``SERVER_COMMANDS``), as
+  a user would in a terminal of its own, runs in the background until the
+  block's other commands are done, and is then stopped with SIGTERM. A block
+  that starts its own background jobs (a command ending in ``&``) runs as one
+  script instead. A socket that a block uses and none of its commands serves is
   served by the kit's server, started by the test with the message limit
   that the READMEs' conformance commands name (16 MiB).
 
@@ -71,6 +73,7 @@ SUBSTITUTIONS = {
     '--adapter "..."': '--adapter "{python} python/adapters/adapter.py --client asyncio"',
     ".venv/bin/pip": "{venv}/bin/pip",
     "<path-to-kit>": "{repo}",
+    "path/to/pixl-ipc-kit": "{repo}",
 }
 
 # Commands (as they are after substitution) that start a server in the foreground.
@@ -238,11 +241,12 @@ def background(command: str, env: dict[str, str], path: str) -> Iterator[None]:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(30)
-        except subprocess.TimeoutExpired:
+        # Whatever the shell started and left behind goes too.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
 
@@ -257,6 +261,10 @@ def run_block(block: Block, tmp: Path) -> None:
         if original not in SKIPPED
     ]
     served = {served_socket(cmd, tmp) for _, cmd in commands if is_server(cmd)}
+    if any(command.endswith("&") for _, command in commands):
+        # The block runs its own background jobs: one script, as written.
+        script = "set -e\n" + "\n".join(command for _, command in commands)
+        commands = [("\n".join(original for original, _ in commands), script)]
     used = {
         path
         for _, cmd in commands
