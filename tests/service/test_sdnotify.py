@@ -5,27 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pixl_ipc.sdnotify import notify, notify_address
 
 
-@pytest.fixture
-def receiver(short_tmp: Path) -> Iterator[tuple[socket.socket, str]]:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = str(short_tmp / "notify.sock")
-    sock.bind(path)
-    sock.settimeout(10)
-    yield sock, path
-    sock.close()
-
-
 def test_notify_sends_one_datagram_of_lines(
-    receiver: tuple[socket.socket, str],
+    notify_socket: tuple[socket.socket, str],
 ) -> None:
-    sock, path = receiver
+    sock, path = notify_socket
     assert notify("READY=1", "STATUS=listening", environ={"NOTIFY_SOCKET": path})
     assert sock.recv(4096) == b"READY=1\nSTATUS=listening"
 

@@ -17,7 +17,6 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,17 +61,6 @@ def exec_start() -> list[str]:
     argv = shlex.split(command)
     assert argv[0] == INSTALLED_PIXL_IPC
     return [PIXL_IPC, *argv[1:]]
-
-
-@pytest.fixture
-def notify_socket(short_tmp: Path) -> Iterator[tuple[socket.socket, str]]:
-    """A stand-in for systemd's notification socket: (socket, NOTIFY_SOCKET value)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = str(short_tmp / "notify")
-    sock.bind(path)
-    sock.settimeout(20)
-    yield sock, path
-    sock.close()
 
 
 def notification(sock: socket.socket) -> dict[str, str]:
