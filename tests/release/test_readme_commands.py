@@ -67,6 +67,11 @@ SUBSTITUTIONS = {
     "build/pixl-ipc.sock": "{tmp}/pixl-ipc.sock",
     "make serve": "make serve BUILD={tmp}",
     "report.xml": "{tmp}/report.xml",
+    # Files a command writes go to the temporary directory, not the checkout.
+    "> my_adapter.js": "> {tmp}/my_adapter.js",
+    '"node my_adapter.js"': '"node {tmp}/my_adapter.js"',
+    "> node-adapter.js": "> {tmp}/node-adapter.js",
+    '"node node-adapter.js"': '"node {tmp}/node-adapter.js"',
     # A user's own programs: the kit's own stand in.
     "node myserver.js": "{python} -m pixl_ipc serve --max-message-bytes 16777216",
     '--adapter "ruby my_adapter.rb"': '--adapter "{python} python/adapters/adapter.py --client blocking"',
@@ -90,6 +95,7 @@ SKIPPED = {
     "make conformance": "make test runs it",
     "phpunit -c php/phpunit.xml": "make test runs it",
     "node --test node/test/*.test.js": "make test runs it",
+    "composer install": "runs in a project of the user's; make test runs the same steps (php/tests/ComposerInstallTest.php)",
     "make bench": "takes about 5 minutes; make test runs the benchmark in its quick mode (tests/bench)",
 }
 
@@ -318,10 +324,26 @@ def test_readme_block_runs(block: Block) -> None:
     if all(command in SKIPPED for command in block.commands):
         pytest.skip("; ".join(f"{c}: {SKIPPED[c]}" for c in block.commands))
     tmp = Path(tempfile.mkdtemp(prefix="pxr-"))
+    before = untracked_files()
     try:
         run_block(block, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    left = untracked_files() - before
+    assert not left, f"{block.name} left files in the checkout: {sorted(left)}"
+
+
+def untracked_files() -> set[str]:
+    """Files in the checkout that git neither tracks nor ignores."""
+    proc = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return {line[3:] for line in proc.stdout.splitlines() if line.startswith("?? ")}
 
 
 def test_every_exception_still_names_a_readme_command() -> None:
@@ -338,6 +360,7 @@ def test_what_make_test_is_said_to_run_it_runs() -> None:
     assert "conformance" in recipe
     assert "node --test node/test/*.test.js" in recipe
     assert (REPO / "tests" / "bench").is_dir()
+    assert (REPO / "php" / "tests" / "ComposerInstallTest.php").is_file()
 
 
 def test_blocks_are_found_and_split_as_documented() -> None:
