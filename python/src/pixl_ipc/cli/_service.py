@@ -5,8 +5,8 @@ logrotate), as text or as one JSON object per line (``--log-format json``).
 Under systemd socket activation (``LISTEN_FDS``, ``LISTEN_PID``) the listening
 socket is inherited, so ``--socket`` is not needed: its path is read from the
 socket. With ``NOTIFY_SOCKET`` set (``Type=notify``), systemd is told
-``READY=1`` once the socket accepts connections and ``STOPPING=1`` when the
-shutdown begins, each with a ``STATUS=`` line.
+``READY=1`` once the socket accepts connections and ``STOPPING=1`` once the
+server has shut down, before the process exits, each with a ``STATUS=`` line.
 """
 
 from __future__ import annotations
