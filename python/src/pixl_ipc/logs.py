@@ -33,6 +33,7 @@ __all__ = [
     "ReopenableFileHandler",
     "configure_logging",
     "ensure_logging",
+    "logging_configured",
     "reopen_log_files",
     "stats_message",
 ]
