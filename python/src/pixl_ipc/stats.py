@@ -80,7 +80,7 @@ _TOTAL_KEYS = {
     "outOfMemory": "outOfMemory",
 }
 # Protocol replies (reason -> counter). Records that parse as JSON objects
-# count as requests received (DECISIONS: the original counts records).
+# count as requests received (as the original counts records).
 _REPLY_COUNTERS = {
     "message_too_large": "oversizeMessages",
     "server_busy": "serverBusy",
