@@ -46,7 +46,7 @@ from typing import Any
 import orjson
 import report
 from plot import plot_latency
-from procs import HERE, Server, fd_count, raise_nofile, run_json_worker, wait_stable
+from procs import HERE, CPUs, Server, fd_count, process_setup, raise_nofile, run_json_worker, wait_stable
 from workload import RawClient, make_data, stats
 
 REPO = HERE.parent.parent
@@ -131,12 +131,48 @@ HELPER_SERVERS = {
 }
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the processes run on (None: wherever the scheduler puts them).
+
+    Attributes:
+        server: every server (reference, floors, peers).
+        beside: load processes of one request at a time: the server's CPU.
+        apart: load processes that run beside a busy server (pipelined,
+            codec): another CPU.
+    """
+
+    server: CPUs = None
+    beside: CPUs = None
+    apart: CPUs = None
+
+    @classmethod
+    def choose(cls, pin: bool) -> Placement:
+        """Pin servers and load processes when asked and there are two CPUs to use."""
+        allowed = sorted(os.sched_getaffinity(0))
+        if not pin or len(allowed) < 2:
+            return cls()
+        first, second = frozenset(allowed[:1]), frozenset(allowed[1:2])
+        return cls(server=first, beside=first, apart=second)
+
+    def as_dict(self) -> dict[str, list[int] | None]:
+        """A JSON-ready view, for results.json."""
+        return {name: None if cpus is None else sorted(cpus) for name, cpus in asdict(self).items()}
+
+
+#: Connections the reference server accepts: more than the memory section
+#: opens (the default, 10,000, is exactly its largest count), so that the
+#: connection budget never refuses the benchmark's own load.
+MAX_CONNECTIONS = 20_000
+
+
 class Run:
     """One benchmark run: where sockets live, what was measured, what went wrong."""
 
-    def __init__(self, plan: Plan, out: Path) -> None:
+    def __init__(self, plan: Plan, out: Path, placement: Placement) -> None:
         self.plan = plan
         self.out = out
+        self.placement = placement
         self.tmp = Path(tempfile.mkdtemp(prefix="pxb-"))
         self.counter = 0
         self.errors: list[str] = []
@@ -147,16 +183,18 @@ class Run:
         return str(self.tmp / f"s{self.counter}.sock")
 
     def reference_server(self, *extra: str) -> Server:
+        """``pixl-ipc serve`` with budgets that leave the benchmark's load alone."""
         path = self.socket_path()
-        argv = [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, "--log-level", "WARNING", *extra]
-        return Server("reference server", argv, path)
+        argv = [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, "--log-level", "WARNING"]
+        argv += ["--max-connections", str(MAX_CONNECTIONS), *extra]
+        return Server("reference server", argv, path, cpus=self.placement.server)
 
     def helper_server(self, key: str) -> Server:
         """A floor or peer server (see HELPER_SERVERS)."""
         kind, label = HELPER_SERVERS[key]
         path = self.socket_path()
         argv = [sys.executable, str(HERE / "floors.py"), kind, "--socket", path]
-        return Server(label, argv, path)
+        return Server(label, argv, path, cpus=self.placement.server)
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
@@ -272,7 +310,7 @@ def _seq_args(plan: Plan, client: str, path: str) -> list[str]:
     ]
 
 
-def _script_seq(plan: Plan, client: str, path: str) -> dict[str, Any]:
+def _script_seq(plan: Plan, client: str, path: str, cpus: CPUs) -> dict[str, Any]:
     """Run the PHP or the Node benchmark client: the same arguments, the same JSON."""
     program = shutil.which(client)
     assert program is not None
@@ -286,7 +324,7 @@ def _script_seq(plan: Plan, client: str, path: str) -> dict[str, Any]:
         str(plan.seq_min_count),
         str(plan.seq_warmup),
     ]
-    done = subprocess.run(argv, capture_output=True, timeout=600, check=False)
+    done = subprocess.run(argv, capture_output=True, timeout=600, check=False, preexec_fn=process_setup(cpus))
     if done.returncode != 0:
         text = (done.stderr.decode() + done.stdout.decode())[-2000:]
         raise RuntimeError(f"{client} bench failed ({done.returncode}):\n{text}")
@@ -370,12 +408,13 @@ def sequential(run: Run) -> dict[str, Any]:
                 if target is None:
                     continue
                 with run.part(f"sequential round {round_no + 1}/{plan.seq_reps}: {key}"):
+                    cpus = run.placement.beside
                     if client in ("php", "node"):
-                        raw = _script_seq(plan, client, target.path)
+                        raw = _script_seq(plan, client, target.path, cpus)
                         timings = {kib: {"wall": wall} for kib, wall in raw["rtt_seconds"].items()}
                     else:
                         args = [*_seq_args(plan, client, target.path), "--server-pid", str(target.pid)]
-                        raw = orjson.loads(run_json_worker(args, timeout=timeout))
+                        raw = orjson.loads(run_json_worker(args, timeout=timeout, cpus=cpus))
                         timings = raw["timings"]
                     loops[key] = raw.get("loop")
                     for kib, measures in timings.items():
@@ -423,10 +462,10 @@ def _pipe_args(plan: Plan, client: str, path: str) -> list[str]:
     ]
 
 
-def _node_pipe(node: str, plan: Plan, server: Server) -> bytes:
+def _node_pipe(node: str, plan: Plan, server: Server, cpus: CPUs) -> bytes:
     argv = [node, str(NODE_BENCH), "--pipelined", server.path, str(NODE_INFLIGHT)]
     argv += [str(plan.pipe_reps), str(plan.pipe_window), str(plan.pipe_warmup), str(server.pid)]
-    done = subprocess.run(argv, capture_output=True, timeout=600, check=False)
+    done = subprocess.run(argv, capture_output=True, timeout=600, check=False, preexec_fn=process_setup(cpus))
     if done.returncode != 0:
         raise RuntimeError(f"node bench failed ({done.returncode}):\n{done.stderr.decode()[-2000:]}")
     return done.stdout
@@ -463,7 +502,7 @@ def pipelined(run: Run) -> dict[str, Any]:
             reference = servers.get("reference")
             if node is not None and reference is not None:
                 with run.part(f"pipelined round {round_no + 1}/{plan.pipe_rounds}: node -> reference"):
-                    raw = orjson.loads(_node_pipe(node, plan, reference))
+                    raw = orjson.loads(_node_pipe(node, plan, reference, run.placement.apart))
                     into = samples.setdefault(("node", "reference", 1, NODE_INFLIGHT), {})
                     for measure, values in raw["timings"].items():
                         into.setdefault(measure, []).extend(values)
@@ -475,7 +514,7 @@ def pipelined(run: Run) -> dict[str, Any]:
                     name = f"pipelined round {round_no + 1}/{plan.pipe_rounds}: {client} -> {server_key}"
                     with run.part(name):
                         args = [*_pipe_args(plan, client, target.path), "--server-pid", str(target.pid)]
-                        raw = orjson.loads(run_json_worker(args, timeout=600))
+                        raw = orjson.loads(run_json_worker(args, timeout=600, cpus=run.placement.apart))
                         loops[client] = raw.get("loop")
                         for one in raw["runs"]:
                             combo = (client, server_key, one["connections"], one["inflight"])
@@ -640,7 +679,7 @@ def codecs(run: Run) -> dict[str, Any]:
         "--min-time",
         str(plan.codec_min_time),
     ]
-    raw = orjson.loads(run_json_worker(args, timeout=600))
+    raw = orjson.loads(run_json_worker(args, timeout=600, cpus=run.placement.apart))
     section: dict[str, Any] = {"sizes_kib": raw["sizes_kib"], "cpu_seconds": {}}
     for kind, candidates in raw["cpu_seconds"].items():
         section["cpu_seconds"][kind] = {
@@ -658,12 +697,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="pixl-ipc benchmark against floors")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench", help="output directory")
     parser.add_argument("--quick", action="store_true", help="small counts, every part, well under a minute")
+    parser.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="leave every process to the scheduler instead of pinning it to a CPU",
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
-    run = Run(plan, args.out)
+    run = Run(plan, args.out, Placement.choose(args.pin))
     started = time.monotonic()
     results: dict[str, Any] = {"environment": environment(), "mode": plan.mode, "plan": asdict(plan)}
+    results["environment"]["cpu_placement"] = run.placement.as_dict()
     log(f"{plan.mode} run, {results['environment']['cpu_count']} CPUs, writing to {args.out}")
     try:
         results["sequential"] = sequential(run)
