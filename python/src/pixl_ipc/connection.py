@@ -65,11 +65,14 @@ from .protocol import (
 
 __all__ = [
     "LINES_PER_BATCH",
+    "READ_BUFFER_BYTES",
+    "BufferedConnection",
     "WRITE_BUFFER_HIGH",
     "WRITE_BUFFER_LOW",
     "Connection",
     "PeerCredentials",
     "Request",
+    "new_connection",
 ]
 
 logger = logging.getLogger("pixl_ipc.server")
@@ -149,6 +152,24 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {printable(self.uri, 80)} id={self.id!r} peer={tuple(self.peer)}>"
+
+
+#: Bytes a connection on plain asyncio reads at a time (asyncio's own read size).
+READ_BUFFER_BYTES = 256 * 1024
+
+
+def new_connection(context: ServerContext) -> Connection:
+    """The protocol of one accepted socket, for the running loop.
+
+    Plain asyncio reads each time into a fresh ``bytes`` of 256 KiB, which
+    glibc maps and unmaps for every read unless the program raised its malloc
+    thresholds (``pixl-ipc serve`` does, a library does not). There a
+    :class:`BufferedConnection` reads into a buffer its server's connections
+    share. uvloop reads into a buffer of its own already.
+    """
+    if isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+        return BufferedConnection(context)
+    return Connection(context)
 
 
 def _busy_reply(line: Any) -> ProtocolReply:
@@ -702,3 +723,25 @@ class Connection(asyncio.Protocol):
                 peer.uid,
                 f" ({suppressed} more since the last message)" if suppressed else "",
             )
+
+
+class BufferedConnection(Connection, asyncio.BufferedProtocol):
+    """A :class:`Connection` that reads into a buffer shared by its server's connections.
+
+    For plain asyncio (see :func:`new_connection`): each read lands in
+    the shared buffer and is copied out at once, so the next connection's
+    read can use it; only the bytes that came are allocated.
+    """
+
+    __slots__ = ()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buffer = self._ctx.read_buffer
+        if buffer is None:
+            buffer = self._ctx.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
+        return buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        buffer = self._ctx.read_buffer
+        assert buffer is not None
+        self.data_received(buffer[:nbytes].tobytes())
