@@ -416,7 +416,18 @@ class Connection(asyncio.Protocol):
             if self._backlog is None and decoder.has_unread and not self._held_back():
                 # More lines are waiting: the others are served before them.
                 self._schedule_serve()
-        self._update_reading()
+        # The usual case, one read answered at once, leaves nothing that
+        # could pause reading: the call is skipped then.
+        if (
+            self._read_paused
+            or self._tasks
+            or self._out_bytes
+            or self._sent_bytes
+            or self._decoder.has_unread
+            or self._backlog is not None
+            or self._ctx.closing
+        ):
+            self._update_reading()
 
     def _schedule_serve(self) -> None:
         """Serve on the loop's next turn (once, however often it is asked)."""
@@ -622,7 +633,11 @@ class Connection(asyncio.Protocol):
         if self._state not in (_OPEN, _PEER_DONE):
             return  # closed by the server (LIFE-8) or gone: nobody reads it
         if not (self._write_busy or self._out):
-            self._write(data)
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.write(data)  # _write(data), inline: once per read
+                if self._write_busy:
+                    self._count_unsent(transport)
             return
         # Small replies are copied into one buffer: the encoder's bytes of a
         # 30-byte reply may hold a 4 KiB allocation, and a peer that does not
@@ -644,12 +659,15 @@ class Connection(asyncio.Protocol):
             return
         transport.write(data)
         if self._write_busy:
-            # What the socket did not take stays in the transport until
-            # resume_writing: counted until then.
-            left = transport.get_write_buffer_size()
-            if left > self._sent_bytes:
-                self._ctx.budget.add(left - self._sent_bytes)
-                self._sent_bytes = left
+            self._count_unsent(transport)
+
+    def _count_unsent(self, transport: asyncio.Transport) -> None:
+        # What the socket did not take stays in the transport until
+        # resume_writing: counted until then.
+        left = transport.get_write_buffer_size()
+        if left > self._sent_bytes:
+            self._ctx.budget.add(left - self._sent_bytes)
+            self._sent_bytes = left
 
     def _take_held(self) -> bytes | bytearray:
         out, self._out = self._out, []
