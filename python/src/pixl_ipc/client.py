@@ -235,7 +235,7 @@ class IPCClient(ClientBase):
         try:
             conn = self._conn or self._reopen_locked()
             request_id, payload = proto.encode_request(uri, data)
-            proto.expect(request_id)
+            proto.outstanding.add(request_id)  # proto.expect(request_id)
             self._waiters[request_id] = waiter
             # Nobody reads: take the role now, which spares a lock round trip.
             reading = not self._reading
