@@ -131,33 +131,17 @@ HELPER_SERVERS = {
 }
 
 
-@dataclass(frozen=True)
-class Placement:
-    """Which CPUs the processes run on (None: wherever the scheduler puts them).
+def sequential_cpus(pin: bool) -> CPUs:
+    """The CPU the sequential section runs on: its servers and load processes together.
 
-    Attributes:
-        server: every server (reference, floors, peers).
-        beside: load processes of one request at a time: the server's CPU.
-        apart: load processes that run beside a busy server (pipelined,
-            codec): another CPU.
+    One request at a time gains nothing from a second CPU, and on the 2-vCPU
+    machines this project runs on, a round trip between two CPUs costs about
+    50 us more than on one; left to itself, the scheduler picks either from
+    one run to the next. None (the scheduler decides) when ``pin`` is False.
     """
-
-    server: CPUs = None
-    beside: CPUs = None
-    apart: CPUs = None
-
-    @classmethod
-    def choose(cls, pin: bool) -> Placement:
-        """Pin servers and load processes when asked and there are two CPUs to use."""
-        allowed = sorted(os.sched_getaffinity(0))
-        if not pin or len(allowed) < 2:
-            return cls()
-        first, second = frozenset(allowed[:1]), frozenset(allowed[1:2])
-        return cls(server=first, beside=first, apart=second)
-
-    def as_dict(self) -> dict[str, list[int] | None]:
-        """A JSON-ready view, for results.json."""
-        return {name: None if cpus is None else sorted(cpus) for name, cpus in asdict(self).items()}
+    if not pin:
+        return None
+    return frozenset(sorted(os.sched_getaffinity(0))[:1])
 
 
 #: Connections the reference server accepts: more than the memory section
@@ -169,10 +153,10 @@ MAX_CONNECTIONS = 20_000
 class Run:
     """One benchmark run: where sockets live, what was measured, what went wrong."""
 
-    def __init__(self, plan: Plan, out: Path, placement: Placement) -> None:
+    def __init__(self, plan: Plan, out: Path, seq_cpus: CPUs) -> None:
         self.plan = plan
         self.out = out
-        self.placement = placement
+        self.seq_cpus = seq_cpus
         self.tmp = Path(tempfile.mkdtemp(prefix="pxb-"))
         self.counter = 0
         self.errors: list[str] = []
@@ -182,19 +166,19 @@ class Run:
         self.counter += 1
         return str(self.tmp / f"s{self.counter}.sock")
 
-    def reference_server(self, *extra: str) -> Server:
+    def reference_server(self, *extra: str, cpus: CPUs = None) -> Server:
         """``pixl-ipc serve`` with budgets that leave the benchmark's load alone."""
         path = self.socket_path()
         argv = [sys.executable, "-m", "pixl_ipc", "serve", "--socket", path, "--log-level", "WARNING"]
         argv += ["--max-connections", str(MAX_CONNECTIONS), *extra]
-        return Server("reference server", argv, path, cpus=self.placement.server)
+        return Server("reference server", argv, path, cpus=cpus)
 
-    def helper_server(self, key: str) -> Server:
+    def helper_server(self, key: str, cpus: CPUs = None) -> Server:
         """A floor or peer server (see HELPER_SERVERS)."""
         kind, label = HELPER_SERVERS[key]
         path = self.socket_path()
         argv = [sys.executable, str(HERE / "floors.py"), kind, "--socket", path]
-        return Server(label, argv, path, cpus=self.placement.server)
+        return Server(label, argv, path, cpus=cpus)
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
@@ -341,16 +325,16 @@ def _available(module: str) -> bool:
 
 
 @contextmanager
-def _servers(run: Run, wanted: Sequence[str]) -> Iterator[dict[str, Server]]:
+def _servers(run: Run, wanted: Sequence[str], cpus: CPUs = None) -> Iterator[dict[str, Server]]:
     """Start the servers named in ``wanted`` (reference, or a HELPER_SERVERS key); stop them after."""
     started: dict[str, Server] = {}
     try:
         for key in wanted:
             with run.part(f"start {key}"):
                 if key == "reference":
-                    started[key] = run.reference_server()
+                    started[key] = run.reference_server(cpus=cpus)
                 else:
-                    started[key] = run.helper_server(key)
+                    started[key] = run.helper_server(key, cpus=cpus)
         yield started
     finally:
         for server in started.values():
@@ -401,14 +385,14 @@ def sequential(run: Run) -> dict[str, Any]:
     # samples[series][measure][kib]: measure is wall, server_cpu or client_cpu.
     samples: dict[str, dict[str, dict[str, list[float]]]] = {key: {} for key, *_ in wanted}
     loops: dict[str, Any] = {}
-    with _servers(run, needed) as servers:
+    with _servers(run, needed, run.seq_cpus) as servers:
         for round_no in range(plan.seq_reps):
             for key, _label, client, server_key in wanted:
                 target = servers.get(server_key)
                 if target is None:
                     continue
                 with run.part(f"sequential round {round_no + 1}/{plan.seq_reps}: {key}"):
-                    cpus = run.placement.beside
+                    cpus = run.seq_cpus
                     if client in ("php", "node"):
                         raw = _script_seq(plan, client, target.path, cpus)
                         timings = {kib: {"wall": wall} for kib, wall in raw["rtt_seconds"].items()}
@@ -462,10 +446,10 @@ def _pipe_args(plan: Plan, client: str, path: str) -> list[str]:
     ]
 
 
-def _node_pipe(node: str, plan: Plan, server: Server, cpus: CPUs) -> bytes:
+def _node_pipe(node: str, plan: Plan, server: Server) -> bytes:
     argv = [node, str(NODE_BENCH), "--pipelined", server.path, str(NODE_INFLIGHT)]
     argv += [str(plan.pipe_reps), str(plan.pipe_window), str(plan.pipe_warmup), str(server.pid)]
-    done = subprocess.run(argv, capture_output=True, timeout=600, check=False, preexec_fn=process_setup(cpus))
+    done = subprocess.run(argv, capture_output=True, timeout=600, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"node bench failed ({done.returncode}):\n{done.stderr.decode()[-2000:]}")
     return done.stdout
@@ -502,7 +486,7 @@ def pipelined(run: Run) -> dict[str, Any]:
             reference = servers.get("reference")
             if node is not None and reference is not None:
                 with run.part(f"pipelined round {round_no + 1}/{plan.pipe_rounds}: node -> reference"):
-                    raw = orjson.loads(_node_pipe(node, plan, reference, run.placement.apart))
+                    raw = orjson.loads(_node_pipe(node, plan, reference))
                     into = samples.setdefault(("node", "reference", 1, NODE_INFLIGHT), {})
                     for measure, values in raw["timings"].items():
                         into.setdefault(measure, []).extend(values)
@@ -514,7 +498,7 @@ def pipelined(run: Run) -> dict[str, Any]:
                     name = f"pipelined round {round_no + 1}/{plan.pipe_rounds}: {client} -> {server_key}"
                     with run.part(name):
                         args = [*_pipe_args(plan, client, target.path), "--server-pid", str(target.pid)]
-                        raw = orjson.loads(run_json_worker(args, timeout=600, cpus=run.placement.apart))
+                        raw = orjson.loads(run_json_worker(args, timeout=600))
                         loops[client] = raw.get("loop")
                         for one in raw["runs"]:
                             combo = (client, server_key, one["connections"], one["inflight"])
@@ -679,7 +663,7 @@ def codecs(run: Run) -> dict[str, Any]:
         "--min-time",
         str(plan.codec_min_time),
     ]
-    raw = orjson.loads(run_json_worker(args, timeout=600, cpus=run.placement.apart))
+    raw = orjson.loads(run_json_worker(args, timeout=600))
     section: dict[str, Any] = {"sizes_kib": raw["sizes_kib"], "cpu_seconds": {}}
     for kind, candidates in raw["cpu_seconds"].items():
         section["cpu_seconds"][kind] = {
@@ -701,15 +685,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-pin",
         dest="pin",
         action="store_false",
-        help="leave every process to the scheduler instead of pinning it to a CPU",
+        help="leave the sequential section to the scheduler instead of pinning it to one CPU",
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     args.out.mkdir(parents=True, exist_ok=True)
-    run = Run(plan, args.out, Placement.choose(args.pin))
+    run = Run(plan, args.out, sequential_cpus(args.pin))
     started = time.monotonic()
     results: dict[str, Any] = {"environment": environment(), "mode": plan.mode, "plan": asdict(plan)}
-    results["environment"]["cpu_placement"] = run.placement.as_dict()
+    results["environment"]["sequential_cpus"] = None if run.seq_cpus is None else sorted(run.seq_cpus)
     log(f"{plan.mode} run, {results['environment']['cpu_count']} CPUs, writing to {args.out}")
     try:
         results["sequential"] = sequential(run)

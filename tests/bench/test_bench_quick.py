@@ -55,12 +55,8 @@ def test_results_json_has_every_section(
     env = results["environment"]
     for key in ("cpu_count", "python", "php", "uvloop", "date"):
         assert key in env
-    placement = env["cpu_placement"]
-    if len(os.sched_getaffinity(0)) >= 2:
-        # Sequential load beside its server, pipelined load on another CPU.
-        assert placement["server"] == placement["beside"] != placement["apart"]
-    else:
-        assert placement == {"server": None, "beside": None, "apart": None}
+    # The sequential section runs on one CPU, the first this process may use.
+    assert env["sequential_cpus"] == sorted(os.sched_getaffinity(0))[:1]
     assert results["errors"] == []
 
     sequential = results["sequential"]
@@ -147,7 +143,7 @@ def test_reference_server_admits_more_connections_than_the_memory_section_opens(
         import bench
     finally:
         sys.path.remove(str(BENCH.parent))
-    run = bench.Run(bench.FULL, tmp_path, bench.Placement())
+    run = bench.Run(bench.FULL, tmp_path, None)
     with run.reference_server() as server:
         argv = server.proc.args
         budget = int(argv[argv.index("--max-connections") + 1])
@@ -155,16 +151,13 @@ def test_reference_server_admits_more_connections_than_the_memory_section_opens(
     run.close()
 
 
-def test_placement_pins_only_when_asked_and_two_cpus_are_there() -> None:
+def test_sequential_section_is_pinned_only_when_asked() -> None:
     sys.path.insert(0, str(BENCH.parent))
     try:
         import bench
     finally:
         sys.path.remove(str(BENCH.parent))
-    assert bench.Placement.choose(pin=False) == bench.Placement()
-    chosen = bench.Placement.choose(pin=True)
-    if len(os.sched_getaffinity(0)) >= 2:
-        assert chosen.server == chosen.beside
-        assert chosen.apart is not None and not chosen.apart & chosen.server
-    else:
-        assert chosen == bench.Placement()
+    assert bench.sequential_cpus(pin=False) is None
+    pinned = bench.sequential_cpus(pin=True)
+    assert pinned is not None and len(pinned) == 1
+    assert pinned <= os.sched_getaffinity(0)
