@@ -95,9 +95,10 @@ class ServerStats:
         slow_threshold: answers slower than this many seconds count as slow.
 
     Attributes:
-        current: the counters of the interval in progress. A server's
-            per-request loop adds to ``current.requests`` itself (what
-            :meth:`record_request` does), to spare a call per request.
+        current: the counters of the interval in progress. A connection's
+            request loop adds to ``requests``, ``duration`` and
+            ``slowResponses`` itself, as :meth:`record_request` and
+            :meth:`record_answer` do, to spare two calls per request.
     """
 
     __slots__ = ("_last", "_started", "_totals", "current", "slow_threshold")
