@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .server_context import Conn, StepFailed
+from .server_context import StepFailed
 from .wirekit import ECHO_URI, echo_line, encode_message, padded_echo, resolve_vars
 
 DELAY_URI = "/ipcserver/test/delay"
@@ -29,10 +29,12 @@ __all__ = ["EXPECTED_NESTING_MAX", "generate", "send_payload"]
 EXPECTED_NESTING_MAX = 256
 
 
-def send_payload(conn: Conn, step: dict[str, Any], variables: dict[str, Any]) -> bytes:
+def send_payload(pending: dict[Any, Any], step: dict[str, Any], variables: dict[str, Any]) -> bytes:
     """The bytes a ``send`` step writes: ``message``, ``messages``, ``text``, ``hex`` or ``generate``.
 
     ``eol`` (default LF) ends each message; ``ascii`` escapes non-ASCII characters.
+    A generator registers in ``pending`` (a connection's, see :func:`generate`)
+    the data each of its answers must carry.
 
     Raises:
         StepFailed: a generator needs a value the runner does not know.
@@ -48,11 +50,11 @@ def send_payload(conn: Conn, step: dict[str, Any], variables: dict[str, Any]) ->
     if "hex" in step:
         return bytes.fromhex(step["hex"])
     spec: dict[str, Any] = resolve_vars(step["generate"], variables)
-    return generate(conn, spec, variables) + eol
+    return generate(pending, spec, variables) + eol
 
 
-def generate(conn: Conn, spec: dict[str, Any], variables: dict[str, Any]) -> bytes:
-    """The bytes of one generated request (without the LF); registers its expected answer.
+def generate(pending: dict[Any, Any], spec: dict[str, Any], variables: dict[str, Any]) -> bytes:
+    """The bytes of one generated request (without the LF); registers its expected answer in ``pending``.
 
     Raises:
         StepFailed: the generator needs the server's limit and it is not known.
@@ -62,12 +64,12 @@ def generate(conn: Conn, spec: dict[str, Any], variables: dict[str, Any]) -> byt
         lines = []
         for n in range(spec["count"]):
             request_id = f"{spec['id_prefix']}{n}"
-            conn.pending[request_id] = {"i": n}
+            pending[request_id] = {"i": n}
             lines.append(echo_line(request_id, {"i": n}))
         return b"\n".join(lines)
     if kind == "echo_big":
         line, data = padded_echo(spec["id"], spec["bytes"])
-        conn.pending[spec["id"]] = data
+        pending[spec["id"]] = data
         return line
     if kind == "oversize":
         limit = variables.get("max_message_bytes")
@@ -79,7 +81,7 @@ def generate(conn: Conn, spec: dict[str, Any], variables: dict[str, Any]) -> byt
         lines = []
         for n in range(spec["count"]):
             request_id = f"{spec['id_prefix']}{n}"
-            conn.pending[request_id] = {"delay": spec["delay_ms"]}
+            pending[request_id] = {"delay": spec["delay_ms"]}
             lines.append(
                 encode_message(
                     {"ipcReqID": request_id, "uri": DELAY_URI, "data": {"delay": spec["delay_ms"]}}
@@ -96,7 +98,7 @@ def generate(conn: Conn, spec: dict[str, Any], variables: dict[str, Any]) -> byt
             expected: Any = []
             for _ in range(depth - 1):
                 expected = [expected]
-            conn.pending[request_id] = expected
+            pending[request_id] = expected
         head = encode_message({"ipcReqID": request_id, "uri": ECHO_URI})[:-1]
         return head + b',"data":' + arrays + b"}"
     raise StepFailed("a known generator", kind)
