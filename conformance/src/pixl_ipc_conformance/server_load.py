@@ -12,9 +12,13 @@ Both drive many non-blocking sockets from one selector loop.
 
 from __future__ import annotations
 
+import fcntl
 import selectors
+import struct
+import termios
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 from .server_context import Conn, ServerCaseContext, StepFailed, is_push
 from .server_steps import op_probe
@@ -22,6 +26,9 @@ from .wire import Received, WireConnection, WireError
 from .wirekit import echo_line, json_equal, padded_echo
 
 __all__ = ["STEPS"]
+
+#: How often a flood that cannot write looks whether the server still reads.
+_STALL_POLL_S = 0.05
 
 
 def op_fanout(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
@@ -109,24 +116,10 @@ def op_flood(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
     try:
         wire.sock.setblocking(False)
         selector.register(wire.sock, selectors.EVENT_WRITE)
-        pending = b""
-        # Phase 1: write without reading until a write waits stall_s (LIMIT-5).
-        while True:
-            if not pending:
-                pending = next(lines, b"")
-                if not pending:
-                    _all_read_without_backpressure(ctx, conn, expected, count, size)
-            try:
-                pending = pending[wire.send_some(pending) :]
-                continue
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise StepFailed("the server to keep the connection", str(exc)) from exc
-            if not selector.select(min(stall_s * ctx.scale, max(0.0, deadline - time.monotonic()))):
-                break
-            if time.monotonic() > deadline:
-                raise StepFailed("the flood written", "the time bound passed")
+        # Phase 1: write without reading until the server stops reading (LIMIT-5).
+        pending = _write_until_stalled(wire, selector, lines, stall_s * ctx.scale, deadline)
+        if pending is None:
+            _all_read_without_backpressure(ctx, conn, expected, count, size)
         # Phase 2: the server must serve others meanwhile (LIMIT-6).
         op_probe(ctx, {"within_s": step.get("probe_within_s", 2.0)})
         # Phase 3: read every answer while writing the rest.
@@ -161,6 +154,57 @@ def op_flood(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
         wire.close()
 
 
+def _write_until_stalled(
+    wire: WireConnection,
+    selector: selectors.BaseSelector,
+    chunks: Iterator[bytes],
+    stall_s: float,
+    deadline: float,
+) -> bytes | None:
+    """Write ``chunks`` until the server has read nothing for ``stall_s``; what is left unwritten.
+
+    Returns None when everything was written. A server that reads slowly is
+    not one that stopped: where the system says how much of what was written
+    the server has not read yet (Linux), any change of it counts as reading,
+    although the socket only becomes writable again once most is read.
+    """
+    pending = b""
+    stalled_since: float | None = None
+    unread: int | None = None
+    while True:
+        if not pending:
+            pending = next(chunks, b"")
+            if not pending:
+                return None
+        try:
+            pending = pending[wire.send_some(pending) :]
+            stalled_since = None
+            continue
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise StepFailed("the server to keep the connection", str(exc)) from exc
+        if time.monotonic() > deadline:
+            raise StepFailed("the flood written", "the time bound passed")
+        if selector.select(min(_STALL_POLL_S, max(0.0, deadline - time.monotonic()))):
+            continue
+        now, before, unread = time.monotonic(), unread, _unread_bytes(wire)
+        if stalled_since is None or (unread is not None and unread != before):
+            stalled_since = now
+        elif now - stalled_since >= stall_s:
+            return pending
+
+
+def _unread_bytes(wire: WireConnection) -> int | None:
+    """Bytes written that the peer has not read yet (SIOCOUTQ, Linux), or None where unknown."""
+    try:
+        answer = fcntl.ioctl(wire.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    except (OSError, AttributeError):
+        return None
+    value: int = struct.unpack("i", answer)[0]
+    return value
+
+
 def _read_flood_answers(
     ctx: ServerCaseContext, wire: WireConnection, expected: set[str], data_of: Any, count: int
 ) -> None:
@@ -178,7 +222,7 @@ def _read_flood_answers(
 
 def _all_read_without_backpressure(
     ctx: ServerCaseContext, conn: Conn, expected: set[str], count: int, size: int
-) -> None:
+) -> NoReturn:
     """Every request was written and the server never stopped reading: say what it did instead."""
     answered = 0
     deadline = min(ctx.deadline, time.monotonic() + 2.0 * ctx.scale)
