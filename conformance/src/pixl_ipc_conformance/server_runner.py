@@ -8,6 +8,7 @@ table :data:`STEPS` (``$defs/server_step`` of ``case.schema.json``):
 - :mod:`.server_steps`: ``connect``, ``send``, ``expect``, ``expect_none``,
   ``expect_closed``, ``shutdown_write``, ``close``, ``sleep``, ``probe``;
 - :mod:`.server_load`: ``fanout``, ``flood``;
+- :mod:`.server_hostile`: ``storm``, ``tiny_flood``;
 - :mod:`.server_lifecycle`: ``spawn``, ``signal``, ``expect_mode``,
   ``replace_path``, ``expect_exit``;
 - :mod:`.server_resources`: ``count_fds``, ``expect_fds``, ``poll``.
@@ -29,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import server_lifecycle, server_load, server_resources, server_steps
+from . import server_hostile, server_lifecycle, server_load, server_resources, server_steps
 from .model import Case, CaseResult, Progress, RunOptions, Verdict, not_run, result_for, skipped
 from .server_context import ServerCaseContext, StepFailed
 from .server_process import ServerStartError, ServerUnderTest, gone_reason
@@ -42,6 +43,7 @@ __all__ = ["SERVER_NEEDS", "STEPS", "run_server_case", "run_server_cases"]
 STEPS: dict[str, Callable[[ServerCaseContext, dict[str, Any]], None]] = {
     **server_steps.STEPS,
     **server_load.STEPS,
+    **server_hostile.STEPS,
     **server_lifecycle.STEPS,
     **server_resources.STEPS,
 }
