@@ -75,7 +75,13 @@ EXPECTED: dict[str, set[str]] = {
         "S-UNKNOWN-MEMBERS",
         "S-URI-WRONG-TYPE",
     },
-    "no-reassembly": {"S-FRAME-CHUNKED", "S-FRAME-SPLIT"},
+    # The nested lines of 200 KB are longer than one read.
+    "no-reassembly": {
+        "S-DEEP-NESTING",
+        "S-ERR-NO-DETAILS",
+        "S-FRAME-CHUNKED",
+        "S-FRAME-SPLIT",
+    },
     "silent-bad-json": {
         "S-BAD-JSON",
         "S-BAD-JSON-ID",

@@ -20,6 +20,7 @@ import errno
 import json
 import math
 import os
+import select
 import signal
 import socket
 import stat
@@ -113,6 +114,10 @@ _WS = b" \t\r"
 INFLIGHT_MAX = 1024
 #: Unwritten answers past this many bytes stop reading (LIMIT-5).
 _HIGH_WATER = 1 * MIB
+#: Lines handled before the others get their turn (LIMIT-6).
+_LINES_PER_TURN = 64
+#: Bytes read at a time.
+_READ_SIZE = 16 * 1024
 
 
 def _mangle(value: Any) -> Any:
@@ -242,7 +247,8 @@ class BrokenServer:
         created = os.lstat(self.path).st_ino
         if self.mode is not None and self.defect != "chmod-late":
             os.chmod(self.path, self.mode)  # SEC-1: before the first connection is accepted
-        server = await asyncio.start_unix_server(self._client, sock=sock, limit=MIB, backlog=256)
+        # LIMIT-5: a connection's reading pauses with twice the limit unhandled.
+        server = await asyncio.start_unix_server(self._client, sock=sock, limit=_READ_SIZE, backlog=256)
         if self.mode is not None and self.defect == "chmod-late":
             asyncio.get_running_loop().call_later(1.0, os.chmod, self.path, self.mode)
         if ready is not None:
@@ -280,6 +286,10 @@ class BrokenServer:
                     os.unlink(self.path)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # asyncio's transports take up to 256 KiB from the socket at once,
+        # then wait until it is handled; small takes, as most servers make,
+        # keep the writes of a peer that floods lines going while they are.
+        writer.transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
         conn = _Conn(self, reader, writer)
         if self.defect == "max-100-connections" and len(self.conns) >= 100:
             writer.close()
@@ -292,19 +302,25 @@ class BrokenServer:
             self.leaked.append(os.open(os.devnull, os.O_RDONLY))
         self.stats["clientOpen"] += 1
         self.stats["maxConnections"] = max(self.stats["maxConnections"], len(self.conns))
+        gone = False
         try:
             await self._read_loop(conn)
             if self.defect == "disconnect-closes-all" and conn.tasks:
                 for other in list(self.conns - {conn}):
                     other.close()
-            if self.defect != "half-close-drop" and conn.tasks:
+            # LIFE-5: a peer that closed (not half-closed) is gone for good.
+            gone = bool(_peer_events(writer) & select.POLLHUP)
+            if not gone and self.defect != "half-close-drop" and conn.tasks:
                 # LIFE-2: answer what was read, then close.
                 await asyncio.gather(*conn.tasks, return_exceptions=True)
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
         except ConnectionError:
-            pass
+            gone = True
         finally:
+            if gone:
+                for task in conn.tasks:
+                    task.cancel()  # nobody to answer
             self.conns.discard(conn)
             self.stats["clientClose"] += 1
             conn.close()
@@ -336,7 +352,7 @@ class BrokenServer:
         # limit-ignores-cr: one byte more, taken only by a line that ends in CR.
         splitter = LineSplitter(self.limit + (self.defect == "limit-ignores-cr"))
         while not conn.closing:
-            chunk = await conn.reader.read(256 * 1024)
+            chunk = await conn.reader.read(_READ_SIZE)
             if not chunk:
                 return  # a partial line at end of stream is dropped (LIFE-2)
             if self.defect == "no-reassembly":
@@ -346,7 +362,9 @@ class BrokenServer:
                 continue
             if self.defect == "first-line-only" and b"\n" in chunk:
                 chunk = chunk.partition(b"\n")[0] + b"\n"
-            for item in splitter.feed(chunk):
+            for turn, item in enumerate(splitter.feed(chunk), 1):
+                if turn % _LINES_PER_TURN == 0:
+                    await asyncio.sleep(0)  # LIMIT-6: the others' turn
                 if isinstance(item, Oversize):
                     await self._too_large(conn, item.head)  # LIMIT-2: discarded unread
                 elif len(item) > self.limit and not item.endswith(b"\r"):
@@ -388,6 +406,8 @@ class BrokenServer:
             return  # FRAME-4
         if not stripped.startswith(b"{"):
             return  # FRAME-5
+        if self.defect != "unbounded-buffering":
+            await self._below_mark(conn)
         try:
             request = self._parse(line)
         except DecodeError as exc:
@@ -405,13 +425,6 @@ class BrokenServer:
         conn.count += 1
         if self.defect == "lose-pipelined" and conn.count > 100:
             return
-        if self.defect != "unbounded-buffering":
-            # LIMIT-5: no more reading while the unwritten answers pass the mark.
-            transport = conn.writer.transport
-            if transport.get_write_buffer_size() > _HIGH_WATER:
-                with contextlib.suppress(ConnectionError):
-                    await conn.writer.drain()
-
         if self.defect == "in-order":
             await self._handle(conn, request)
             return
@@ -419,6 +432,12 @@ class BrokenServer:
         task = asyncio.create_task(self._handle(conn, request))
         conn.tasks.add(task)
         task.add_done_callback(conn.finished)
+
+    async def _below_mark(self, conn: _Conn) -> None:
+        """LIMIT-5: no more reading while the unwritten answers pass the mark."""
+        if conn.writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            with contextlib.suppress(ConnectionError):
+                await conn.writer.drain()
 
     def _parse(self, line: bytes) -> dict[str, Any]:
         """The request a ``{`` line holds (FRAME-6), with the defects that change it.
@@ -622,6 +641,17 @@ def _js_number(value: Any) -> float:
         return float(_js_text(value).strip() or 0) if isinstance(value, str | list) else math.nan
     except ValueError:
         return math.nan
+
+
+def _peer_events(writer: asyncio.StreamWriter) -> int:
+    """What poll() says of the connection: POLLHUP once the peer closed it (AF_UNIX)."""
+    fd = writer.get_extra_info("socket").fileno()
+    if fd < 0:
+        return 0  # closed by the server already
+    poller = select.poll()
+    poller.register(fd, 0)
+    events = poller.poll(0)
+    return events[0][1] if events else 0
 
 
 def _reject_constant(name: str) -> Any:
