@@ -28,5 +28,8 @@ pixl-ipc-conformance server --quiet --max-message-bytes 16777216 --capability ap
   --case 'S-ECHO,S-LIFE-*' --start "pixl-ipc serve --socket {socket} --max-message-bytes 16777216 \
 --chmod {chmod} --config {access_config} --handlers pixl_ipc_python.py"
 pixl-ipc-conformance client --quiet --case 'C-ECHO,C-TIMEOUT' --adapter "{python} adapter.py --client blocking"
+# Two servers alike: every carried input (recorded answers, server cases) answered the same.
+pixl-ipc-conformance compare --quiet --only-differences \
+  --start "pixl-ipc serve --socket {socket}" --start "pixl-ipc serve --socket {socket}"
 # Then every implementation of the kit; the matrix's paths are relative to its file.
 pixl-ipc-conformance matrix --matrix-file "$root/conformance/matrix.json" --out "$out"

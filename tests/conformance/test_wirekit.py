@@ -132,6 +132,25 @@ def test_json_equal_compares_types_too(a: Any, b: Any, equal: bool) -> None:
     assert json_equal(a, b) is equal
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        (b"[1.0, 1e2, -0.0]", b"[1, 100, 0]", True),
+        (b"[9007199254740993.0]", b"[9007199254740992]", False),
+        (b"[1e400]", b"[1e401]", False),
+        (b"[0.1]", b"[0.10]", True),
+        (b"[true]", b"[1.0]", False),
+    ],
+)
+def test_exact_numbers_compare_by_their_exact_value(
+    a: bytes, b: bytes, equal: bool
+) -> None:
+    left, right = decode_strict(a, exact=True), decode_strict(b, exact=True)
+    assert json_equal(left, right) is equal
+    # Read as doubles, these two would be equal.
+    assert json_equal(decode_strict(b"[1e400]"), decode_strict(b"[1e401]"))
+
+
 def test_show_writes_json_not_python() -> None:
     assert show(True) == "true"
     assert show({"a": None}) == '{"a": null}'

@@ -21,6 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pixl_ipc_conformance.compare_inputs import line_bytes, parts_bytes
+
 REPO = Path(__file__).resolve().parent.parent.parent
 ANSWERS = REPO / "spec" / "vectors" / "original-answers.json"
 ANSWERS_SCHEMA = REPO / "spec" / "vectors" / "original-answers.schema.json"
@@ -44,28 +46,6 @@ def load_answers() -> dict[str, Any]:
     return json.loads(ANSWERS.read_text(encoding="utf-8"))
 
 
-def part_bytes(parts: list[dict[str, Any]]) -> bytes:
-    """The bytes of a list of parts: ``text`` (UTF-8), ``hex`` or ``fill`` (text repeated)."""
-    out = bytearray()
-    for part in parts:
-        if "text" in part:
-            out += part["text"].encode("utf-8", "surrogatepass")
-        elif "hex" in part:
-            out += bytes.fromhex(part["hex"])
-        else:
-            out += part["fill"]["text"].encode("utf-8") * part["fill"]["count"]
-    return bytes(out)
-
-
-def line_bytes(line: str | list[dict[str, Any]]) -> bytes:
-    """An expected answer line as bytes (a string, or parts for long lines)."""
-    return (
-        line.encode("utf-8", "surrogatepass")
-        if isinstance(line, str)
-        else part_bytes(line)
-    )
-
-
 @dataclass
 class Outcome:
     """What a server did with one entry's input.
@@ -84,7 +64,7 @@ class Outcome:
 
 def replay(path: str, entry: dict[str, Any]) -> Outcome:
     """Send one entry's input to the server at ``path`` and collect its answers."""
-    data = part_bytes(entry["input"])
+    data = parts_bytes(entry["input"])
     half_close = entry.get("half_close", False)
     settle = _SETTLE + max(
         (

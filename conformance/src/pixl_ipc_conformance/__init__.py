@@ -11,7 +11,9 @@ cases, with their steps in :mod:`.server_steps`, :mod:`.server_load` and
 :mod:`.payloads`), :mod:`.server_process` (servers the runner starts),
 :mod:`.client_runner` (client cases: :mod:`.client_steps` over
 :mod:`.client_context`, :mod:`.client_parts`, :mod:`.scripted_server`,
-:mod:`.adapter_driver`), :mod:`.cli` (the command line).
+:mod:`.adapter_driver`), :mod:`.compare` (the same inputs against two servers:
+:mod:`.compare_inputs`, :mod:`.compare_replay`, :mod:`.compare_report`),
+:mod:`.cli` (the command line).
 """
 
 from __future__ import annotations

@@ -1,16 +1,19 @@
-"""Command line: ``pixl-ipc-conformance server|client|matrix|list|example``.
+"""Command line: ``pixl-ipc-conformance server|client|matrix|compare|list|example``.
 
 ``server --socket PATH`` checks a server already listening on PATH;
 ``server --start "CMD {socket}"`` starts one on a temporary socket first and
 stops it afterwards. ``client --adapter "CMD"`` checks a client through its
 adapter (spec/ADAPTER.md). ``matrix --out DIR`` runs both sides against every
-implementation listed in ``conformance/matrix.json``. ``list`` prints the cases;
+implementation listed in ``conformance/matrix.json``. ``compare`` replays the
+same inputs against two servers (each ``--socket`` or ``--start``) and shows
+where their answers differ (:mod:`.compare`). ``list`` prints the cases;
 ``example NAME`` prints a file of ``conformance/examples/`` (the example adapter).
 
-Exit status (the table is in conformance/README.md): 0 when no MUST case
+Exit status (the tables are in conformance/README.md): 0 when no MUST case
 failed, 1 when one did (with ``--strict``, a SHOULD case too) or a case could
 not run, 2 when the command cannot run as given (a selection of nothing
-included), 130 when interrupted.
+included), 130 when interrupted; for ``compare``, 0 when no input differs but
+as a declared row says, 1 when one does or could not be compared.
 """
 
 from __future__ import annotations
@@ -45,6 +48,21 @@ __all__ = ["UsageError", "main"]
 
 class UsageError(Exception):
     """A command line that cannot run as given (exit status 2); the text says why."""
+
+
+class _ServerAction(argparse.Action):
+    """``--socket`` and ``--start`` of ``compare``: each adds a server, in the order given."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        servers = list(getattr(namespace, self.dest, None) or [])
+        servers.append((str(option_string).lstrip("-"), values))
+        setattr(namespace, self.dest, servers)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +163,72 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--quiet", action="store_true", help="no progress line")
     matrix.add_argument("--strict", action="store_true", help="a WARN fails the run too")
     _add_paths(matrix)
+
+    compare = sub.add_parser(
+        "compare", help="replay the same inputs against two servers and show where their answers differ"
+    )
+    compare.add_argument(
+        "--socket",
+        dest="servers",
+        action=_ServerAction,
+        metavar="PATH",
+        help="a server listening on PATH (give two servers, each --socket or --start: A, then B)",
+    )
+    compare.add_argument(
+        "--start",
+        dest="servers",
+        action=_ServerAction,
+        metavar="COMMAND",
+        help="start this server command; {socket} is substituted",
+    )
+    compare.add_argument(
+        "--inputs",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="inputs of your own, in the format of spec/vectors/original-answers.json (repeatable)",
+    )
+    compare.add_argument(
+        "--case",
+        action="append",
+        metavar="ID_OR_GLOB",
+        help="replay only these inputs (entry ids, case ids; repeatable, comma-separated, globs allowed)",
+    )
+    compare.add_argument("--list", action="store_true", help="list the selected inputs and exit")
+    compare.add_argument(
+        "--only-differences", action="store_true", help="show only the inputs whose answers differ"
+    )
+    compare.add_argument(
+        "--json", metavar="FILE", type=Path, help="write every input, both answers and the verdict"
+    )
+    compare.add_argument(
+        "--answer-timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds each server has to answer an input (default 5): past it, 'no answer'",
+    )
+    compare.add_argument(
+        "--settle-ms",
+        type=float,
+        default=100.0,
+        metavar="MS",
+        help="how long to keep reading after a server answered an input (default 100)",
+    )
+    compare.add_argument(
+        "--exact-messages",
+        action="store_true",
+        help="compare the free-text messages of bad_json, message_too_large, ... exactly too",
+    )
+    compare.add_argument("--start-timeout", type=float, default=15.0, help="seconds to wait for each --start")
+    compare.add_argument(
+        "--cwd", type=Path, default=None, metavar="DIR", help="run the --start commands in DIR"
+    )
+    compare.add_argument(
+        "--cases-dir", type=Path, default=None, metavar="DIR", help="further server case files"
+    )
+    compare.add_argument("--quiet", action="store_true", help="no progress line")
 
     example = sub.add_parser("example", help="print an example the package carries (the Node adapter)")
     example.add_argument("name", nargs="?", help="the file (default: list them)")
@@ -372,6 +456,81 @@ def _run_matrix(args: argparse.Namespace) -> int:
     return status
 
 
+def _run_compare(args: argparse.Namespace) -> int:
+    from .compare import exit_status as compare_status
+    from .compare import run_compare
+    from .compare_inputs import case_inputs, load_inputs_file, recorded_inputs, select_inputs
+    from .compare_inputs import unmatched_patterns as unmatched_inputs
+    from .compare_replay import Bounds, Side
+    from .compare_report import Progress, format_skipped, format_table, summary_line, write_json
+
+    inputs = {item.id: item for item in recorded_inputs()}
+    replayed, skipped = case_inputs(load_cases("server", cases_dir=args.cases_dir))
+    inputs.update((item.id, item) for item in replayed)
+    for path in args.inputs:
+        # An input of the user's own replaces a carried one of the same id.
+        inputs.update((item.id, item) for item in load_inputs_file(path))
+    unmatched = unmatched_inputs(list(inputs.values()), args.case)
+    if unmatched:
+        names = ", ".join(repr(p) for p in unmatched)
+        raise UsageError(f"--case {names} matches no input (see: pixl-ipc-conformance compare --list)")
+    chosen = select_inputs(list(inputs.values()), args.case)
+    if args.case:
+        wanted = {item.group for item in chosen}
+        skipped = [(case_id, reason) for case_id, reason in skipped if case_id in wanted]
+    if args.list:
+        width = max(len(item.id) for item in chosen)
+        for item in chosen:
+            print(f"{item.id:<{width}}  {item.source:<28}  {item.title}")
+        print(f"{len(chosen)} inputs")
+        if skipped:
+            print(format_skipped(skipped))
+        return 0
+    servers = args.servers or []
+    if len(servers) != 2:
+        raise UsageError(
+            f"compare: give two servers, each --socket PATH or --start COMMAND (got {len(servers)})"
+        )
+    if args.answer_timeout <= 0 or args.settle_ms < 0:
+        raise UsageError("compare: --answer-timeout must be positive and --settle-ms not negative")
+    _check_cwd(args)
+    sides = tuple(
+        Side(
+            label,
+            socket=value if kind == "socket" else None,
+            start=value if kind == "start" else None,
+            cwd=args.cwd,
+            start_timeout=args.start_timeout,
+        )
+        for label, (kind, value) in zip("AB", servers, strict=True)
+    )
+    bounds = Bounds(answer_s=args.answer_timeout, settle_s=args.settle_ms / 1000.0)
+    progress = Progress(len(chosen), None if args.quiet else sys.stderr)
+    try:
+        for side in sides:
+            side.open()
+        comparisons = run_compare(
+            chosen, sides, bounds, exact_messages=args.exact_messages, progress=progress
+        )
+    finally:
+        progress.done()
+        for side in sides:
+            side.close()
+    status = compare_status(comparisons)
+    for side in sides:
+        print(f"{side.label}: {side.description}")
+    print(format_table(comparisons, only_differences=args.only_differences))
+    if skipped:
+        print(format_skipped(skipped))
+    for side in sides:
+        for note in side.notes:
+            print(f"note: {note}")
+    print(summary_line(comparisons, skipped))
+    if args.json is not None:
+        write_json(comparisons, skipped, sides, args.json, status=status)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -392,6 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_server(args)
         if args.command == "client":
             return _run_client(args)
+        if args.command == "compare":
+            return _run_compare(args)
         return _run_matrix(args)
     except (UsageError, CaseFileError, SchemaError, ServerStartError) as exc:
         print(f"pixl-ipc-conformance: {exc}", file=sys.stderr)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .server_context import Conn, StepFailed
+from .server_context import StepFailed
 from .wirekit import (
     ECHO_URI,
     ID_HEAD_BYTES,
@@ -45,10 +45,12 @@ __all__ = ["EXPECTED_NESTING_MAX", "generate", "send_payload"]
 EXPECTED_NESTING_MAX = 256
 
 
-def send_payload(conn: Conn, step: dict[str, Any], variables: dict[str, Any]) -> bytes:
+def send_payload(pending: dict[Any, Any], step: dict[str, Any], variables: dict[str, Any]) -> bytes:
     """The bytes a ``send`` step writes: ``message``, ``messages``, ``text``, ``hex`` or ``generate``.
 
     ``eol`` (default LF) ends each message; ``ascii`` escapes non-ASCII characters.
+    A generator registers in ``pending`` (a connection's, see :func:`generate`)
+    the data each of its answers must carry.
 
     Raises:
         StepFailed: a generator needs a value the runner does not know.
@@ -64,11 +66,11 @@ def send_payload(conn: Conn, step: dict[str, Any], variables: dict[str, Any]) ->
     if "hex" in step:
         return bytes.fromhex(step["hex"])
     spec: dict[str, Any] = resolve_vars(step["generate"], variables)
-    return generate(conn, spec, variables) + eol
+    return generate(pending, spec, variables) + eol
 
 
-def generate(conn: Conn, spec: dict[str, Any], variables: dict[str, Any]) -> bytes:
-    """The bytes of one generated request (without the LF); registers its expected answer.
+def generate(pending: dict[Any, Any], spec: dict[str, Any], variables: dict[str, Any]) -> bytes:
+    """The bytes of one generated request (without the LF); registers its expected answer in ``pending``.
 
     Raises:
         StepFailed: the generator needs the server's limit and it is not known.
@@ -78,12 +80,12 @@ def generate(conn: Conn, spec: dict[str, Any], variables: dict[str, Any]) -> byt
         lines = []
         for n in range(spec["count"]):
             request_id = f"{spec['id_prefix']}{n}"
-            conn.pending[request_id] = {"i": n}
+            pending[request_id] = {"i": n}
             lines.append(echo_line(request_id, {"i": n}))
         return b"\n".join(lines)
     if kind == "echo_big":
         line, data = padded_echo(spec["id"], spec["bytes"])
-        conn.pending[spec["id"]] = data
+        pending[spec["id"]] = data
         return line
     if kind == "oversize":
         line, _ = padded_echo(spec["id"], _limit(variables) + spec["over"])
@@ -92,7 +94,7 @@ def generate(conn: Conn, spec: dict[str, Any], variables: dict[str, Any]) -> byt
         lines = []
         for n in range(spec["count"]):
             request_id = f"{spec['id_prefix']}{n}"
-            conn.pending[request_id] = {"delay": spec["delay_ms"]}
+            pending[request_id] = {"delay": spec["delay_ms"]}
             lines.append(
                 encode_message(
                     {"ipcReqID": request_id, "uri": DELAY_URI, "data": {"delay": spec["delay_ms"]}}
@@ -109,13 +111,13 @@ def generate(conn: Conn, spec: dict[str, Any], variables: dict[str, Any]) -> byt
             expected: Any = []
             for _ in range(depth - 1):
                 expected = [expected]
-            conn.pending[request_id] = expected
+            pending[request_id] = expected
         head = encode_message({"ipcReqID": request_id, "uri": ECHO_URI})[:-1]
         return head + b',"data":' + arrays + b"}"
     if kind == "straddling_id":
         return _straddling_id(spec, variables)
     if kind == "long_uri":
-        return _long_uri(conn, spec)
+        return _long_uri(pending, spec)
     raise StepFailed("a known generator", kind)
 
 
@@ -144,14 +146,14 @@ def _straddling_id(spec: dict[str, Any], variables: dict[str, Any]) -> bytes:
     return line + b" " * (_limit(variables) + over - len(line))
 
 
-def _long_uri(conn: Conn, spec: dict[str, Any]) -> bytes:
+def _long_uri(pending: dict[Any, Any], spec: dict[str, Any]) -> bytes:
     """A request whose uri is ``bytes`` long and holds its id; registers its answer."""
     request_id = spec["id"]
     echo = spec.get("route") == "echo"
     head = f"{ECHO_URI}/{request_id}/" if echo else f"{CHURN_URI}{request_id}/"
     uri = head + padded_string(spec["bytes"] - len(head))
     if echo:
-        conn.pending[request_id] = {"id": request_id}
+        pending[request_id] = {"id": request_id}
         return encode_message({"ipcReqID": request_id, "uri": uri, "data": {"id": request_id}})
-    conn.pending[request_id] = {"code": "no_handler_found", "message": f"No handler found for {uri}"}
+    pending[request_id] = {"code": "no_handler_found", "message": f"No handler found for {uri}"}
     return encode_message({"ipcReqID": request_id, "uri": uri})

@@ -44,7 +44,7 @@ def op_connect(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
 
 def op_send(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
     conn = ctx.conn(step)
-    data = send_payload(conn, step, ctx.variables)
+    data = send_payload(conn.pending, step, ctx.variables)
     try:
         conn.wire.send_bytes(
             data,

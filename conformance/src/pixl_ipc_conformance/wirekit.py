@@ -7,9 +7,10 @@ written once from spec/PROTOCOL.md.
 Encoding and decoding
     :func:`encode_message` writes one compact JSON text (FRAME-1);
     :func:`decode_strict` reads one as a sender must have written it (UTF-8,
-    no NaN or Infinity: FRAME-9) and :func:`decode_line` says why it could not.
-    :func:`json_equal` compares decoded values as JSON does (``true`` is not
-    ``1``, ``1`` is ``1.0``). :func:`show` gives a short JSON text of a value
+    no NaN or Infinity: FRAME-9), with every number's exact value on request,
+    and :func:`decode_line` says why it could not. :func:`json_equal` compares
+    decoded values as JSON does (``true`` is not ``1``, ``1`` is ``1.0``).
+    :func:`show` gives a short JSON text of a value
     for a report, so that a message says ``true``, never Python's ``True``.
 
 Lines
@@ -33,6 +34,7 @@ import math
 import re
 import shlex
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
@@ -90,8 +92,15 @@ def _no_constants(name: str) -> Any:
     raise DecodeError(f"non-finite number {name} (FRAME-9)")
 
 
-def decode_strict(line: bytes) -> Any:
+def decode_strict(line: bytes, *, exact: bool = False) -> Any:
     """Decode one line as strict JSON: UTF-8, no NaN or Infinity (FRAME-1, FRAME-9).
+
+    Args:
+        line: the line, without its LF.
+        exact: read numbers with a fraction or an exponent as
+            :class:`~decimal.Decimal`, so that each keeps its exact value
+            (``9007199254740993.0`` stays apart from ``9007199254740992``,
+            ``1e400`` is not infinite); integers are exact either way.
 
     Raises:
         DecodeError: the line is not such a JSON text.
@@ -101,6 +110,8 @@ def decode_strict(line: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise DecodeError(f"invalid UTF-8 (FRAME-9): {exc}") from exc
     try:
+        if exact:
+            return json.loads(text, parse_constant=_no_constants, parse_float=Decimal)
         return json.loads(text, parse_constant=_no_constants)
     except DecodeError:
         raise
@@ -108,10 +119,10 @@ def decode_strict(line: bytes) -> Any:
         raise DecodeError(f"not JSON: {exc}") from exc
 
 
-def decode_line(line: bytes) -> tuple[Any, str | None]:
+def decode_line(line: bytes, *, exact: bool = False) -> tuple[Any, str | None]:
     """:func:`decode_strict` without the exception: ``(value, None)`` or ``(None, reason)``."""
     try:
-        return decode_strict(line), None
+        return decode_strict(line, exact=exact), None
     except DecodeError as exc:
         return None, str(exc)
 
@@ -120,10 +131,14 @@ def json_equal(a: Any, b: Any) -> bool:
     """Equality of decoded JSON values, types included.
 
     ``true`` never equals ``1``; ``1`` equals ``1.0`` (JSON has one number type);
-    NaN equals nothing.
+    NaN equals nothing. Numbers decoded ``exact`` (:class:`~decimal.Decimal`)
+    compare by their exact value.
     """
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        numbers = (int, float, Decimal)
+        return isinstance(a, numbers) and isinstance(b, numbers) and Decimal(a) == Decimal(b)
     if isinstance(a, int | float) and isinstance(b, int | float):
         return a == b and not (isinstance(a, float) and math.isnan(a))
     if isinstance(a, str) or isinstance(b, str) or a is None or b is None:
