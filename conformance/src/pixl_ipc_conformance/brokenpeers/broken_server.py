@@ -105,7 +105,7 @@ DEFECTS: dict[str, str] = {
     " malformed lines pile up without bound (LIMIT-5)",
     "eof-drops-backlog": "lines already read are dropped once the peer has shut down its side (LIFE-2)",
     "cut-id-at-4096": "a numeric id cut at byte 4096 is recovered as the digits before it (CORR-6)",
-    "uri-cache-oom": "every distinct uri is kept; past 24 MiB of them the server dies, as out of memory",
+    "uri-cache-oom": "every distinct uri is kept; past 6 MiB of them the server dies, as out of memory",
 }
 
 ECHO = "/ipcserver/test/echo"
@@ -130,7 +130,7 @@ _READ_SIZE = 16 * 1024
 #: whole-read-at-once: bytes read, then handled, at a time.
 _WHOLE_READ = 256 * 1024
 #: uri-cache-oom: the distinct uris kept before the server "runs out of memory".
-_URI_CACHE_DEATH = 24 * MIB
+_URI_CACHE_DEATH = 6 * MIB
 #: The peer shut down its side (Linux only: elsewhere eof-drops-backlog drops nothing).
 _POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
 #: cut-id-at-4096: the id as a naive reader of the head sees it.
