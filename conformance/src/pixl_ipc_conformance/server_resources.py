@@ -27,7 +27,7 @@ from .server_context import Conn, ServerCaseContext, StepFailed, is_push
 from .wire import WireError
 from .wirekit import encode_message, resolve_vars
 
-__all__ = ["STEPS", "descriptor_count", "process_tree"]
+__all__ = ["STEPS", "descriptor_count", "descriptors_visible", "process_tree"]
 
 
 def process_tree(pid: int) -> list[int]:
@@ -64,8 +64,9 @@ def descriptor_count(pid: int) -> int:
     return total
 
 
-def _visible(ctx: ServerCaseContext) -> bool:
-    return ctx.server_pid is not None and os.path.isdir(f"/proc/{ctx.server_pid}/fd")
+def descriptors_visible(pid: int | None) -> bool:
+    """Whether the descriptors of the server process ``pid`` can be counted (it is known, and /proc)."""
+    return pid is not None and os.path.isdir(f"/proc/{pid}/fd")
 
 
 def _count(ctx: ServerCaseContext) -> int:
@@ -78,13 +79,13 @@ def _count(ctx: ServerCaseContext) -> int:
 
 
 def op_count_fds(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
-    if step.get("optional") and not _visible(ctx):
+    if step.get("optional") and not descriptors_visible(ctx.server_pid):
         return
     ctx.variables[step["as"]] = _count(ctx)
 
 
 def op_expect_fds(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
-    if step.get("optional") and not _visible(ctx):
+    if step.get("optional") and not descriptors_visible(ctx.server_pid):
         return
     limit = int(resolve_vars(step["at_most"], ctx.variables)) + int(step.get("plus", 0))
     deadline = ctx.bound(step.get("within_s", 5.0))

@@ -25,7 +25,6 @@ case's matchers (:mod:`.matchers`). Starting servers lives in
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -76,7 +75,7 @@ def _unmet_need(case: Case, options: RunOptions, server_pid: int | None, facts: 
         "chmod": "{chmod}" in command,
         "access_control": "{access_config}" in command,
         "app_handlers": "app_handlers" in options.server_capabilities,
-        "server_process": server_pid is not None and os.path.isdir(f"/proc/{server_pid}/fd"),
+        "server_process": server_resources.descriptors_visible(server_pid),
         "info": bool(facts),
         "inflight_cap": isinstance(inflight, int) and 1 <= inflight <= MAX_INFLIGHT_FILLED,
     }
