@@ -31,8 +31,9 @@ from .wirekit import echo_line, json_equal, padded_echo
 
 __all__ = ["STEPS"]
 
-#: ``{`` lines a malformed flood writes at a time (64 KiB).
-_MALFORMED_PER_WRITE = 32768
+#: ``{`` lines a malformed flood writes at a time (4 KiB: what SIOCOUTQ counts
+#: unread drops only once a whole write has been read).
+_MALFORMED_PER_WRITE = 2048
 #: How often a flood that cannot write looks whether the server still reads.
 _STALL_POLL_S = 0.05
 
