@@ -18,7 +18,8 @@ Case files
     ``needs``        capability names the peer must have, else SKIP
     ``tags``         free labels (``"big"``: moves many MiB; ``"heavy"``:
                      hundreds of messages or connections; ``"lifecycle"``:
-                     starts servers of its own)
+                     starts servers of its own; ``"hostile"``: plays a
+                     hostile local peer)
     ``timeout_s``    the case's time bound: past it the case FAILs
     ``steps``        the step objects, each with an ``op``; server steps are
                      executed by :mod:`.server_runner`, client steps by
