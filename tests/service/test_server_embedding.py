@@ -55,10 +55,14 @@ def test_run_on_another_thread_serves_and_stop_ends_it(short_tmp: Path) -> None:
 
     ready = threading.Event()
     errors: list[BaseException] = []
+    stopping: list[bool] = []
 
     def serve() -> None:
         try:
-            server.run(on_ready=ready.set)
+            server.run(
+                on_ready=ready.set,
+                on_stopping=lambda: stopping.append(os.path.lexists(path)),
+            )
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
 
@@ -74,6 +78,8 @@ def test_run_on_another_thread_serves_and_stop_ends_it(short_tmp: Path) -> None:
     assert not thread.is_alive()
     assert errors == []
     assert not os.path.lexists(path)
+    # on_stopping came once, as the shutdown began: the socket was still there.
+    assert stopping == [True]
     # The main thread's signal handling is the program's, untouched.
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     assert signal.getsignal(signal.SIGINT) == signal.default_int_handler

@@ -9,7 +9,9 @@ server tells it.
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -61,6 +63,21 @@ def exec_start() -> list[str]:
     argv = shlex.split(command)
     assert argv[0] == INSTALLED_PIXL_IPC
     return [PIXL_IPC, *argv[1:]]
+
+
+# A handler that answers once the file named by its data exists.
+HOLDING_HANDLERS = """
+import asyncio
+import os
+
+
+def register(server):
+    @server.uri("/app/hold")
+    async def hold(request):
+        while not os.path.exists(request.data):
+            await asyncio.sleep(0.01)
+        return "released"
+"""
 
 
 def notification(sock: socket.socket) -> dict[str, str]:
@@ -203,3 +220,54 @@ def test_serve_notifies_an_abstract_socket_without_activation(
                 proc.kill()
                 proc.wait()
     assert not os.path.lexists(path)
+
+
+def test_stopping_is_sent_when_the_shutdown_begins_not_when_it_ends(
+    short_tmp: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    # sd_notify(3): STOPPING=1 tells systemd the service is beginning its
+    # shutdown. A request in progress holds the shutdown up until released.
+    receiver, notify_path = notify_socket
+    handlers = short_tmp / "holding.py"
+    handlers.write_text(HOLDING_HANDLERS)
+    config = short_tmp / "config.json"
+    config.write_text(json.dumps({"exit_timeout": 60_000}))
+    release = short_tmp / "release"
+    path = str(short_tmp / "s.sock")
+    proc = subprocess.Popen(
+        [PIXL_IPC, "serve", "--socket", path, "--config", str(config)]
+        + ["--handlers", str(handlers)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "NOTIFY_SOCKET": notify_path},
+    )
+    try:
+        assert notification(receiver)["READY"] == "1"
+        with RawClient(path, timeout=30) as client:
+            client.send_json(
+                {"ipcReqID": "held", "uri": "/app/hold", "data": str(release)}
+            )
+            client.send_json({"ipcReqID": "mark", "uri": "/ipcserver/test/echo"})
+            assert client.read_message() == {"ipcReqID": "mark"}  # both read
+            proc.send_signal(signal.SIGTERM)
+            stopping = notification(receiver)
+            assert stopping == {
+                "STOPPING": "1",
+                "STATUS": "stopping: answering the requests in progress",
+            }
+            # The shutdown has begun, not ended: the request is still in
+            # progress, the connection not half-closed, the socket file there.
+            readable, _, _ = select.select([client.sock], [], [], 0)
+            assert readable == [] and client.buffer == b""
+            assert os.path.lexists(path)
+            release.touch()
+            assert client.read_message() == {"ipcReqID": "held", "data": "released"}
+            with pytest.raises(EOFError):
+                client.read_line()
+        assert proc.wait(30) == 0
+        assert not os.path.lexists(path)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -196,6 +196,7 @@ class IPCServer:
         self._closed: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._stop_requested = False
+        self._on_stopping: Callable[[], None] | None = None
         self._reload_hooks: list[Callable[[], object]] = []
         register_builtins(self)
         self._builtin_routes = len(self._router)
@@ -493,6 +494,11 @@ class IPCServer:
 
     async def _shutdown(self) -> None:
         assert self._listener is not None and self._closed is not None and self._loop is not None
+        if self._on_stopping is not None:
+            try:
+                self._on_stopping()
+            except Exception:
+                logger.exception("on_stopping failed; shutting down all the same")
         ctx = self._ctx
         ctx.closing = True
         loop = self._loop
@@ -548,7 +554,12 @@ class IPCServer:
         """Leaving the block shuts it down (:meth:`shutdown`)."""
         await self.shutdown()
 
-    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+    def run(
+        self,
+        *,
+        on_ready: Callable[[], None] | None = None,
+        on_stopping: Callable[[], None] | None = None,
+    ) -> None:
         """Serve until a stop signal or :meth:`stop`, then shut down cleanly. Blocks.
 
         Configures logging to stderr if the application has not configured
@@ -562,6 +573,9 @@ class IPCServer:
 
         Args:
             on_ready: called once the socket accepts connections.
+            on_stopping: called once the shutdown begins (a stop signal,
+                :meth:`stop`), before accepting stops and the connections
+                are drained and closed.
 
         Raises:
             StartupError: see :meth:`start`.
@@ -589,11 +603,13 @@ class IPCServer:
                 # If on_ready or the loop failed: the socket still goes.
                 await self.shutdown()
 
+        self._on_stopping = on_stopping
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 runner.run(main())
         finally:
             self._stop_requested = False
+            self._on_stopping = None
 
     def stop(self) -> None:
         """Ask the server to shut down; safe to call from any thread.

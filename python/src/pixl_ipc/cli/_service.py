@@ -5,8 +5,9 @@ logrotate), as text or as one JSON object per line (``--log-format json``).
 Under systemd socket activation (``LISTEN_FDS``, ``LISTEN_PID``) the listening
 socket is inherited, so ``--socket`` is not needed: its path is read from the
 socket. With ``NOTIFY_SOCKET`` set (``Type=notify``), systemd is told
-``READY=1`` once the socket accepts connections and ``STOPPING=1`` once the
-server has shut down, before the process exits, each with a ``STATUS=`` line.
+``READY=1`` once the socket accepts connections and ``STOPPING=1`` when the
+shutdown begins, before the connections are drained and closed (sd_notify(3)),
+each with a ``STATUS=`` line.
 """
 
 from __future__ import annotations
@@ -98,6 +99,6 @@ def notify_ready(address: str) -> None:
     notify("READY=1", f"STATUS=listening on {address}")
 
 
-def notify_stopping(reason: str) -> None:
-    """Tell the service manager the server is shutting down, and why."""
-    notify("STOPPING=1", f"STATUS=stopping: {reason}")
+def notify_stopping() -> None:
+    """Tell the service manager the shutdown begins (LIFE-7: requests read are answered first)."""
+    notify("STOPPING=1", "STATUS=stopping: answering the requests in progress")

@@ -319,11 +319,10 @@ def run(args: argparse.Namespace) -> int:
 
     warm_allocator()
     try:
-        server.run(on_ready=ready)
+        server.run(on_ready=ready, on_stopping=notify_stopping)
     except StartupError as exc:
         print(f"pixl-ipc serve: {exc}", file=sys.stderr)
         return 1
-    notify_stopping("shut down")
     stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if stuck:
         # LIFE-7: a threaded handler still running past exit_timeout would be
