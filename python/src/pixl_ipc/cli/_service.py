@@ -13,11 +13,10 @@ each with a ``STATUS=`` line.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 from collections.abc import Mapping
 
-from .._socket import SD_LISTEN_FDS_START
+from .._socket import SD_LISTEN_FDS_START, listen_fds
 from ..logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from ..sdnotify import notify
 
@@ -77,11 +76,7 @@ def activated_socket_path(environ: Mapping[str, str] | None = None) -> str | Non
         The path, or None when the process was not socket-activated or the
         inherited socket has no filesystem path (unnamed or abstract).
     """
-    env = os.environ if environ is None else environ
-    try:
-        if int(env.get("LISTEN_PID", "")) != os.getpid() or int(env.get("LISTEN_FDS", "")) < 1:
-            return None
-    except ValueError:
+    if listen_fds(environ) < 1:
         return None
     try:
         sock = socket.socket(fileno=SD_LISTEN_FDS_START)

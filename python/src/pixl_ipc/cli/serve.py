@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from .._memory import warm_allocator
+from .._socket import listen_fds
 from ..errors import ConfigError, StartupError
 from ..logs import LOG_LEVELS
 from ..server import IPCServer
@@ -39,6 +40,7 @@ from ._service import (
     notify_stopping,
     setup_logging,
 )
+from .call import SOCKET_ENV
 
 __all__ = ["ConfigFile", "add_parser", "load_handler_module", "read_config", "run"]
 
@@ -74,7 +76,12 @@ def add_parser(subparsers: Any) -> None:
             "Prints 'listening on PATH' to stderr once ready."
         ),
     )
-    parser.add_argument("--socket", metavar="PATH", help="socket path (overrides socket_path of --config)")
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help=f"socket path (default: ${SOCKET_ENV}; under socket activation, the inherited socket's); "
+        "overrides socket_path of --config",
+    )
     parser.add_argument(
         "--config",
         metavar="FILE.json",
@@ -235,7 +242,7 @@ def _register_all(server: IPCServer, registrations: list[tuple[str, Any]]) -> No
 def _build_server(args: argparse.Namespace, config: ConfigFile) -> IPCServer:
     block = _server_block(args, config)
     if "socket_path" not in block:
-        raise UsageError("--socket PATH is required (or socket_path in the --config block)")
+        raise UsageError(f"--socket PATH is required (or {SOCKET_ENV}, or socket_path in the --config block)")
     server = IPCServer.from_config(block)
     _register_all(server, _registrations(args.handlers))
     return server
@@ -303,8 +310,9 @@ def run(args: argparse.Namespace) -> int:
             ", ".join(config.ignored),
         )
     if args.socket is None:
-        # Socket activation passes the socket: its path stands for --socket.
-        args.socket = activated_socket_path()
+        # Under socket activation the inherited socket's path stands for
+        # --socket; otherwise PIXL_IPC_SOCKET does, as for the other commands.
+        args.socket = activated_socket_path() if listen_fds() else os.environ.get(SOCKET_ENV) or None
     try:
         server = _build_server(args, config)
     except (UsageError, ConfigError) as exc:
