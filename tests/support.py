@@ -65,6 +65,10 @@ class Server:
         return "\n".join(self.stderr_lines[-40:])
 
 
+#: ``server_factory`` (tests/conftest.py): starts servers that are stopped after the test.
+ServerFactory = Callable[..., Server]
+
+
 def serve_command() -> list[str]:
     """``python -m pixl_ipc serve``, or what ``PIXL_SERVE_CMD`` says instead.
 
