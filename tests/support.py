@@ -132,6 +132,25 @@ def start_server(
     return server
 
 
+@contextlib.contextmanager
+def process(args: Sequence[str], **popen: Any) -> Iterator[subprocess.Popen[Any]]:
+    """``subprocess.Popen(args, **popen)``, killed if it still runs afterwards, its pipes closed.
+
+    stdin is ``/dev/null`` unless ``popen`` says otherwise.
+    """
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    proc = subprocess.Popen(args, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
 def rss_bytes(pid: int) -> int:
     """The VmRSS of a process, in bytes."""
     with open(f"/proc/{pid}/status") as status:

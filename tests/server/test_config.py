@@ -16,8 +16,8 @@ import pytest
 from pixl_ipc import ConfigError
 from pixl_ipc.cli.call import SOCKET_ENV
 from pixl_ipc.server import IPCServer
-from server_helpers import RawClient, echo
-from support import start_server
+from server_helpers import RawClient, echo, run_serve, without_socket_env
+from support import process, start_server
 
 MIB = 1024 * 1024
 
@@ -168,43 +168,20 @@ def test_config_error_is_a_value_error() -> None:
 # --- the serve command line --------------------------------------------------------
 
 
-def without_socket_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment without PIXL_IPC_SOCKET, plus ``extra``."""
-    environ = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
-    return {**environ, **(extra or {})}
-
-
 @contextlib.contextmanager
 def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
     """``pixl-ipc serve *args`` as given (no ``--socket`` added); yields its stderr.
 
     Stopped with SIGTERM afterwards, which must end it with status 0.
     """
-    process = subprocess.Popen(
+    with process(
         [sys.executable, "-m", "pixl_ipc", "serve", *args],
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
         env=without_socket_env(env),
-    )
-    assert process.stderr is not None
-    try:
-        yield process.stderr
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
-        process.stderr.close()
-
-
-def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pixl_ipc", "serve", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-        env=without_socket_env(),
-    )
+    ) as proc:
+        yield proc.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
 
 
 def test_config_file_with_an_ipcserver_block_needs_no_socket_flag(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from pixl_ipc import IPCClient, IPCServer, RemoteError, Request
-from support import READY_PREFIX, wait_until
+from support import READY_PREFIX, process, wait_until
 
 
 def test_async_with_starts_and_shuts_down(short_tmp: Path) -> None:
@@ -152,14 +152,12 @@ server.run()
 def test_the_readme_server_shows_a_failing_handlers_traceback(short_tmp: Path) -> None:
     # As the README runs it: no logging configured by the program.
     path = str(short_tmp / "app.sock")
-    proc = subprocess.Popen(
+    with process(
         [sys.executable, "-c", README_SERVER.format(path=path)],
-        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
+    ) as proc:
         assert wait_until(lambda: os.path.exists(path), 20)
         with IPCClient(path, code_to_err=True) as client:
             assert client.send("/myapp/hello", {"name": "x"}) == {"hello": "x"}
@@ -169,13 +167,7 @@ def test_the_readme_server_shows_a_failing_handlers_traceback(short_tmp: Path) -
         assert "the server log has the details" in failed.value.message
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.stderr is not None
-    log = proc.stderr.read()
-    proc.stderr.close()
+        log = proc.stderr.read()
     assert " ERROR pixl_ipc.server: handler for /myapp/hello failed:" in log
     assert "KeyError: 'name'" in log
     assert not log.startswith(READY_PREFIX)

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import RawClient, wait_until
+from support import RawClient, process, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "examples" / "systemd"
@@ -145,7 +145,7 @@ def test_exec_start_serves_the_activated_socket_and_notifies(
 ) -> None:
     receiver, notify_path = notify_socket
     path = str(short_tmp / "pixl-ipc.sock")
-    proc = subprocess.Popen(
+    with process(
         [
             "systemd-socket-activate",
             "--listen",
@@ -154,11 +154,9 @@ def test_exec_start_serves_the_activated_socket_and_notifies(
             f"NOTIFY_SOCKET={notify_path}",
             *exec_start(),
         ],
-        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-    )
-    try:
+    ) as proc:
         assert wait_until(lambda: os.path.exists(path), timeout=20)
         # The first connection starts the server, which answers it.
         with RawClient(path, timeout=30) as client:
@@ -174,13 +172,7 @@ def test_exec_start_serves_the_activated_socket_and_notifies(
         assert stopping["STOPPING"] == "1"
         assert stopping["STATUS"].startswith("stopping")
         assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
         log = proc.stderr.read().decode()
-        proc.stderr.close()
     assert f"listening on {path}\n" in log
     # The socket is the service manager's: the server leaves it in place.
     assert stat.S_ISSOCK(os.lstat(path).st_mode)
@@ -194,14 +186,12 @@ def test_serve_notifies_an_abstract_socket_without_activation(
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
         receiver.bind("\0" + name)
         receiver.settimeout(20)
-        proc = subprocess.Popen(
+        with process(
             [PIXL_IPC, "serve", "--socket", path],
-            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "NOTIFY_SOCKET": "@" + name},
-        )
-        try:
+        ) as proc:
             assert notification(receiver) == {
                 "READY": "1",
                 "STATUS": f"listening on {path}",
@@ -215,10 +205,6 @@ def test_serve_notifies_an_abstract_socket_without_activation(
             proc.send_signal(signal.SIGTERM)
             assert notification(receiver)["STOPPING"] == "1"
             assert proc.wait(20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     assert not os.path.lexists(path)
 
 
@@ -234,15 +220,13 @@ def test_stopping_is_sent_when_the_shutdown_begins_not_when_it_ends(
     config.write_text(json.dumps({"exit_timeout": 60_000}))
     release = short_tmp / "release"
     path = str(short_tmp / "s.sock")
-    proc = subprocess.Popen(
+    with process(
         [PIXL_IPC, "serve", "--socket", path, "--config", str(config)]
         + ["--handlers", str(handlers)],
-        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={**os.environ, "NOTIFY_SOCKET": notify_path},
-    )
-    try:
+    ) as proc:
         assert notification(receiver)["READY"] == "1"
         with RawClient(path, timeout=30) as client:
             client.send_json(
@@ -266,8 +250,4 @@ def test_stopping_is_sent_when_the_shutdown_begins_not_when_it_ends(
             with pytest.raises(EOFError):
                 client.read_line()
         assert proc.wait(30) == 0
-        assert not os.path.lexists(path)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert not os.path.lexists(path)
