@@ -50,16 +50,42 @@ logger = logging.getLogger("pixl_ipc.serve")
 LOG_LEVEL_KEY = "log_level"
 # Config keys that SIGHUP applies while serving.
 _RELOADED_KEYS = ("allowed_uids", "allowed_gids", LOG_LEVEL_KEY)
-# Option (its argparse name) -> the config key it overrides.
-_FLAG_KEYS = {
-    "socket": "socket_path",
-    "chmod": "socket_chmod",
-    "max_message_bytes": "max_message_bytes",
-    "max_threads": "max_threads",
-    "max_connections": "max_connections",
-    "max_buffered_bytes": "max_buffered_bytes",
-    "close_grace_ms": "close_grace_ms",
-}
+# The options that override a key of the config block, in --help's order:
+# (option, the config key it sets, type, metavar, help).
+_BLOCK_OPTIONS: tuple[tuple[str, str, type, str, str], ...] = (
+    ("--chmod", "socket_chmod", str, "MODE", "octal mode of the socket file, e.g. 660 ('' disables)"),
+    ("--max-message-bytes", "max_message_bytes", int, "N", "largest request accepted, in bytes (>= 16 MiB)"),
+    (
+        "--max-connections",
+        "max_connections",
+        int,
+        "N",
+        "connections held at once, half-closed ones included; more get server_busy",
+    ),
+    (
+        "--max-buffered-bytes",
+        "max_buffered_bytes",
+        int,
+        "N",
+        "bytes of unfinished requests and unsent answers held for all clients together",
+    ),
+    (
+        "--close-grace-ms",
+        "close_grace_ms",
+        int,
+        "MS",
+        "how long a half-closed connection is kept before it is closed anyway (default 60000)",
+    ),
+    (
+        "--max-threads",
+        "max_threads",
+        int,
+        "N",
+        "size of the thread pool for handlers registered with threaded=True",
+    ),
+)
+# Config keys that options set: their argparse destinations.
+_OPTION_KEYS = ("socket_path", *(key for _, key, _, _, _ in _BLOCK_OPTIONS))
 
 
 class UsageError(Exception):
@@ -78,6 +104,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--socket",
+        dest="socket_path",
         metavar="PATH",
         help=f"socket path (default: ${SOCKET_ENV}; under socket activation, the inherited socket's); "
         "overrides socket_path of --config",
@@ -95,36 +122,8 @@ def add_parser(subparsers: Any) -> None:
         metavar="MODULE_OR_FILE",
         help="import a module name or a .py file and call its register(server)",
     )
-    parser.add_argument(
-        "--chmod", metavar="MODE", help="octal mode of the socket file, e.g. 660 ('' disables)"
-    )
-    parser.add_argument(
-        "--max-message-bytes", type=int, metavar="N", help="largest request accepted, in bytes (>= 16 MiB)"
-    )
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        metavar="N",
-        help="connections held at once, half-closed ones included; more get server_busy",
-    )
-    parser.add_argument(
-        "--max-buffered-bytes",
-        type=int,
-        metavar="N",
-        help="bytes of unfinished requests and unsent answers held for all clients together",
-    )
-    parser.add_argument(
-        "--close-grace-ms",
-        type=int,
-        metavar="MS",
-        help="how long a half-closed connection is kept before it is closed anyway (default 60000)",
-    )
-    parser.add_argument(
-        "--max-threads",
-        type=int,
-        metavar="N",
-        help="size of the thread pool for handlers registered with threaded=True",
-    )
+    for option, key, kind, metavar, text in _BLOCK_OPTIONS:
+        parser.add_argument(option, dest=key, type=kind, metavar=metavar, help=text)
     add_logging_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -212,9 +211,9 @@ def load_handler_module(spec: str, *, again: bool = False) -> ModuleType:
 
 def _server_block(args: argparse.Namespace, config: ConfigFile) -> dict[str, Any]:
     block = dict(config.block)
-    # Flags override the config file.
-    for flag, key in _FLAG_KEYS.items():
-        value = getattr(args, flag)
+    # Options override the config file.
+    for key in _OPTION_KEYS:
+        value = getattr(args, key)
         if value is not None:
             block[key] = value
     return block
@@ -309,10 +308,10 @@ def run(args: argparse.Namespace) -> int:
             args.config,
             ", ".join(config.ignored),
         )
-    if args.socket is None:
+    if args.socket_path is None:
         # Under socket activation the inherited socket's path stands for
         # --socket; otherwise PIXL_IPC_SOCKET does, as for the other commands.
-        args.socket = activated_socket_path() if listen_fds() else os.environ.get(SOCKET_ENV) or None
+        args.socket_path = activated_socket_path() if listen_fds() else os.environ.get(SOCKET_ENV) or None
     try:
         server = _build_server(args, config)
     except (UsageError, ConfigError) as exc:
