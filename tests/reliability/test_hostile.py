@@ -307,9 +307,10 @@ def test_a_flood_of_tiny_lines_neither_balloons_the_server_nor_stalls_the_others
     assert answered == 131_072
     assert growth < 64, f"peak RSS {growth:.0f} MiB above the start"
     # The other client is served while the flood is: its slowest round trip is
-    # a small part of the flood's duration (measured in the same run, so the
-    # machine's load counts on both sides).
-    assert worst < seconds / 4, (worst, seconds)
+    # a part of the flood's duration, not the whole of it as when the flood
+    # holds the loop (both measured in the same run, so that the machine's
+    # load counts on both sides).
+    assert worst < seconds / 2, (worst, seconds)
 
 
 def test_a_flood_of_tiny_lines_whose_sender_never_reads_stays_bounded(
@@ -461,10 +462,12 @@ def test_running_out_of_descriptors_is_logged_once_a_second_and_accepting_resume
         sock.sendall(request_line("w", ECHO, "waited"))
         waiting.append(sock)
         time.sleep(0.1)
-    logged = [
-        line for line in server.stderr_lines if "cannot accept connections" in line
-    ]
-    assert 1 <= len(logged) <= 5, logged
+
+    def logged() -> list[str]:
+        return [x for x in server.stderr_lines if "cannot accept connections" in x]
+
+    assert wait_until(lambda: len(logged()) >= 1, 10), server.log()
+    assert len(logged()) <= 5, logged()
     keeper.sendall(request_line("unhog", "/hostile/unhog", {}))
     assert reader.until("unhog")[0]["data"] == 0
     # Descriptors are back: every waiting connection is accepted and served.
@@ -472,7 +475,7 @@ def test_running_out_of_descriptors_is_logged_once_a_second_and_accepting_resume
         assert LineReader(sock).message(10) == {"ipcReqID": "w", "data": "waited"}
         sock.close()
     print(
-        f"\nEMFILE: {len(waiting)} connections waited {time.monotonic() - started:.1f} s; {len(logged)} log lines"
+        f"\nEMFILE: {len(waiting)} connections waited {time.monotonic() - started:.1f} s; {len(logged())} log lines"
     )
     keeper.close()
 
