@@ -60,8 +60,8 @@ class ConnectError(IPCError, ConnectionError):
 
     Attributes:
         path: the socket path.
-        reason: ``"missing"``, ``"refused"``, ``"permission"``, ``"timeout"``
-            or ``"error"``.
+        reason: ``"missing"``, ``"refused"``, ``"not_socket"``,
+            ``"permission"``, ``"timeout"`` or ``"error"``.
     """
 
     def __init__(self, path: str, reason: str, detail: str = "") -> None:
