@@ -15,7 +15,16 @@ const { ErrorCode, IPCError } = IPCClient;
 const { LineDecoder } = require('./lib/framing');
 const { version } = require('./package.json');
 
-const CAPABILITIES = ['concurrent', 'push', 'auto_reconnect', 'reconnect', 'max_message_bytes', 'timeout', 'introspect'];
+const CAPABILITIES = [
+  'concurrent',
+  'push',
+  'auto_reconnect',
+  'reconnect',
+  'max_message_bytes',
+  'timeout',
+  'introspect',
+  'code_to_err',
+];
 // Commands may carry large data: the decoder takes lines of any size up to this.
 const MAX_COMMAND_BYTES = 512 * 1024 * 1024;
 
@@ -68,6 +77,7 @@ function clientOptions(given) {
     if (number(key) !== undefined) options[name] = number(key);
   }
   if (typeof given.user_agent === 'string') options.userAgent = given.user_agent;
+  if (typeof given.code_to_err === 'boolean') options.codeToErr = given.code_to_err;
   return options;
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -40,15 +40,22 @@ def sock_path(short_tmp: Path) -> str:
 def server_factory(short_tmp: Path) -> Iterator[Callable[..., Server]]:
     """Start reference servers in subprocesses; every one is stopped afterwards.
 
-    Call it as ``server_factory(*extra_args, path=None)``.
+    Call it as ``server_factory(*extra_args, path=None, env=None, prefix=())``
+    (see :func:`support.start_server`).
     """
     started: list[Server] = []
 
     def factory(
-        *args: str, path: str | None = None, env: dict[str, str] | None = None
+        *args: str,
+        path: str | None = None,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> Server:
         server = start_server(
-            path or str(short_tmp / f"s{len(started)}.sock"), *args, env=env
+            path or str(short_tmp / f"s{len(started)}.sock"),
+            *args,
+            env=env,
+            prefix=prefix,
         )
         started.append(server)
         return server

@@ -65,6 +65,10 @@ class Server:
         return "\n".join(self.stderr_lines[-40:])
 
 
+#: ``server_factory`` (tests/conftest.py): starts servers that are stopped after the test.
+ServerFactory = Callable[..., Server]
+
+
 def serve_command() -> list[str]:
     """``python -m pixl_ipc serve``, or what ``PIXL_SERVE_CMD`` says instead.
 
@@ -126,6 +130,25 @@ def start_server(
     server._drain = threading.Thread(target=drain, daemon=True)
     server._drain.start()
     return server
+
+
+@contextlib.contextmanager
+def process(args: Sequence[str], **popen: Any) -> Iterator[subprocess.Popen[Any]]:
+    """``subprocess.Popen(args, **popen)``, killed if it still runs afterwards, its pipes closed.
+
+    stdin is ``/dev/null`` unless ``popen`` says otherwise.
+    """
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    proc = subprocess.Popen(args, **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def rss_bytes(pid: int) -> int:

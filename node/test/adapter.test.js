@@ -49,6 +49,7 @@ test('adapter: start lists every capability; an unknown command is unsupported',
   assert.equal(start.result.language, 'javascript');
   assert.deepEqual(start.result.capabilities.sort(), [
     'auto_reconnect',
+    'code_to_err',
     'concurrent',
     'introspect',
     'max_message_bytes',
@@ -80,6 +81,20 @@ test('adapter: introspect counts a timed-out id until expire_request_ms passes',
     }
   }
   await within(poll(), WAIT_MS, 'introspect to report 0');
+});
+
+test('adapter: code_to_err reports an error in data as kind remote', async (t) => {
+  const peer = await scriptedPeer(t);
+  const adapter = startAdapter(t);
+  await adapter.run({ cmd: 'start' });
+  const options = { code_to_err: true };
+  assert.equal((await adapter.run({ cmd: 'connect', socket: peer.path, options })).ok, true);
+  const sent = adapter.command({ cmd: 'send', uri: '/x', data: {}, timeout_ms: 10000 });
+  const conn = await peer.connection();
+  const request = await conn.request(0);
+  const data = { code: 'no_handler_found', message: 'No handler found for /x' };
+  conn.write(JSON.stringify({ ipcReqID: request.ipcReqID, data }) + '\n');
+  assert.deepEqual((await adapter.answer(sent)).error, { kind: 'remote', ...data });
 });
 
 test('adapter: a send without data sends no data member; EOF on stdin exits 0', async (t) => {

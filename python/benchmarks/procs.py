@@ -158,10 +158,6 @@ class Server:
         """The server's process id."""
         return self.proc.pid
 
-    def rss_kib(self) -> int:
-        """Resident memory now, KiB."""
-        return read_status_kib(self.pid, "VmRSS")
-
     def hwm_kib(self) -> int:
         """Peak resident memory since start, KiB."""
         return read_status_kib(self.pid, "VmHWM")

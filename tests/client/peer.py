@@ -73,6 +73,34 @@ def echo(conn: PeerConn) -> None:
         conn.reply(request, request.get("data"))
 
 
+def errors(conn: PeerConn) -> None:
+    """Answer with errors, as the original server words them.
+
+    Top level for ``""`` (``no_uri``) and ``/weird`` (a code of a later
+    version); ``no_handler_found`` in data for ``/missing``; data with a falsy
+    ``code`` for any other uri.
+    """
+    while (request := conn.read_request()) is not None:
+        uri, rid = request["uri"], request["ipcReqID"]
+        if uri == "":
+            message = "Missing required uri parameter from request"
+            conn.send({"ipcReqID": rid, "code": "no_uri", "message": message})
+        elif uri == "/weird":
+            conn.send(
+                {"ipcReqID": rid, "code": "brand_new_code", "message": "later version"}
+            )
+        elif uri == "/missing":
+            conn.reply(
+                request,
+                {
+                    "code": "no_handler_found",
+                    "message": "No handler found for /missing",
+                },
+            )
+        else:
+            conn.reply(request, {"code": 0, "value": 1})
+
+
 def hold_slow_until(release: threading.Event) -> Script:
     """Answer each request with its uri, holding ``/slow`` (and all after it) until ``release``."""
 

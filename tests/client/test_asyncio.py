@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 import uvloop
 from client_helpers import FullBacklog, open_sockets, socket_name
-from peer import PeerConn, ScriptedPeer, hold_slow_until
+from peer import PeerConn, ScriptedPeer, errors, hold_slow_until
 from pixl_ipc import (
     AsyncIPCClient,
     ConfigError,
@@ -246,48 +246,29 @@ def test_pending_count_counts_waiting_requests_only(
     run(main())
 
 
-def errors_peer(conn: PeerConn) -> None:
-    while (request := conn.read_request()) is not None:
-        rid = request["ipcReqID"]
-        if request["uri"] == "":
-            conn.send(
-                {
-                    "ipcReqID": rid,
-                    "code": "no_uri",
-                    "message": "Missing required uri parameter from request",
-                }
-            )
-        else:
-            conn.send(
-                {
-                    "ipcReqID": rid,
-                    "data": {"code": "no_handler_found", "message": "nope"},
-                }
-            )
-
-
 def test_remote_errors_code_to_err_and_transform(
     peer_factory: PeerFactory, run: Any
 ) -> None:
-    peer = peer_factory(errors_peer)
+    peer = peer_factory(errors)
+    missing = {"code": "no_handler_found", "message": "No handler found for /missing"}
 
     async def main() -> None:
         async with AsyncIPCClient(peer.path) as client:
             with pytest.raises(RemoteError) as info:
                 await client.send("")
             assert info.value.code == "no_uri"
-            assert await client.send("/m") == {
-                "code": "no_handler_found",
-                "message": "nope",
-            }
+            assert await client.send("/missing") == missing
         async with AsyncIPCClient(peer.path, code_to_err=True) as client:
             with pytest.raises(RemoteError) as info:
-                await client.send("/m")
-            assert (info.value.code, info.value.message) == ("no_handler_found", "nope")
+                await client.send("/missing")
+            assert (info.value.code, info.value.message) == (
+                "no_handler_found",
+                missing["message"],
+            )
         async with AsyncIPCClient(
             peer.path, message_transform=lambda m: (None, ["t", m["ipcReqID"]])
         ) as client:
-            assert await client.send("/m") == ["t", "rq0"]
+            assert await client.send("/missing") == ["t", "rq0"]
             assert await client.send("") == ["t", "rq1"]
 
     run(main())
@@ -390,8 +371,11 @@ def test_background_reconnect_and_send_waits_for_it(
             assert await client.send("/b", timeout=5) == "ok"
             while client.connected:
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.5)
-            assert client.connected  # reconnected by itself, no send needed
+            # Reconnected by itself, no send needed.
+            deadline = asyncio.get_running_loop().time() + 10
+            while not client.connected and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)
+            assert client.connected
 
     run(main())
     assert peer.connections >= 3

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from client_helpers import FullBacklog, open_sockets, socket_name, thread_count
-from peer import PeerConn, ScriptedPeer, hold_slow_until
+from peer import PeerConn, ScriptedPeer, errors, hold_slow_until
 from pixl_ipc import (
     ConfigError,
     ConnectError,
@@ -154,38 +154,8 @@ def test_poll_delivers_pushes_that_arrive_between_requests(
         assert client.send("/x", 1) == 1
 
 
-def errors_peer(conn: PeerConn) -> None:
-    while (request := conn.read_request()) is not None:
-        uri = request["uri"]
-        rid = request["ipcReqID"]
-        if uri == "":
-            conn.send(
-                {
-                    "ipcReqID": rid,
-                    "code": "no_uri",
-                    "message": "Missing required uri parameter from request",
-                }
-            )
-        elif uri == "/missing":
-            conn.send(
-                {
-                    "ipcReqID": rid,
-                    "data": {
-                        "code": "no_handler_found",
-                        "message": "No handler found for /missing",
-                    },
-                }
-            )
-        elif uri == "/weird":
-            conn.send(
-                {"ipcReqID": rid, "code": "brand_new_code", "message": "later version"}
-            )
-        else:
-            conn.reply(request, {"code": 0, "value": 1})
-
-
 def test_top_level_error_raises_remote_error(peer_factory: PeerFactory) -> None:
-    peer = peer_factory(errors_peer)
+    peer = peer_factory(errors)
     with IPCClient(peer.path) as client:
         with pytest.raises(RemoteError) as info:
             client.send("", {})
@@ -198,7 +168,7 @@ def test_top_level_error_raises_remote_error(peer_factory: PeerFactory) -> None:
 
 
 def test_error_in_data_is_data_unless_code_to_err(peer_factory: PeerFactory) -> None:
-    peer = peer_factory(errors_peer)
+    peer = peer_factory(errors)
     with IPCClient(peer.path) as client:
         assert client.send("/missing") == {
             "code": "no_handler_found",
@@ -217,7 +187,7 @@ def test_error_in_data_is_data_unless_code_to_err(peer_factory: PeerFactory) -> 
 
 
 def test_message_transform_replaces_the_rules(peer_factory: PeerFactory) -> None:
-    peer = peer_factory(errors_peer)
+    peer = peer_factory(errors)
     seen: list[dict[str, Any]] = []
 
     def transform(message: dict[str, Any]) -> tuple[Any, Any]:

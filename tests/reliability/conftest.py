@@ -1,4 +1,4 @@
-"""Settings of the reliability tests: hypothesis profiles, and a fixture for servers in subprocesses.
+"""Settings of the reliability tests: hypothesis profiles.
 
 The ``ci`` profile (the default) is derandomized and keeps no example
 database, so every run tries the same examples and writes nothing; set
@@ -8,12 +8,8 @@ database, so every run tries the same examples and writes nothing; set
 from __future__ import annotations
 
 import os
-import signal
-from collections.abc import Iterator
 
-import pytest
 from hypothesis import HealthCheck, settings
-from support import Server
 
 settings.register_profile(
     "ci",
@@ -31,12 +27,3 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("PIXL_HYPOTHESIS_PROFILE", "ci"))
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    """Servers started by a test (append them); all are killed afterwards."""
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.stop(signal.SIGKILL)

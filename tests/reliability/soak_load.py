@@ -581,6 +581,7 @@ class WorkerPlan:
 
     worker: int
     path: str
+    # Clients of every kind below but the shared blocking one (one more).
     connections: int = 50
     requests_per_connection: int = 8
     disconnecting: int = 4
@@ -699,7 +700,7 @@ async def non_reader_connection(
 async def run_worker(plan: WorkerPlan) -> WorkerReport:
     """Open every connection of the plan at once and wait for them all."""
     rng = random.Random(plan.seed * 1000 + plan.worker)
-    report = WorkerReport(connections=plan.connections)
+    report = WorkerReport()
     special = (
         plan.disconnecting
         + plan.garbage
@@ -768,6 +769,9 @@ async def run_worker(plan: WorkerPlan) -> WorkerReport:
                 report,
             )
         )
+    # The clients, well-behaved or faulty, the shared blocking one included;
+    # the hostile peers below are counted apart.
+    report.connections = len(tasks)
     for index in range(plan.floods):
         tasks.append(flood_connection(plan.path, f"{prefix}f{index}", 32 * KIB, report))
     for index in range(plan.churners):

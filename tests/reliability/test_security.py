@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import RawClient, Server, serve_command, start_server, wait_until
+from support import RawClient, Server, ServerFactory, serve_command, wait_until
 
 MIB = 1024 * 1024
 HANDLERS = Path(__file__).resolve().parent / "soak_handlers.py"
@@ -28,12 +28,6 @@ LIMIT = (
 )  # the smallest limit a server may use (LIMIT-1); keeps the big lines affordable
 NOBODY = 65534
 ECHO = "/ipcserver/test/echo"
-
-
-def serve(servers: list[Server], path: str, *args: str) -> Server:
-    server = start_server(path, *args)
-    servers.append(server)
-    return server
 
 
 def refused_start(path: str, *args: str) -> tuple[int, str]:
@@ -74,10 +68,10 @@ def echo_ok(path: str, token: str, timeout: float = 10.0) -> bool:
 
 @pytest.mark.parametrize("mode", ["600", "660", "777"])
 def test_server_applies_the_chmod_mode_to_the_socket_file(
-    short_tmp: Path, servers: list[Server], mode: str
+    short_tmp: Path, server_factory: ServerFactory, mode: str
 ) -> None:
     path = str(short_tmp / "m.sock")
-    serve(servers, path, "--chmod", mode)
+    server_factory("--chmod", mode, path=path)
     info = os.lstat(path)
     assert stat.S_ISSOCK(info.st_mode)
     assert stat.S_IMODE(info.st_mode) == int(mode, 8)
@@ -164,21 +158,20 @@ def config_file(directory: Path, block: dict[str, Any]) -> str:
 
 
 def serve_with_access(
-    servers: list[Server], directory: Path, block: dict[str, Any]
+    server_factory: ServerFactory, directory: Path, block: dict[str, Any]
 ) -> str:
     """A server with the access settings of ``block``, mode 777, that nobody can reach; its path."""
     # Let nobody reach the socket: only the credential check may refuse.
     os.chmod(directory, 0o755)
     path = str(directory / "c.sock")
-    serve(
-        servers,
-        path,
+    server_factory(
         "--config",
         config_file(directory, block),
         "--chmod",
         "777",
         "--handlers",
         str(HANDLERS),
+        path=path,
     )
     return path
 
@@ -195,11 +188,14 @@ def serve_with_access(
     ids=["uid-root-only", "gid-root-only", "uid-both", "gid-both"],
 )
 def test_server_enforces_allowed_uids_and_gids_on_a_second_user(
-    short_tmp: Path, servers: list[Server], block: dict[str, Any], nobody_allowed: bool
+    short_tmp: Path,
+    server_factory: ServerFactory,
+    block: dict[str, Any],
+    nobody_allowed: bool,
 ) -> None:
     # SEC-2: refused peers get one access_denied with a null id, then the
     # connection closes, and no request of theirs runs; SEC-3: claims do not count.
-    path = serve_with_access(servers, short_tmp, block)
+    path = serve_with_access(server_factory, short_tmp, block)
     seen = run_as_nobody(path)
     with RawClient(path, timeout=10) as conn:  # root is listed in every block
         conn.send_request("marks", "/soak/marks")
@@ -227,12 +223,12 @@ def test_server_enforces_allowed_uids_and_gids_on_a_second_user(
 @needs_root
 @pytest.mark.parametrize("member", [True, False], ids=["member", "not-member"])
 def test_allowed_gids_count_a_peers_supplementary_groups(
-    short_tmp: Path, servers: list[Server], member: bool
+    short_tmp: Path, server_factory: ServerFactory, member: bool
 ) -> None:
     # SEC-2: the kernel reports the peer's supplementary groups with its
     # credentials (SO_PEERGROUPS); a peer in a listed group is served.
     path = serve_with_access(
-        servers, short_tmp, {"allowed_uids": [0], "allowed_gids": [4242]}
+        server_factory, short_tmp, {"allowed_uids": [0], "allowed_gids": [4242]}
     )
     seen = run_as_nobody(path, groups=[4242, 4343] if member else [4343])
     lines = [item["line"] for item in seen if "line" in item]
@@ -247,10 +243,10 @@ def test_allowed_gids_count_a_peers_supplementary_groups(
 
 @needs_root
 def test_server_refuses_root_when_only_nobody_is_allowed(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     # No bypass for the superuser: the list is the list (SEC-2).
-    path = serve_with_access(servers, short_tmp, {"allowed_uids": [NOBODY]})
+    path = serve_with_access(server_factory, short_tmp, {"allowed_uids": [NOBODY]})
     with RawClient(path, timeout=10) as conn:
         conn.send_request("root1", ECHO, {"x": 1})
         denied = conn.read_message(10)
@@ -265,12 +261,12 @@ def test_server_refuses_root_when_only_nobody_is_allowed(
 
 @needs_root
 def test_a_socket_mode_of_600_keeps_another_user_out(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     # SEC-1: the mode alone stops nobody from connecting at all.
     os.chmod(short_tmp, 0o755)
     path = str(short_tmp / "p.sock")
-    serve(servers, path, "--chmod", "600")
+    server_factory("--chmod", "600", path=path)
     assert run_as_nobody(path) == [{"connect_error": "Permission denied"}]
     assert echo_ok(path, "owner")
 
@@ -337,10 +333,10 @@ def test_server_never_follows_or_deletes_a_symlink_at_the_socket_path(
 
 
 def test_a_second_server_on_a_live_path_is_refused_and_the_first_keeps_serving(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     path = str(short_tmp / "live.sock")
-    first = serve(servers, path)
+    first = server_factory(path=path)
     inode = os.lstat(path).st_ino
     status, err = refused_start(path)
     assert status == 1, err
@@ -349,21 +345,23 @@ def test_a_second_server_on_a_live_path_is_refused_and_the_first_keeps_serving(
     assert first.proc.poll() is None
 
 
-def test_a_stale_socket_is_replaced(short_tmp: Path, servers: list[Server]) -> None:
+def test_a_stale_socket_is_replaced(
+    short_tmp: Path, server_factory: ServerFactory
+) -> None:
     path = str(short_tmp / "stale.sock")
     stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     stale.bind(path)
     stale.close()  # nobody listens: connecting is refused (LIFE-6 MAY replace it)
-    serve(servers, path)
+    server_factory(path=path)
     assert echo_ok(path, "replaced")
 
 
 def test_shutdown_does_not_unlink_a_socket_someone_else_put_at_the_path(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     # LIFE-7: remove the socket path "only if it is still the socket that server created".
     path = str(short_tmp / "swap.sock")
-    server = serve(servers, path)
+    server = server_factory(path=path)
     os.unlink(path)
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -381,10 +379,10 @@ def test_shutdown_does_not_unlink_a_socket_someone_else_put_at_the_path(
 
 
 def test_clean_shutdown_removes_the_socket_it_created(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     path = str(short_tmp / "own.sock")
-    server = serve(servers, path)
+    server = server_factory(path=path)
     assert server.stop(signal.SIGTERM) == 0
     assert not os.path.lexists(path)
 
@@ -404,10 +402,10 @@ def exact_line(request_id: str, size: int) -> bytes:
 
 
 def test_a_line_of_exactly_the_limit_is_served_and_one_byte_more_is_message_too_large(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     path = str(short_tmp / "lim.sock")
-    serve(servers, path, "--max-message-bytes", str(LIMIT))
+    server_factory("--max-message-bytes", str(LIMIT), path=path)
     with RawClient(path, timeout=60) as conn:
         line = exact_line("at-limit", LIMIT)
         assert len(line) == LIMIT
@@ -428,12 +426,12 @@ def test_a_line_of_exactly_the_limit_is_served_and_one_byte_more_is_message_too_
 
 
 def test_pipelined_requests_with_reading_stopped_keep_the_server_bounded(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     # LIMIT-5: the server stops reading instead of buffering every answer;
     # CORR-4: all 100,000 are answered once the client reads.
     path = str(short_tmp / "pipe.sock")
-    server = serve(servers, path)
+    server = server_factory(path=path)
     assert echo_ok(path, "warm")
     rss_before = server.rss()
     count = 100_000
@@ -481,10 +479,10 @@ def test_pipelined_requests_with_reading_stopped_keep_the_server_bounded(
 
 
 def test_two_thousand_idle_connections_do_not_stop_others_being_served(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     path = str(short_tmp / "idle.sock")
-    server = serve(servers, path)
+    server = server_factory(path=path)
     # The event loop opens one descriptor for good with the first connection.
     assert echo_ok(path, "warm")
     fds_before = settled_fds(server)
@@ -551,13 +549,13 @@ BAD_INPUTS: list[tuple[str, bytes, dict[str, Any] | None]] = [
 )
 def test_bad_input_gets_the_spec_answer_and_the_server_keeps_serving(
     short_tmp: Path,
-    servers: list[Server],
+    server_factory: ServerFactory,
     name: str,
     line: bytes,
     expected: dict[str, Any] | None,
 ) -> None:
     path = str(short_tmp / "bad.sock")
-    server = serve(servers, path)
+    server = server_factory(path=path)
     with RawClient(path, timeout=30) as conn:
         started = time.monotonic()
         conn.send(line + b"\n")
@@ -579,11 +577,11 @@ def test_bad_input_gets_the_spec_answer_and_the_server_keeps_serving(
 
 @pytest.mark.parametrize("depth", [256, 1000])
 def test_nesting_the_server_can_read_is_echoed_or_answered_handler_error(
-    short_tmp: Path, servers: list[Server], depth: int
+    short_tmp: Path, server_factory: ServerFactory, depth: int
 ) -> None:
     # LIMIT-4: 256 levels must be accepted; deeper may be refused, never a crash.
     path = str(short_tmp / "nest.sock")
-    serve(servers, path)
+    server_factory(path=path)
     inner = depth - 1  # the request object is one level
     data = b"[" * inner + b"]" * inner
     with RawClient(path, timeout=30) as conn:
@@ -607,11 +605,11 @@ def test_nesting_the_server_can_read_is_echoed_or_answered_handler_error(
 
 
 def test_a_half_closed_connection_gets_every_complete_request_answered(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     # LIFE-2: answer what was read in full, drop the partial line, then close.
     path = str(short_tmp / "half.sock")
-    serve(servers, path)
+    server_factory(path=path)
     with RawClient(path, timeout=10) as conn:
         conn.send_request("h1", "/ipcserver/test/delay", {"delay": 300})
         conn.send_request("h2", ECHO, "two")
@@ -632,7 +630,7 @@ def test_a_half_closed_connection_gets_every_complete_request_answered(
 
 
 def test_connections_past_a_full_listen_backlog_are_served_by_both_clients(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     # LIFE-1, LIMIT-6: when more peers connect than the listen backlog holds,
     # Linux answers a non-blocking AF_UNIX connect with EAGAIN; a client must
@@ -647,7 +645,7 @@ def test_connections_past_a_full_listen_backlog_are_served_by_both_clients(
     from pixl_ipc.client import IPCClient
 
     path = str(short_tmp / "burst.sock")
-    server = serve(servers, path)
+    server = server_factory(path=path)
 
     def resume_later() -> threading.Timer:
         server.proc.send_signal(signal.SIGSTOP)
@@ -709,14 +707,14 @@ def test_connections_past_a_full_listen_backlog_are_served_by_both_clients(
 
 
 def test_requests_in_progress_on_one_connection_never_pass_the_advertised_maximum(
-    short_tmp: Path, servers: list[Server]
+    short_tmp: Path, server_factory: ServerFactory
 ) -> None:
     # LIMIT-5: past max_inflight_per_connection (BUILTIN-4) the server stops
     # reading, and CORR-4: it still answers every request. With 500 ms delays,
     # any answer before t0 + 1 s belongs to the first wave, so at most the
     # maximum can arrive by then, however slow the machine.
     path = str(short_tmp / "inflight.sock")
-    serve(servers, path)
+    server_factory(path=path)
     with RawClient(path, timeout=30) as conn:
         conn.send_request("info", "/ipcserver/info")
         limit = conn.read_message(10)["data"]["limits"]["max_inflight_per_connection"]

@@ -54,10 +54,13 @@ RSS_SLACK = 16 * MIB
 # The server's byte budget (LIMIT-7): its RSS must stay under it plus its start.
 BUDGET = 192 * MIB
 # A well-behaved client's 99th percentile round trip during the load: the
-# target, 50 ms, in the long form; the short form, a few seconds in the middle
-# of `make test` on a busy machine, only checks that no flood stalls everyone
-# (a flood that holds the loop does so for a second or more).
-P99_LIMIT = 0.050 if LONG else 0.250
+# target, 50 ms, in the long form (make soak, on a machine kept quiet for it).
+# The short form runs a few seconds in the middle of `make test`, on a machine
+# that other work may load at will: it checks that each of its round trips
+# came back, within 5 s, and leaves the stall of a flood to
+# test_hostile.py's flood test, which judges it against the flood's duration.
+P99_LIMIT = 0.050 if LONG else None
+SLOWEST_LIMIT = 5.0
 # The start of a log record of pixl-ipc serve: "2026-12-07 11:18:21,804 ERROR ...".
 RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
 
@@ -108,6 +111,13 @@ def settle(server: Server, fds_start: int) -> int:
     """Wait until the server holds no more descriptors than at the start; return its count."""
     wait_until(lambda: server.fds() <= fds_start, 15)
     return server.fds()
+
+
+def inflight(path: str) -> int:
+    """The requests the server at ``path`` has in progress (``/ipcserver/stats``)."""
+    with RawClient(path) as conn:
+        stats = conn.request({"ipcReqID": "stats", "uri": "/ipcserver/stats"})
+    return int(stats["data"]["inflight"])
 
 
 def write_summary(name: str, summary: dict[str, Any]) -> None:
@@ -252,7 +262,9 @@ def test_server_survives_mixed_load_with_faults_and_gives_back_its_resources(
         assert total["flood_answers"] == total["flood_lines"], summary
         assert rss_peak <= rss_start + BUDGET, summary
         assert watch.errors == [], watch.errors[:5]
-        assert watch.percentile(0.99) < P99_LIMIT, summary
+        assert max(watch.samples) < SLOWEST_LIMIT, summary
+        if P99_LIMIT is not None:
+            assert watch.percentile(0.99) < P99_LIMIT, summary
         # Nothing went wrong in the server but the failing handler's failures.
         errors = [
             x
@@ -448,7 +460,12 @@ def test_sigkill_mid_request_fails_clients_promptly_and_they_recover_on_a_new_se
             asyncio.ensure_future(client.send("/ipcserver/test/delay", {"delay": 8000}))
             for _ in range(tasks_count)
         ]
-        await asyncio.sleep(0.5)
+        # Every request is in the server before it dies: the ones not yet
+        # written would fail otherwise (ConnectError), not as pending ones.
+        expected = tasks_count + threads_count
+        assert await asyncio.to_thread(
+            wait_until, lambda: inflight(path) >= expected, 30
+        ), f"{inflight(path)} requests in progress, {expected} expected"
         killed_at = time.monotonic()
         outcome["killed_at"] = killed_at
         server.proc.send_signal(signal.SIGKILL)
@@ -481,13 +498,14 @@ def test_sigkill_mid_request_fails_clients_promptly_and_they_recover_on_a_new_se
     try:
         asyncio.run(scenario())
         assert outcome["async"] == ["ServerClosed"] * tasks_count, outcome["async"]
-        assert outcome["async_seconds"] < 2.0, outcome
+        # At once, not at the 10 s timeout (LIFE-3); 5 s leaves room for load.
+        assert outcome["async_seconds"] < 5.0, outcome
         blocking_results = outcome["blocking"]
         assert len(blocking_results) == threads_count
         assert all(
             isinstance(result, ServerClosed) for result, _ in blocking_results
         ), blocking_results
-        assert max(at for _, at in blocking_results) - outcome["killed_at"] < 2.0, (
+        assert max(at for _, at in blocking_results) - outcome["killed_at"] < 5.0, (
             blocking_results
         )
         assert blocking.send(

@@ -1,17 +1,40 @@
-"""Helpers for the server tests: a raw wire client and an in-process server thread."""
+"""Helpers for the server tests: a raw wire client, an in-process server thread, the serve command."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Self, TypeVar
 
 import uvloop
+from pixl_ipc.cli.call import SOCKET_ENV
 from pixl_ipc.server import IPCServer
 from support import RawClient
 
 T = TypeVar("T")
+
+
+def without_socket_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment without PIXL_IPC_SOCKET (which supplies ``--socket``), plus ``extra``."""
+    environ = {k: v for k, v in os.environ.items() if k != SOCKET_ENV}
+    return {**environ, **(extra or {})}
+
+
+def run_serve(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``pixl-ipc serve *args`` expecting it to exit on its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "pixl_ipc", "serve", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=without_socket_env(),
+    )
 
 
 def echo(client: RawClient, data: Any, request_id: str = "rq0") -> Any:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 from pixl_ipc import ConfigError
+from pixl_ipc.cli.call import SOCKET_ENV
 from pixl_ipc.server import IPCServer
-from server_helpers import RawClient, echo
-from support import start_server
+from server_helpers import RawClient, echo, run_serve, without_socket_env
+from support import process, start_server
 
 MIB = 1024 * 1024
 
@@ -166,15 +168,20 @@ def test_config_error_is_a_value_error() -> None:
 # --- the serve command line --------------------------------------------------------
 
 
-def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+@contextlib.contextmanager
+def serving(*args: str, env: dict[str, str] | None = None) -> Iterator[IO[bytes]]:
+    """``pixl-ipc serve *args`` as given (no ``--socket`` added); yields its stderr.
+
+    Stopped with SIGTERM afterwards, which must end it with status 0.
+    """
+    with process(
         [sys.executable, "-m", "pixl_ipc", "serve", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        stdin=subprocess.DEVNULL,
-    )
+        stderr=subprocess.PIPE,
+        env=without_socket_env(env),
+    ) as proc:
+        yield proc.stderr
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
 
 
 def test_config_file_with_an_ipcserver_block_needs_no_socket_flag(
@@ -190,27 +197,34 @@ def test_config_file_with_an_ipcserver_block_needs_no_socket_flag(
             }
         )
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pixl_ipc", "serve", "--config", str(config)],
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        assert process.stderr is not None
+    with serving("--config", str(config)) as stderr:
         # First the warning that log_dir is not read, then the ready line.
-        assert (
-            "ignored pixl-server settings: log_dir"
-            in process.stderr.readline().decode()
-        )
-        assert process.stderr.readline().decode() == f"listening on {path}\n"
+        assert "ignored pixl-server settings: log_dir" in stderr.readline().decode()
+        assert stderr.readline().decode() == f"listening on {path}\n"
         assert (Path(path).stat().st_mode & 0o777) == 0o600
         with RawClient(path) as client:
             assert echo(client, 1)["data"] == 1
+
+
+def test_pixl_ipc_socket_supplies_the_socket_path_and_socket_wins_over_it(
+    short_tmp: Path,
+) -> None:
+    config = short_tmp / "bare.json"
+    config.write_text(json.dumps({"socket_path": str(short_tmp / "unused.sock")}))
+    path = str(short_tmp / "env.sock")
+    # As --socket would, the variable overrides socket_path of --config.
+    with serving("--config", str(config), env={SOCKET_ENV: path}) as stderr:
+        assert stderr.readline().decode() == f"listening on {path}\n"
+        with RawClient(path) as client:
+            assert echo(client, 1)["data"] == 1
+    assert not (short_tmp / "unused.sock").exists()
+    server = start_server(str(short_tmp / "flag.sock"), env={SOCKET_ENV: path})
+    try:
+        with RawClient(server.path) as client:
+            assert echo(client, 2)["data"] == 2
+        assert not os.path.lexists(path)
     finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
-        if process.stderr is not None:
-            process.stderr.close()
+        assert server.stop() == 0
 
 
 def test_flags_override_a_bare_config_block(short_tmp: Path) -> None:
@@ -277,8 +291,12 @@ def serve_main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str
     ],
 )
 def test_bad_arguments_exit_2_with_a_one_line_reason(
-    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], reason: str
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    reason: str,
 ) -> None:
+    monkeypatch.delenv(SOCKET_ENV, raising=False)
     status, err = serve_main(capsys, *args)
     assert status == 2
     lines = err.strip().splitlines()

@@ -19,21 +19,8 @@ import pytest
 from pixl_ipc import StartupError
 from pixl_ipc._socket import activated_socket
 from pixl_ipc.server import IPCServer
-from server_helpers import RawClient, ServerThread, echo
-from support import start_server, wait_until
-
-
-def run_serve(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``pixl-ipc serve`` expecting it to exit on its own."""
-    return subprocess.run(
-        [sys.executable, "-m", "pixl_ipc", "serve", *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
+from server_helpers import RawClient, ServerThread, echo, run_serve
+from support import process, start_server, wait_until
 
 # --- start-up (LIFE-6) ----------------------------------------------------------
 
@@ -278,15 +265,12 @@ def test_socket_activation_serves_the_inherited_socket_and_never_unlinks_it(
     listener.listen(16)
     os.chmod(path, 0o640)
     unused = str(short_tmp / "unused.sock")
-    proc = subprocess.Popen(
+    with process(
         [sys.executable, "-c", _ACTIVATE, str(listener.fileno()), unused],
         pass_fds=(listener.fileno(),),
         stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    listener.close()
-    try:
-        assert proc.stderr is not None
+    ) as proc:
+        listener.close()
         ready = proc.stderr.readline().decode()
         assert ready == f"listening on {path}\n"
         with RawClient(path) as client:
@@ -294,15 +278,9 @@ def test_socket_activation_serves_the_inherited_socket_and_never_unlinks_it(
         assert not os.path.lexists(unused)  # nothing was bound at --socket
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
-        # The socket belongs to the service manager: still there, mode unchanged.
-        assert stat.S_ISSOCK(os.lstat(path).st_mode)
-        assert stat.S_IMODE(os.lstat(path).st_mode) == 0o640
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+    # The socket belongs to the service manager: still there, mode unchanged.
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+    assert stat.S_IMODE(os.lstat(path).st_mode) == 0o640
 
 
 def test_listen_variables_of_another_process_are_ignored() -> None:

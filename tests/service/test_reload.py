@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from pixl_ipc import ConfigError, IPCClient, IPCServer
-from support import RawClient, wait_until
+from support import RawClient, process, wait_until
 
 
 def answer_of(path: Path, uri: str) -> object:
@@ -108,15 +108,12 @@ server.run(on_ready=lambda: print("ready", flush=True))
 
 def test_sighup_calls_the_reload_hooks_of_run(short_tmp: Path) -> None:
     path = short_tmp / "hup.sock"
-    proc = subprocess.Popen(
+    with process(
         [sys.executable, "-c", HOOKED_SERVER, str(path)],
-        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None
+    ) as proc:
         assert proc.stdout.readline() == "ready\n"
         proc.send_signal(signal.SIGHUP)
         assert proc.stdout.readline() == "reloaded\n"
@@ -125,10 +122,4 @@ def test_sighup_calls_the_reload_hooks_of_run(short_tmp: Path) -> None:
         assert IPCClient(path).send("/ipcserver/test/echo", "still") == "still"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
     assert wait_until(lambda: not os.path.lexists(path), 5)

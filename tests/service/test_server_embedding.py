@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from pixl_ipc import IPCClient, IPCServer, RemoteError, Request
-from support import READY_PREFIX, wait_until
+from support import READY_PREFIX, process, wait_until
 
 
 def test_async_with_starts_and_shuts_down(short_tmp: Path) -> None:
@@ -55,10 +55,14 @@ def test_run_on_another_thread_serves_and_stop_ends_it(short_tmp: Path) -> None:
 
     ready = threading.Event()
     errors: list[BaseException] = []
+    stopping: list[bool] = []
 
     def serve() -> None:
         try:
-            server.run(on_ready=ready.set)
+            server.run(
+                on_ready=ready.set,
+                on_stopping=lambda: stopping.append(os.path.lexists(path)),
+            )
         except BaseException as exc:  # noqa: BLE001 - reported by the test
             errors.append(exc)
 
@@ -74,6 +78,8 @@ def test_run_on_another_thread_serves_and_stop_ends_it(short_tmp: Path) -> None:
     assert not thread.is_alive()
     assert errors == []
     assert not os.path.lexists(path)
+    # on_stopping came once, as the shutdown began: the socket was still there.
+    assert stopping == [True]
     # The main thread's signal handling is the program's, untouched.
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
@@ -146,14 +152,12 @@ server.run()
 def test_the_readme_server_shows_a_failing_handlers_traceback(short_tmp: Path) -> None:
     # As the README runs it: no logging configured by the program.
     path = str(short_tmp / "app.sock")
-    proc = subprocess.Popen(
+    with process(
         [sys.executable, "-c", README_SERVER.format(path=path)],
-        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
+    ) as proc:
         assert wait_until(lambda: os.path.exists(path), 20)
         with IPCClient(path, code_to_err=True) as client:
             assert client.send("/myapp/hello", {"name": "x"}) == {"hello": "x"}
@@ -163,13 +167,7 @@ def test_the_readme_server_shows_a_failing_handlers_traceback(short_tmp: Path) -
         assert "the server log has the details" in failed.value.message
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.stderr is not None
-    log = proc.stderr.read()
-    proc.stderr.close()
+        log = proc.stderr.read()
     assert " ERROR pixl_ipc.server: handler for /myapp/hello failed:" in log
     assert "KeyError: 'name'" in log
     assert not log.startswith(READY_PREFIX)

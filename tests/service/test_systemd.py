@@ -9,7 +9,9 @@ server tells it.
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import shlex
 import shutil
 import signal
@@ -20,7 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import RawClient, wait_until
+from support import RawClient, process, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "examples" / "systemd"
@@ -61,6 +63,21 @@ def exec_start() -> list[str]:
     argv = shlex.split(command)
     assert argv[0] == INSTALLED_PIXL_IPC
     return [PIXL_IPC, *argv[1:]]
+
+
+# A handler that answers once the file named by its data exists.
+HOLDING_HANDLERS = """
+import asyncio
+import os
+
+
+def register(server):
+    @server.uri("/app/hold")
+    async def hold(request):
+        while not os.path.exists(request.data):
+            await asyncio.sleep(0.01)
+        return "released"
+"""
 
 
 def notification(sock: socket.socket) -> dict[str, str]:
@@ -128,7 +145,7 @@ def test_exec_start_serves_the_activated_socket_and_notifies(
 ) -> None:
     receiver, notify_path = notify_socket
     path = str(short_tmp / "pixl-ipc.sock")
-    proc = subprocess.Popen(
+    with process(
         [
             "systemd-socket-activate",
             "--listen",
@@ -137,11 +154,9 @@ def test_exec_start_serves_the_activated_socket_and_notifies(
             f"NOTIFY_SOCKET={notify_path}",
             *exec_start(),
         ],
-        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-    )
-    try:
+    ) as proc:
         assert wait_until(lambda: os.path.exists(path), timeout=20)
         # The first connection starts the server, which answers it.
         with RawClient(path, timeout=30) as client:
@@ -157,13 +172,7 @@ def test_exec_start_serves_the_activated_socket_and_notifies(
         assert stopping["STOPPING"] == "1"
         assert stopping["STATUS"].startswith("stopping")
         assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        assert proc.stderr is not None
         log = proc.stderr.read().decode()
-        proc.stderr.close()
     assert f"listening on {path}\n" in log
     # The socket is the service manager's: the server leaves it in place.
     assert stat.S_ISSOCK(os.lstat(path).st_mode)
@@ -177,14 +186,12 @@ def test_serve_notifies_an_abstract_socket_without_activation(
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
         receiver.bind("\0" + name)
         receiver.settimeout(20)
-        proc = subprocess.Popen(
+        with process(
             [PIXL_IPC, "serve", "--socket", path],
-            stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "NOTIFY_SOCKET": "@" + name},
-        )
-        try:
+        ) as proc:
             assert notification(receiver) == {
                 "READY": "1",
                 "STATUS": f"listening on {path}",
@@ -198,8 +205,49 @@ def test_serve_notifies_an_abstract_socket_without_activation(
             proc.send_signal(signal.SIGTERM)
             assert notification(receiver)["STOPPING"] == "1"
             assert proc.wait(20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    assert not os.path.lexists(path)
+
+
+def test_stopping_is_sent_when_the_shutdown_begins_not_when_it_ends(
+    short_tmp: Path, notify_socket: tuple[socket.socket, str]
+) -> None:
+    # sd_notify(3): STOPPING=1 tells systemd the service is beginning its
+    # shutdown. A request in progress holds the shutdown up until released.
+    receiver, notify_path = notify_socket
+    handlers = short_tmp / "holding.py"
+    handlers.write_text(HOLDING_HANDLERS)
+    config = short_tmp / "config.json"
+    config.write_text(json.dumps({"exit_timeout": 60_000}))
+    release = short_tmp / "release"
+    path = str(short_tmp / "s.sock")
+    with process(
+        [PIXL_IPC, "serve", "--socket", path, "--config", str(config)]
+        + ["--handlers", str(handlers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "NOTIFY_SOCKET": notify_path},
+    ) as proc:
+        assert notification(receiver)["READY"] == "1"
+        with RawClient(path, timeout=30) as client:
+            client.send_json(
+                {"ipcReqID": "held", "uri": "/app/hold", "data": str(release)}
+            )
+            client.send_json({"ipcReqID": "mark", "uri": "/ipcserver/test/echo"})
+            assert client.read_message() == {"ipcReqID": "mark"}  # both read
+            proc.send_signal(signal.SIGTERM)
+            stopping = notification(receiver)
+            assert stopping == {
+                "STOPPING": "1",
+                "STATUS": "stopping: answering the requests in progress",
+            }
+            # The shutdown has begun, not ended: the request is still in
+            # progress, the connection not half-closed, the socket file there.
+            readable, _, _ = select.select([client.sock], [], [], 0)
+            assert readable == [] and client.buffer == b""
+            assert os.path.lexists(path)
+            release.touch()
+            assert client.read_message() == {"ipcReqID": "held", "data": "released"}
+            with pytest.raises(EOFError):
+                client.read_line()
+        assert proc.wait(30) == 0
     assert not os.path.lexists(path)

@@ -38,7 +38,6 @@ RESPONSE = BASE + "response.schema.json"
 ERROR_RESPONSE = BASE + "error-response.schema.json"
 PUSH = BASE + "push.schema.json"
 MESSAGE = BASE + "message.schema.json"
-REQUEST_ID = BASE + "common.schema.json#/$defs/requestId"
 
 REQUEST_VECTORS = [
     v for v in vectors() if v.ref.startswith(REQUEST) and isinstance(v.data, dict)

@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import StartupError
@@ -22,6 +23,7 @@ __all__ = [
     "Listener",
     "activated_socket",
     "bind_unix",
+    "listen_fds",
     "raise_descriptor_limit",
     "unlink_if_ours",
 ]
@@ -260,12 +262,26 @@ def raise_descriptor_limit(wanted: int) -> int:
     return soft
 
 
+def listen_fds(environ: Mapping[str, str] | None = None) -> int:
+    """How many sockets systemd socket activation passed to this process; 0 when not activated.
+
+    Reads ``LISTEN_PID`` and ``LISTEN_FDS`` (sd_listen_fds(3)); they apply only
+    when ``LISTEN_PID`` is this process.
+    """
+    env = os.environ if environ is None else environ
+    try:
+        if int(env.get("LISTEN_PID", "")) != os.getpid():
+            return 0
+        return max(0, int(env.get("LISTEN_FDS", "")))
+    except ValueError:
+        return 0
+
+
 def activated_socket(environ: dict[str, str] | None = None) -> socket.socket | None:
     """The listening socket passed by systemd socket activation, if any.
 
-    Reads ``LISTEN_PID`` and ``LISTEN_FDS`` (sd_listen_fds(3)); they apply only
-    when ``LISTEN_PID`` is this process. The variables are removed so that
-    child processes do not take the socket for theirs.
+    See :func:`listen_fds`. The variables are removed so that child
+    processes do not take the socket for theirs.
 
     Returns:
         The socket on descriptor 3, or None when not activated.
@@ -275,13 +291,7 @@ def activated_socket(environ: dict[str, str] | None = None) -> socket.socket | N
             is not a listening AF_UNIX stream socket.
     """
     env = os.environ if environ is None else environ
-    pid, fds = env.get("LISTEN_PID"), env.get("LISTEN_FDS")
-    if not pid or not fds:
-        return None
-    try:
-        if int(pid) != os.getpid() or int(fds) < 1:
-            return None
-    except ValueError:
+    if listen_fds(env) < 1:
         return None
     for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         env.pop(key, None)

@@ -384,7 +384,7 @@ class Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_busy = True
-        self._ctx.stats.record_backpressure()
+        self._ctx.stats.count("streamBackpressure")
 
     def resume_writing(self) -> None:
         # The transport has written everything it was given.
@@ -479,7 +479,7 @@ class Connection(asyncio.Protocol):
         )
         if pause and not self._read_paused:
             self._read_paused = True
-            self._ctx.stats.record_read_pause()
+            self._ctx.stats.count("readPauses")
             transport.pause_reading()
         elif not pause and self._read_paused:
             self._read_paused = False
@@ -523,7 +523,7 @@ class Connection(asyncio.Protocol):
             route = cached(uri, _UNSEEN)
             if route is _UNSEEN:
                 route = router.match(uri)
-            stats.current.requests += 1  # stats.record_request()
+            stats.current.requests += 1
             if route is None:
                 handler = ctx.default_handler
                 if handler is None:
@@ -593,7 +593,7 @@ class Connection(asyncio.Protocol):
             else:
                 line = self._reply(request_id, uri, future.result(), start)
             if line is None or not self.write_line(line):
-                ctx.stats.record_dropped_response()  # LIFE-5
+                ctx.stats.count("droppedResponses")  # LIFE-5
         except MemoryError:
             self._out_of_memory()
             return
@@ -613,7 +613,7 @@ class Connection(asyncio.Protocol):
 
     def _unencodable(self, request_id: Any, uri: str, exc: Exception) -> bytes:
         # ERR-3: a result that cannot be encoded is the handler's failure.
-        self._ctx.stats.record_handler_error()
+        self._ctx.stats.count("handlerErrors")
         logger.error("the result of the handler for %s cannot be encoded: %s", printable(uri), printable(exc))
         return encode_line(data_error(request_id, ErrorCode.HANDLER_ERROR, _NOT_ENCODABLE))
 
@@ -621,7 +621,7 @@ class Connection(asyncio.Protocol):
         if isinstance(exc, RemoteError):
             # A deliberate error of the application: its code and message go out.
             return encode_line(data_error(request_id, exc.code, exc.message))
-        self._ctx.stats.record_handler_error()
+        self._ctx.stats.count("handlerErrors")
         # ERR-5: the exception's details stay in the log, where the peer's
         # text cannot start a line of its own.
         logger.error("handler for %s failed:\n%s", printable(uri), format_failure(exc))
@@ -732,7 +732,7 @@ class Connection(asyncio.Protocol):
         self._decoder.close()
         self._forget_output()
         self.abort()
-        self._ctx.stats.record_out_of_memory()
+        self._ctx.stats.count("outOfMemory")
         suppressed = _memory_logged.ready()
         if suppressed is not None:
             peer = self.peer

@@ -150,10 +150,10 @@ class ServerContext:
         self._sockets[conn] = None
         budget.connections = len(self._sockets)
         if not self.access.allows(peer):
-            self.stats.record_access_denied()
+            self.stats.count("accessDenied")
             return ErrorCode.ACCESS_DENIED, "access denied: this peer is not allowed"
         if budget.connections > budget.max_connections:
-            self.stats.record_busy()
+            self.stats.count("serverBusy")
             return ErrorCode.SERVER_BUSY, "server busy: too many connections, try again later"
         return None
 
@@ -173,7 +173,7 @@ class ServerContext:
             self.budget.connections = len(self._sockets)
             self._lingering.pop(conn, None)
             if self.connections.pop(conn, 0) is None:
-                self.stats.record_close()
+                self.stats.count("clientClose")
 
     def evict_oldest(self) -> bool:
         """Close the connection that has been half-closed the longest; False if there is none."""

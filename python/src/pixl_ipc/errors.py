@@ -45,7 +45,6 @@ class ErrorCode(enum.StrEnum):
     NO_HANDLER_FOUND = "no_handler_found"  # in data
     # Extensions of this kit (VER-2).
     BAD_JSON = "bad_json"  # top level
-    BAD_REQUEST = "bad_request"  # top level
     MESSAGE_TOO_LARGE = "message_too_large"  # top level, with "limit"
     HANDLER_ERROR = "handler_error"  # in data
     ACCESS_DENIED = "access_denied"  # top level, then the server closes
@@ -61,8 +60,8 @@ class ConnectError(IPCError, ConnectionError):
 
     Attributes:
         path: the socket path.
-        reason: ``"missing"``, ``"refused"``, ``"permission"``, ``"timeout"``
-            or ``"error"``.
+        reason: ``"missing"``, ``"refused"``, ``"not_socket"``,
+            ``"permission"``, ``"timeout"`` or ``"error"``.
     """
 
     def __init__(self, path: str, reason: str, detail: str = "") -> None:

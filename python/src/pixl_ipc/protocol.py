@@ -468,12 +468,6 @@ class ClientProtocol:
         """How many requests wait for an answer."""
         return len(self.outstanding)
 
-    def next_id(self) -> str:
-        """A fresh request id, never reused by this client (CORR-1)."""
-        request_id = f"rq{self._counter}"
-        self._counter += 1
-        return request_id
-
     def encode_request(self, uri: str, data: Any) -> tuple[str, bytes]:
         """Build a request with a new id (the id comes before data, CORR-6).
 
@@ -483,7 +477,7 @@ class ClientProtocol:
         Raises:
             TypeError, ValueError: ``data`` cannot be encoded as JSON.
         """
-        request_id = f"rq{self._counter}"  # next_id(), inline: this runs per request
+        request_id = f"rq{self._counter}"  # never reused by this client (CORR-1)
         self._counter += 1
         message = {
             "ipcReqID": request_id,

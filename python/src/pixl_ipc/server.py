@@ -2,15 +2,16 @@
 
 Theory of operation
 -------------------
-:class:`IPCServer` owns the listening socket (:mod:`~pixl_ipc._socket`: safe
-bind, socket activation, safe removal), the handler table
-(:mod:`~pixl_ipc.routing`), the statistics (:mod:`~pixl_ipc.stats`), the
-server-wide budgets (:mod:`~pixl_ipc.budget`) and the lifecycle. It accepts
-connections itself, so that running out of descriptors is logged once a
-second and accepting goes on when descriptors come back. Each accepted client
-is a :class:`~pixl_ipc.connection.Connection`, which reads requests, calls
-handlers and writes replies; it sees the server only through a
-:class:`~pixl_ipc.context.ServerContext`.
+:class:`IPCServer` is what an application holds: the handler table
+(:mod:`~pixl_ipc.routing`), the statistics (:mod:`~pixl_ipc.stats`), pushes,
+and the lifecycle: start, shutdown, :meth:`IPCServer.run`, signals and
+reload. It binds the listening socket (:mod:`~pixl_ipc._socket`: safe bind,
+socket activation, safe removal) and hands it to an
+:class:`~pixl_ipc.accept.Acceptor`, which takes connections off it within the
+descriptor limit. Each accepted client is a
+:class:`~pixl_ipc.connection.Connection`, which reads requests, calls handlers
+and writes replies within the budgets (:mod:`~pixl_ipc.budget`); it sees the
+server only through a :class:`~pixl_ipc.context.ServerContext`.
 
 Sync handlers run on the event loop: one that blocks holds up every
 connection. Make it ``async``, or register it with ``threaded=True`` to run it
@@ -26,30 +27,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import errno
-import functools
 import logging
 import math
 import os
 import re
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Self, TypeVar
 
-from ._logging import Throttle
 from ._memory import release_free_memory
 from ._peer import AccessRule, PeerCredentials
-from ._socket import (
-    LISTEN_BACKLOG,
-    Listener,
-    activated_socket,
-    bind_unix,
-    raise_descriptor_limit,
-    unlink_if_ours,
-)
+from ._socket import LISTEN_BACKLOG, Listener, activated_socket, bind_unix, unlink_if_ours
+from .accept import Acceptor, fit_descriptor_limit
 from .budget import DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_CONNECTIONS, ServerBudget
 from .builtins import register_builtins
 from .config import (
@@ -78,15 +69,6 @@ logger = logging.getLogger("pixl_ipc.server")
 # How long after large traffic the heap's free pages go back to the system: at
 # most one malloc_trim a second, off the hot path.
 _TRIM_DELAY = 1.0
-# Descriptors kept for the rest of the process (listening socket, logs,
-# handler modules), as Redis keeps 32 besides its clients.
-_RESERVED_DESCRIPTORS = 64
-# Connections accepted in one go before the loop serves the others.
-_ACCEPT_BATCH = 64
-# Out of descriptors: how long accepting rests before it tries again.
-_ACCEPT_RETRY = 0.1
-# accept() errors that mean "no descriptor or memory for one more".
-_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 #: How long a half-closed connection is kept by default, in seconds (LIFE-8).
 DEFAULT_CLOSE_GRACE = 60.0
 # SIGTERM, SIGINT and SIGQUIT drain and stop; SIGHUP and SIGUSR1 are logged.
@@ -208,14 +190,13 @@ class IPCServer:
         self._listener: Listener | None = None
         self._stats_timer: asyncio.TimerHandle | None = None
         self._trim_timer: asyncio.TimerHandle | None = None
-        self._accept_timer: asyncio.TimerHandle | None = None
-        self._accepts: set[asyncio.Task[Any]] = set()
-        self._descriptors_logged = Throttle()
+        self._acceptor = Acceptor(self._ctx, self._make_connection)
         self._next_roll: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._stop_requested = False
+        self._on_stopping: Callable[[], None] | None = None
         self._reload_hooks: list[Callable[[], object]] = []
         register_builtins(self)
         self._builtin_routes = len(self._router)
@@ -440,74 +421,6 @@ class IPCServer:
         self._trim_timer = None
         release_free_memory()
 
-    # --- accepting -------------------------------------------------------------
-
-    def _accept_ready(self) -> None:
-        """Accept the connections waiting, a batch at a time."""
-        assert self._listener is not None and self._loop is not None
-        listening = self._listener.sock
-        for _ in range(_ACCEPT_BATCH):
-            try:
-                sock, _ = listening.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in _OUT_OF_DESCRIPTORS:
-                    self._out_of_descriptors(exc)
-                elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
-                    logger.error("accepting a connection failed: %s", exc)
-                return
-            sock.setblocking(False)
-            task = self._loop.create_task(self._loop.connect_accepted_socket(self._make_connection, sock))
-            self._accepts.add(task)
-            task.add_done_callback(functools.partial(self._accepted, sock))
-
-    def _accepted(self, sock: socket.socket, task: asyncio.Task[Any]) -> None:
-        self._accepts.discard(task)
-        if task.cancelled() or task.exception() is None:
-            return
-        with contextlib.suppress(OSError):
-            sock.close()
-        logger.error("could not set up an accepted connection: %s", task.exception())
-
-    def _out_of_descriptors(self, exc: OSError) -> None:
-        """EMFILE and the like: make room by closing a half-closed connection, or rest a while."""
-        assert self._listener is not None and self._loop is not None
-        if self._ctx.evict_oldest():
-            return  # its descriptor is free now: the listening socket is still readable
-        suppressed = self._descriptors_logged.ready()
-        if suppressed is not None:
-            logger.error(
-                "cannot accept connections: %s (%d open); trying again every %g s%s",
-                exc.strerror,
-                len(self._ctx.connections),
-                _ACCEPT_RETRY,
-                f"; {suppressed} more failures since the last message" if suppressed else "",
-            )
-        self._loop.remove_reader(self._listener.sock.fileno())
-        self._accept_timer = self._loop.call_later(_ACCEPT_RETRY, self._resume_accepting)
-
-    def _resume_accepting(self) -> None:
-        self._accept_timer = None
-        if self._listener is not None and self._loop is not None and not self._ctx.closing:
-            self._loop.add_reader(self._listener.sock.fileno(), self._accept_ready)
-
-    def _fit_descriptor_limit(self) -> None:
-        """Raise the soft descriptor limit to fit the connection budget, or shrink the budget to fit."""
-        wanted = self.max_connections + _RESERVED_DESCRIPTORS
-        limit = raise_descriptor_limit(wanted)
-        budget = self._ctx.budget
-        budget.max_connections = self.max_connections
-        if limit < wanted:
-            budget.max_connections = max(1, limit - _RESERVED_DESCRIPTORS)
-            logger.warning(
-                "max_connections %d needs %d descriptors but the limit is %d: serving at most %d connections",
-                self.max_connections,
-                wanted,
-                limit,
-                budget.max_connections,
-            )
-
     # --- lifecycle -------------------------------------------------------------
 
     @property
@@ -528,7 +441,7 @@ class IPCServer:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._closed = asyncio.Event()
-        self._fit_descriptor_limit()
+        fit_descriptor_limit(self._ctx.budget, self.max_connections)
         inherited = activated_socket()
         if inherited is not None:
             name = inherited.getsockname()
@@ -539,7 +452,7 @@ class IPCServer:
         else:
             listener = bind_unix(self.socket_path, self._mode)
         try:
-            loop.add_reader(listener.sock.fileno(), self._accept_ready)
+            self._acceptor.start(listener.sock)
         except BaseException:
             unlink_if_ours(listener)
             listener.sock.close()
@@ -581,17 +494,21 @@ class IPCServer:
 
     async def _shutdown(self) -> None:
         assert self._listener is not None and self._closed is not None and self._loop is not None
+        if self._on_stopping is not None:
+            try:
+                self._on_stopping()
+            except Exception:
+                logger.exception("on_stopping failed; shutting down all the same")
         ctx = self._ctx
         ctx.closing = True
         loop = self._loop
         deadline = loop.time() + self.exit_timeout
-        for timer in (self._stats_timer, self._trim_timer, self._accept_timer):
+        for timer in (self._stats_timer, self._trim_timer):
             if timer is not None:
                 timer.cancel()
         # Stop accepting: new clients are refused from now on.
         listener = self._listener
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(listener.sock.fileno())
+        self._acceptor.stop()
         listener.sock.close()
         for conn in list(ctx.connections):
             conn.drain()
@@ -622,7 +539,7 @@ class IPCServer:
         await asyncio.sleep(0)
         # Back to the unstarted state, so that start() may be called again.
         self._listener = None
-        self._stats_timer = self._trim_timer = self._accept_timer = self._next_roll = None
+        self._stats_timer = self._trim_timer = self._next_roll = None
         ctx.closing = False
         self._shutdown_task = None
         self._closed.set()
@@ -637,7 +554,12 @@ class IPCServer:
         """Leaving the block shuts it down (:meth:`shutdown`)."""
         await self.shutdown()
 
-    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+    def run(
+        self,
+        *,
+        on_ready: Callable[[], None] | None = None,
+        on_stopping: Callable[[], None] | None = None,
+    ) -> None:
         """Serve until a stop signal or :meth:`stop`, then shut down cleanly. Blocks.
 
         Configures logging to stderr if the application has not configured
@@ -651,6 +573,9 @@ class IPCServer:
 
         Args:
             on_ready: called once the socket accepts connections.
+            on_stopping: called once the shutdown begins (a stop signal,
+                :meth:`stop`), before accepting stops and the connections
+                are drained and closed.
 
         Raises:
             StartupError: see :meth:`start`.
@@ -678,11 +603,13 @@ class IPCServer:
                 # If on_ready or the loop failed: the socket still goes.
                 await self.shutdown()
 
+        self._on_stopping = on_stopping
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
                 runner.run(main())
         finally:
             self._stop_requested = False
+            self._on_stopping = None
 
     def stop(self) -> None:
         """Ask the server to shut down; safe to call from any thread.

@@ -1,7 +1,7 @@
 """The server's counters, by stats interval as the original keeps them, and since start.
 
 :class:`ServerStats` owns every counter; connections and the server only call
-its ``record_*`` methods. The original reports the counters of the last
+its methods. The original reports the counters of the last
 *completed* interval (``log_stats_interval``); this kit adds running totals
 under their own keys (BUILTIN-5).
 """
@@ -9,49 +9,44 @@ under their own keys (BUILTIN-5).
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-__all__ = ["ServerStats"]
+__all__ = ["Counter", "ServerStats"]
 
 
+@dataclass(slots=True)
 class _Counters:
     """The counters of one stats interval (the original's keys, then this kit's); duration in seconds."""
 
-    __slots__ = (
-        "accessDenied",
-        "badMessages",
-        "clientClose",
-        "clientOpen",
-        "droppedResponses",
-        "duration",
-        "handlerErrors",
-        "maxConnections",
-        "outOfMemory",
-        "oversizeMessages",
-        "readPauses",
-        "requests",
-        "serverBusy",
-        "slowResponses",
-        "streamBackpressure",
-    )
+    requests: int = 0
+    clientOpen: int = 0
+    clientClose: int = 0
+    maxConnections: int = 0
+    duration: float = 0.0
+    slowResponses: int = 0
+    streamBackpressure: int = 0
+    badMessages: int = 0
+    oversizeMessages: int = 0
+    handlerErrors: int = 0
+    accessDenied: int = 0
+    serverBusy: int = 0
+    readPauses: int = 0
+    droppedResponses: int = 0
+    outOfMemory: int = 0
 
-    def __init__(self, connections: int = 0) -> None:
-        self.requests = 0
-        self.clientOpen = 0
-        self.clientClose = 0
-        self.maxConnections = connections
-        self.duration = 0.0
-        self.slowResponses = 0
-        self.streamBackpressure = 0
-        self.badMessages = 0
-        self.oversizeMessages = 0
-        self.handlerErrors = 0
-        self.accessDenied = 0
-        self.serverBusy = 0
-        self.readPauses = 0
-        self.droppedResponses = 0
-        self.outOfMemory = 0
 
+#: A counter that :meth:`ServerStats.count` adds one to, and what it counts.
+Counter = Literal[
+    "clientClose",  # an accepted connection ended
+    "streamBackpressure",  # a write filled a connection's buffer
+    "readPauses",  # reading from a connection paused (LIMIT-5)
+    "handlerErrors",  # a handler failed, or its result could not be encoded (ERR-3)
+    "accessDenied",  # a peer was refused by the access rule (SEC-2)
+    "serverBusy",  # a connection or a line was refused server_busy (LIMIT-7)
+    "droppedResponses",  # an answer's connection had ended (LIFE-5)
+    "outOfMemory",  # a connection was closed because memory ran out while serving it
+]
 
 # Keys reported for the last completed interval (the original's).
 _ORIGINAL_KEYS = (
@@ -79,13 +74,11 @@ _TOTAL_KEYS = {
     "droppedResponses": "droppedResponses",
     "outOfMemory": "outOfMemory",
 }
-# Protocol replies (reason -> counter). Records that parse as JSON objects
-# count as requests received (as the original counts records).
+# Protocol replies (reason -> counter); the others count as badMessages.
 _REPLY_COUNTERS = {
     "message_too_large": "oversizeMessages",
     "server_busy": "serverBusy",
 }
-_RECORDS = frozenset({"no_uri", "bad_request"})
 
 
 class ServerStats:
@@ -96,9 +89,10 @@ class ServerStats:
 
     Attributes:
         current: the counters of the interval in progress. A connection's
-            request loop adds to ``requests``, ``duration`` and
-            ``slowResponses`` itself, as :meth:`record_request` and
-            :meth:`record_answer` do, to spare two calls per request.
+            request loop adds one to ``requests`` for each request routed,
+            and to ``duration`` and ``slowResponses`` as
+            :meth:`record_answer` does, itself, to spare two calls per
+            request.
     """
 
     __slots__ = ("_last", "_started", "_totals", "current", "slow_threshold")
@@ -112,9 +106,10 @@ class ServerStats:
 
     # --- recording -------------------------------------------------------------
 
-    def record_request(self) -> None:
-        """A request record reached the dispatcher."""
-        self.current.requests += 1
+    def count(self, counter: Counter) -> None:
+        """Add one to ``counter`` of the interval in progress."""
+        current = self.current
+        setattr(current, counter, getattr(current, counter) + 1)
 
     def record_answer(self, elapsed: float) -> None:
         """A handler answered after ``elapsed`` seconds."""
@@ -126,7 +121,7 @@ class ServerStats:
     def record_protocol_reply(self, reason: str) -> None:
         """The server answered a line itself (``bad_json``, ``no_uri``, ``server_busy``...)."""
         current = self.current
-        if reason in _RECORDS:
+        if reason == "no_uri":  # a record that parsed: a request received
             current.requests += 1
         name = _REPLY_COUNTERS.get(reason, "badMessages")
         setattr(current, name, getattr(current, name) + 1)
@@ -138,38 +133,6 @@ class ServerStats:
         if connections > current.maxConnections:
             current.maxConnections = connections
 
-    def record_close(self) -> None:
-        """An accepted connection ended."""
-        self.current.clientClose += 1
-
-    def record_backpressure(self) -> None:
-        """A write filled a connection's buffer."""
-        self.current.streamBackpressure += 1
-
-    def record_read_pause(self) -> None:
-        """Reading from a connection paused (LIMIT-5)."""
-        self.current.readPauses += 1
-
-    def record_handler_error(self) -> None:
-        """A handler failed, or its result could not be encoded (ERR-3)."""
-        self.current.handlerErrors += 1
-
-    def record_access_denied(self) -> None:
-        """A peer was refused by the access rule (SEC-2)."""
-        self.current.accessDenied += 1
-
-    def record_busy(self) -> None:
-        """A connection was refused ``server_busy`` by the connection budget (LIMIT-7)."""
-        self.current.serverBusy += 1
-
-    def record_dropped_response(self) -> None:
-        """An answer could not be delivered: its connection had ended (LIFE-5)."""
-        self.current.droppedResponses += 1
-
-    def record_out_of_memory(self) -> None:
-        """A connection was closed because memory ran out while serving it."""
-        self.current.outOfMemory += 1
-
     # --- reporting -------------------------------------------------------------
 
     def roll(self, connections: int) -> None:
@@ -179,7 +142,7 @@ class ServerStats:
         for key in _TOTAL_KEYS:
             setattr(totals, key, getattr(totals, key) + getattr(current, key))
         self._last = current
-        self.current = _Counters(connections)
+        self.current = _Counters(maxConnections=connections)
 
     def restart_clock(self) -> None:
         """Count ``uptime`` from now (the server started)."""

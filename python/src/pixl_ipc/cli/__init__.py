@@ -26,7 +26,7 @@ examples:
 {call.EXIT_TABLE}
 
 exit status of serve:
-  0  stopped by SIGTERM or SIGINT
+  0  stopped by SIGTERM, SIGINT or SIGQUIT
   1  start-up refused (the socket path is in use or cannot be bound)
   2  bad arguments, configuration or handler module
 """

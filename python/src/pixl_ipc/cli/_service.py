@@ -5,18 +5,18 @@ logrotate), as text or as one JSON object per line (``--log-format json``).
 Under systemd socket activation (``LISTEN_FDS``, ``LISTEN_PID``) the listening
 socket is inherited, so ``--socket`` is not needed: its path is read from the
 socket. With ``NOTIFY_SOCKET`` set (``Type=notify``), systemd is told
-``READY=1`` once the socket accepts connections and ``STOPPING=1`` once the
-server has shut down, before the process exits, each with a ``STATUS=`` line.
+``READY=1`` once the socket accepts connections and ``STOPPING=1`` when the
+shutdown begins, before the connections are drained and closed (sd_notify(3)),
+each with a ``STATUS=`` line.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 from collections.abc import Mapping
 
-from .._socket import SD_LISTEN_FDS_START
+from .._socket import SD_LISTEN_FDS_START, listen_fds
 from ..logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from ..sdnotify import notify
 
@@ -76,11 +76,7 @@ def activated_socket_path(environ: Mapping[str, str] | None = None) -> str | Non
         The path, or None when the process was not socket-activated or the
         inherited socket has no filesystem path (unnamed or abstract).
     """
-    env = os.environ if environ is None else environ
-    try:
-        if int(env.get("LISTEN_PID", "")) != os.getpid() or int(env.get("LISTEN_FDS", "")) < 1:
-            return None
-    except ValueError:
+    if listen_fds(environ) < 1:
         return None
     try:
         sock = socket.socket(fileno=SD_LISTEN_FDS_START)
@@ -98,6 +94,6 @@ def notify_ready(address: str) -> None:
     notify("READY=1", f"STATUS=listening on {address}")
 
 
-def notify_stopping(reason: str) -> None:
-    """Tell the service manager the server is shutting down, and why."""
-    notify("STOPPING=1", f"STATUS=stopping: {reason}")
+def notify_stopping() -> None:
+    """Tell the service manager the shutdown begins (LIFE-7: requests read are answered first)."""
+    notify("STOPPING=1", "STATUS=stopping: answering the requests in progress")

@@ -29,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from .._memory import warm_allocator
+from .._socket import listen_fds
 from ..errors import ConfigError, StartupError
 from ..logs import LOG_LEVELS
 from ..server import IPCServer
@@ -39,6 +40,7 @@ from ._service import (
     notify_stopping,
     setup_logging,
 )
+from .call import SOCKET_ENV
 
 __all__ = ["ConfigFile", "add_parser", "load_handler_module", "read_config", "run"]
 
@@ -48,16 +50,42 @@ logger = logging.getLogger("pixl_ipc.serve")
 LOG_LEVEL_KEY = "log_level"
 # Config keys that SIGHUP applies while serving.
 _RELOADED_KEYS = ("allowed_uids", "allowed_gids", LOG_LEVEL_KEY)
-# Option (its argparse name) -> the config key it overrides.
-_FLAG_KEYS = {
-    "socket": "socket_path",
-    "chmod": "socket_chmod",
-    "max_message_bytes": "max_message_bytes",
-    "max_threads": "max_threads",
-    "max_connections": "max_connections",
-    "max_buffered_bytes": "max_buffered_bytes",
-    "close_grace_ms": "close_grace_ms",
-}
+# The options that override a key of the config block, in --help's order:
+# (option, the config key it sets, type, metavar, help).
+_BLOCK_OPTIONS: tuple[tuple[str, str, type, str, str], ...] = (
+    ("--chmod", "socket_chmod", str, "MODE", "octal mode of the socket file, e.g. 660 ('' disables)"),
+    ("--max-message-bytes", "max_message_bytes", int, "N", "largest request accepted, in bytes (>= 16 MiB)"),
+    (
+        "--max-connections",
+        "max_connections",
+        int,
+        "N",
+        "connections held at once, half-closed ones included; more get server_busy",
+    ),
+    (
+        "--max-buffered-bytes",
+        "max_buffered_bytes",
+        int,
+        "N",
+        "bytes of unfinished requests and unsent answers held for all clients together",
+    ),
+    (
+        "--close-grace-ms",
+        "close_grace_ms",
+        int,
+        "MS",
+        "how long a half-closed connection is kept before it is closed anyway (default 60000)",
+    ),
+    (
+        "--max-threads",
+        "max_threads",
+        int,
+        "N",
+        "size of the thread pool for handlers registered with threaded=True",
+    ),
+)
+# Config keys that options set: their argparse destinations.
+_OPTION_KEYS = ("socket_path", *(key for _, key, _, _, _ in _BLOCK_OPTIONS))
 
 
 class UsageError(Exception):
@@ -74,7 +102,13 @@ def add_parser(subparsers: Any) -> None:
             "Prints 'listening on PATH' to stderr once ready."
         ),
     )
-    parser.add_argument("--socket", metavar="PATH", help="socket path (overrides socket_path of --config)")
+    parser.add_argument(
+        "--socket",
+        dest="socket_path",
+        metavar="PATH",
+        help=f"socket path (default: ${SOCKET_ENV}; under socket activation, the inherited socket's); "
+        "overrides socket_path of --config",
+    )
     parser.add_argument(
         "--config",
         metavar="FILE.json",
@@ -88,36 +122,8 @@ def add_parser(subparsers: Any) -> None:
         metavar="MODULE_OR_FILE",
         help="import a module name or a .py file and call its register(server)",
     )
-    parser.add_argument(
-        "--chmod", metavar="MODE", help="octal mode of the socket file, e.g. 660 ('' disables)"
-    )
-    parser.add_argument(
-        "--max-message-bytes", type=int, metavar="N", help="largest request accepted, in bytes (>= 16 MiB)"
-    )
-    parser.add_argument(
-        "--max-connections",
-        type=int,
-        metavar="N",
-        help="connections held at once, half-closed ones included; more get server_busy",
-    )
-    parser.add_argument(
-        "--max-buffered-bytes",
-        type=int,
-        metavar="N",
-        help="bytes of unfinished requests and unsent answers held for all clients together",
-    )
-    parser.add_argument(
-        "--close-grace-ms",
-        type=int,
-        metavar="MS",
-        help="how long a half-closed connection is kept before it is closed anyway (default 60000)",
-    )
-    parser.add_argument(
-        "--max-threads",
-        type=int,
-        metavar="N",
-        help="size of the thread pool for handlers registered with threaded=True",
-    )
+    for option, key, kind, metavar, text in _BLOCK_OPTIONS:
+        parser.add_argument(option, dest=key, type=kind, metavar=metavar, help=text)
     add_logging_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -205,9 +211,9 @@ def load_handler_module(spec: str, *, again: bool = False) -> ModuleType:
 
 def _server_block(args: argparse.Namespace, config: ConfigFile) -> dict[str, Any]:
     block = dict(config.block)
-    # Flags override the config file.
-    for flag, key in _FLAG_KEYS.items():
-        value = getattr(args, flag)
+    # Options override the config file.
+    for key in _OPTION_KEYS:
+        value = getattr(args, key)
         if value is not None:
             block[key] = value
     return block
@@ -235,7 +241,7 @@ def _register_all(server: IPCServer, registrations: list[tuple[str, Any]]) -> No
 def _build_server(args: argparse.Namespace, config: ConfigFile) -> IPCServer:
     block = _server_block(args, config)
     if "socket_path" not in block:
-        raise UsageError("--socket PATH is required (or socket_path in the --config block)")
+        raise UsageError(f"--socket PATH is required (or {SOCKET_ENV}, or socket_path in the --config block)")
     server = IPCServer.from_config(block)
     _register_all(server, _registrations(args.handlers))
     return server
@@ -302,9 +308,10 @@ def run(args: argparse.Namespace) -> int:
             args.config,
             ", ".join(config.ignored),
         )
-    if args.socket is None:
-        # Socket activation passes the socket: its path stands for --socket.
-        args.socket = activated_socket_path()
+    if args.socket_path is None:
+        # Under socket activation the inherited socket's path stands for
+        # --socket; otherwise PIXL_IPC_SOCKET does, as for the other commands.
+        args.socket_path = activated_socket_path() if listen_fds() else os.environ.get(SOCKET_ENV) or None
     try:
         server = _build_server(args, config)
     except (UsageError, ConfigError) as exc:
@@ -319,11 +326,10 @@ def run(args: argparse.Namespace) -> int:
 
     warm_allocator()
     try:
-        server.run(on_ready=ready)
+        server.run(on_ready=ready, on_stopping=notify_stopping)
     except StartupError as exc:
         print(f"pixl-ipc serve: {exc}", file=sys.stderr)
         return 1
-    notify_stopping("shut down")
     stuck = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if stuck:
         # LIFE-7: a threaded handler still running past exit_timeout would be
