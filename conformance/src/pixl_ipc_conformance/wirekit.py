@@ -64,6 +64,8 @@ ID_HEAD_BYTES = 4096
 #: Padding: a mix of characters, not one run, so that a peer that mangles,
 #: drops or reorders pieces is caught; ASCII only, so a byte count is exact.
 _PATTERN = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
+#: Lone surrogates: text that no UTF-8 output can carry, shown as their JSON escapes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _ID_IN_HEAD = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
 
 
@@ -154,7 +156,11 @@ def falsy(value: Any) -> bool:
 
 
 def show(value: Any, limit: int = 200) -> str:
-    """A short text of a value for a report: JSON for decoded values, escapes for bytes."""
+    """A short text of a value for a report: JSON for decoded values, escapes for bytes.
+
+    A lone surrogate (``"\\ud800"`` is valid JSON, FRAME-8) is shown as its
+    escape, so that the text can be written as UTF-8.
+    """
     if isinstance(value, bytes | bytearray):
         text = bytes(value[: limit + 1]).decode("utf-8", "backslashreplace")
         size = len(value)
@@ -163,6 +169,7 @@ def show(value: Any, limit: int = 200) -> str:
             text = json.dumps(value, ensure_ascii=False)
         except (TypeError, ValueError):
             text = repr(value)
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
         size = len(text)
     if len(text) > limit:
         return text[:limit] + f"... ({size} {'bytes' if isinstance(value, bytes | bytearray) else 'chars'})"
