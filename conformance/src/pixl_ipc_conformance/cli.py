@@ -513,7 +513,12 @@ def _run_compare(args: argparse.Namespace) -> int:
         for side in sides:
             side.open()
         comparisons = run_compare(
-            chosen, sides, bounds, exact_messages=args.exact_messages, progress=progress
+            chosen,
+            sides,
+            bounds,
+            exact_messages=args.exact_messages,
+            schemas=SpecSchemas(),
+            progress=progress,
         )
     finally:
         progress.done()
