@@ -51,6 +51,7 @@ SEQUENTIAL_REQUESTS = {
     "C-DATA-VARIANTS",
     "C-ERR-BAD-JSON",
     "C-ERR-BAD-REQUEST",
+    "C-ERR-CODE-TRUTHY",
     "C-ERR-IN-DATA-REPORTED",
     "C-ERR-NO-URI",
     "C-ERR-TOO-LARGE-REMOTE",
@@ -123,13 +124,14 @@ EXPECTED: dict[str, set[str]] = {
     "null_for_errors": {
         "C-ERR-BAD-JSON",
         "C-ERR-BAD-REQUEST",
+        "C-ERR-CODE-TRUTHY",
         "C-ERR-NO-URI",
         "C-ERR-TOO-LARGE-REMOTE",
         "C-ERR-UNKNOWN-CODE",
         "C-INTROSPECT-ANSWERED",
         "C-RESP-EXTRA-MEMBERS",
     },
-    "unknown_code_ok": {"C-ERR-UNKNOWN-CODE"},
+    "unknown_code_ok": {"C-ERR-CODE-TRUTHY", "C-ERR-UNKNOWN-CODE"},
     "code_to_err": {"C-ERR-IN-DATA"},
     "missing_data_fatal": {"C-RESP-NO-DATA"},
     "strict_members": {"C-ERR-TOO-LARGE-REMOTE", "C-RESP-EXTRA-MEMBERS"},
@@ -164,6 +166,7 @@ EXPECTED: dict[str, set[str]] = {
         "C-TOO-LARGE-CLOSES",
         "C-TOO-LARGE-CR",
         "C-TOO-LARGE-NO-ID",
+        "C-TOO-LARGE-NO-LF",
     },
     "requires_info": {"C-ORIGINAL-SERVER"},
     "bad_start": {"C-ADAPTER-SESSION"},
@@ -177,6 +180,10 @@ EXPECTED: dict[str, set[str]] = {
     "ignore_code_to_err": {"C-ERR-IN-DATA-REPORTED"},
     "too_large_oldest_only": {"C-TOO-LARGE-NO-ID"},
     "limit_excludes_cr": {"C-TOO-LARGE-CR"},
+    "limit_at_lf": {"C-TOO-LARGE-NO-LF"},
+    "php_truthy_code": {"C-ERR-CODE-TRUTHY"},
+    "code_member_is_error": {"C-ERR-CODE-TRUTHY"},
+    "reconnect_at_once": {"C-AUTO-RECONNECT"},
 }
 
 #: Defects that break a MUST rule on the wire in every request: FAIL even in SHOULD cases.

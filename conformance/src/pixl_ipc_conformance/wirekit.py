@@ -213,6 +213,15 @@ class LineSplitter:
         return len(self._buffer)
 
     @property
+    def over_limit(self) -> bytes | None:
+        """The head of the unfinished line being skipped because it passed the limit, or None.
+
+        Set as soon as more bytes than the limit came without an LF, before
+        the line ends: a client acts then (LIMIT-3).
+        """
+        return self._head
+
+    @property
     def in_line(self) -> bool:
         """True when bytes of an unfinished line were received (or are being skipped)."""
         return bool(self._buffer) or self._head is not None
