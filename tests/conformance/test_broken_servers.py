@@ -218,6 +218,7 @@ EXPECTED: dict[str, set[str]] = {
     "drop-on-shutdown": {"S-LIFE-SHUTDOWN-ANSWERS"},
     "chmod-late": {"S-SEC-SOCKET-MODE"},
     "handler-error-leak": {"S-ROUTE-HANDLER-ERROR"},
+    "handler-error-detail-member": {"S-ROUTE-HANDLER-ERROR"},
     "acl-trusts-claims": {"S-SEC-PEER-REFUSED"},
     # The application's delay handler shadows the built-in one.
     "builtins-last": {

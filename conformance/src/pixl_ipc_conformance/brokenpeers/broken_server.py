@@ -82,6 +82,8 @@ DEFECTS: dict[str, str] = {
     "chmod-late": "the socket's mode is applied a second after it accepts connections (SEC-1)",
     "builtins-last": "the built-in delay is registered after the application's handlers (BUILTIN-3)",
     "handler-error-leak": "a failing handler's exception text goes on the wire (ERR-5, ROUTE-3)",
+    "handler-error-detail-member": "a failing handler's exception text goes on the wire in a member"
+    " of its own, beside a message free of it (ERR-5)",
     "acl-trusts-claims": "a refused peer is let in when its first request claims a pid (SEC-2, SEC-3)",
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
@@ -570,10 +572,13 @@ class BrokenServer:
             result.update({"duration": 0, "slowResponses": 0, "streamBackpressure": 0})
         elif self.app_handlers and uri == APP_FAIL:
             # ROUTE-3, ERR-5: the failure is logged, the wire gets no details.
-            detail = "RuntimeError: conformance-secret-detail /etc/pixl-conformance/handler.py line 42"
+            detail = "RuntimeError: conformance-secret-3b9f /etc/pixl-ipc/conformance-secret"
             print(f"handler {uri} failed: {detail}", file=sys.stderr)
             text = detail if self.defect == "handler-error-leak" else "the handler failed"
-            conn.write({**base, "data": {"code": "handler_error", "message": text}})
+            error = {"code": "handler_error", "message": text}
+            if self.defect == "handler-error-detail-member":
+                error["detail"] = detail
+            conn.write({**base, "data": error})
             return
         elif self.app_handlers and uri == APP:
             result = {"app": True, "data": data}
