@@ -9,7 +9,8 @@
                    ``generated`` every generated request's answer) is matched
                    exactly once; ``order`` any|exact; ``within_s``;
                    ``not_before_s``
-``expect_none``    nothing but pushes for ``for_s`` seconds
+``expect_none``    nothing but pushes for ``for_s`` seconds (``why``: what
+                   an answer there would mean)
 ``expect_closed``  the server ends the stream within ``within_s``
 ``shutdown_write`` half-close; ``close`` close (a connection, or the
                    connections a ``fanout`` kept under that name); ``sleep``
@@ -169,6 +170,8 @@ def op_expect_none(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
         if is_push(received.value):
             conn.pushes.append(received.value.get("data"))
             continue
+        if "why" in step:
+            raise StepFailed(f"no reply for {step['for_s']:g} s", ctx.clip(received.value), step["why"])
         raise StepFailed("no reply", ctx.clip(received.value))
 
 
