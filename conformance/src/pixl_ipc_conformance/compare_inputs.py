@@ -46,6 +46,7 @@ __all__ = [
     "ANSWERS_FILE",
     "CaseAnswers",
     "Input",
+    "agreed_inputs",
     "case_inputs",
     "delay_wait_ms",
     "line_bytes",
@@ -78,6 +79,7 @@ _NOT_REPLAYABLE = {
     "poll": "asks again until an answer changes",
     "count_fds": "counts the server's descriptors",
     "expect_fds": "counts the server's descriptors",
+    "replay_answers": "replays original-answers.json, whose entries are inputs already",
 }
 #: Why a case that needs one of these (spec/SERVER-UNDER-TEST.md) is set aside.
 _NEEDS = {
@@ -232,11 +234,25 @@ def _entry_input(entry: dict[str, Any], source: str) -> Input:
     )
 
 
+def _recorded_entries() -> list[dict[str, Any]]:
+    path = resources.vectors_root() / ANSWERS_FILE
+    entries: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["entries"]
+    return entries
+
+
 def recorded_inputs() -> list[Input]:
     """Every entry of original-answers.json, as the package carries it."""
-    path = resources.vectors_root() / ANSWERS_FILE
-    document = json.loads(path.read_text(encoding="utf-8"))
-    return [_entry_input(entry, ANSWERS_FILE) for entry in document["entries"]]
+    return [_entry_input(entry, ANSWERS_FILE) for entry in _recorded_entries()]
+
+
+def agreed_inputs() -> list[tuple[Input, dict[str, Any]]]:
+    """The entries of original-answers.json the kit answers as the original, each
+    with the original's recorded outcome: what any server must answer (VER-2)."""
+    return [
+        (_entry_input(entry, ANSWERS_FILE), entry["original"])
+        for entry in _recorded_entries()
+        if "difference" not in entry
+    ]
 
 
 def _inputs_validator() -> Any:

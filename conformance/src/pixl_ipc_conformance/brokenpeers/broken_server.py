@@ -84,6 +84,9 @@ DEFECTS: dict[str, str] = {
     "handler-error-leak": "a failing handler's exception text goes on the wire (ERR-5, ROUTE-3)",
     "handler-error-detail-member": "a failing handler's exception text goes on the wire in a member"
     " of its own, beside a message free of it (ERR-5)",
+    "string-zero-falsy": '"0" is false, as PHP and Perl read it: the id "0" is answered null, the uri'
+    ' "0" no_uri, the delay "0" {"delay": 0} (REQ-2, REQ-3, BUILTIN-2)',
+    "python-number-text": "a number uri is named as Python writes it, 1e-07, not JavaScript's 1e-7 (REQ-2)",
     "acl-trusts-claims": "a refused peer is let in when its first request claims a pid (SEC-2, SEC-3)",
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
@@ -477,12 +480,16 @@ class BrokenServer:
         value = request["ipcReqID"]
         if self.defect == "falsy-id-echo" and value is not None:
             return True, value
-        if falsy(value):
+        if self._falsy(value):
             return True, None
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         if self.defect == "numeric-id-string" and numeric:
             return True, str(value)
         return True, value
+
+    def _falsy(self, value: Any) -> bool:
+        """JavaScript's falsiness (PROTOCOL.md, terms), or PHP's with string-zero-falsy."""
+        return falsy(value) or (self.defect == "string-zero-falsy" and value == "0")
 
     async def _handle(self, conn: _Conn, request: dict[str, Any]) -> None:
         self.stats["requests"] += 1
@@ -501,7 +508,7 @@ class BrokenServer:
                 {"ipcReqID": None, "code": "bad_request", "message": "ipcReqID must be a string or a number"}
             )
             return
-        if falsy(uri):
+        if self._falsy(uri):
             error = {"code": "no_uri", "message": NO_URI_MESSAGE}
             conn.write(
                 {**base, "data": error} if self.defect == "no-uri-in-data" else {**error_base, **error}
@@ -511,7 +518,8 @@ class BrokenServer:
             if self.defect == "strict-types":
                 conn.write({**base, "code": "bad_request", "message": "uri must be a string"})
                 return
-            uri = _js_text(uri)  # REQ-2: routed by its JavaScript text
+            python_text = self.defect == "python-number-text" and isinstance(uri, float)
+            uri = str(uri) if python_text else _js_text(uri)  # REQ-2: routed by its JavaScript text
         if self.defect == "reject-unknown-members" and set(request) - {
             "ipcReqID",
             "uri",
@@ -543,7 +551,7 @@ class BrokenServer:
                 not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0
             ):
                 delay = None
-            if falsy(delay):
+            if self._falsy(delay):
                 if self.defect == "delay-zero-waits":
                     await asyncio.sleep(5.0)
                 result = {"delay": 0}
