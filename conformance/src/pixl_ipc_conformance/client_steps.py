@@ -32,7 +32,9 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
                   the client's next request (with several sends in flight, the
                   one matching uri and data) and checks it
     ``write``     ``{"parts", "to", "delay_s", "chunk" | "pieces",
-                  "chunk_pause_s"}`` writes the parts in one write, or split
+                  "chunk_pause_s", "peer_may_close"}`` writes the parts in
+                  one write, or split; with ``peer_may_close`` the client
+                  may close the connection before it has read them all
     ``drop``      closes the client's connections (the server keeps listening)
     ``stop_server`` / ``start_server``  stop listening (and drop) / listen again
     ``connection`` ``{"within_s", "not_before_s"}`` a new connection arrives
@@ -302,7 +304,7 @@ async def _step_write(ctx: StepContext, index: int, step: dict[str, Any]) -> Non
     if "pieces" in step:
         chunk = -(-len(payload) // int(step["pieces"]))
     ok = await connection.write(payload, chunk=chunk, pause_s=float(step.get("chunk_pause_s", 0.0)))
-    if not ok:
+    if not ok and not step.get("peer_may_close"):
         raise StepFailed(
             index,
             "the client's connection open to read the server's write",

@@ -73,6 +73,8 @@ DEFECTS: dict[str, str] = {
     "php_truthy_code": 'a code is tested as PHP tests truth, so the code "0" is no error (ERR-4)',
     "code_member_is_error": 'a response with a code member is an error, even with code "" (ERR-4)',
     "reconnect_at_once": "after a drop, the first attempt to connect again does not wait auto_reconnect_ms (ADAPTER)",
+    "too_large_unreported": "a line over the limit closes the connection but fails no request: each"
+    " waits for its timeout (LIMIT-3)",
 }
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -387,6 +389,13 @@ class Client:
     def _oversize(self, head: bytes) -> None:
         """LIMIT-3: fail the request the line belongs to, then close (failing the rest)."""
         recovered = recover_id(head)
+        if "too_large_unreported" in self.defects:
+            with self.lock:
+                sock, self.sock = self.sock, None  # so that the end of the connection fails nothing
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
         with self.lock:
             target = self.pending.pop(str(recovered), None) if recovered is not None else None
             error = ClientError("too_large", f"a message over {self.max_line} bytes")
