@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 BUILD := build
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup test lint serve conformance conformance-installed bench soak clean
+.PHONY: help setup test test-asyncio lint serve conformance conformance-installed bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ setup: $(STAMP) php-check ## Create .venv and install the kit, its tools and PHP
 $(STAMP): python/pyproject.toml conformance/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e 'python[dev,bench]' -e conformance
+	$(PIP) install --quiet -e 'python[dev,bench,uvloop]' -e conformance
 	@touch $@
 
 .PHONY: php-check
@@ -48,9 +48,18 @@ php-check:
 
 test: setup ## Run every test: pytest, PHPUnit, node --test, the conformance matrix from the installed wheels
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-asyncio
 	phpunit -c php/phpunit.xml
 	@if command -v node >/dev/null; then node --test node/test/*.test.js; else echo "node is not installed: Node client tests skipped"; fi
 	$(MAKE) --no-print-directory conformance-installed
+
+# uvloop is an extra: without it the server runs on plain asyncio. This hides
+# it (tests/without_uvloop/uvloop.py fails to import) for a representative part.
+test-asyncio: $(STAMP) ## The CLI and service tests and the server's conformance cases without uvloop
+	PYTHONPATH=$(CURDIR)/tests/without_uvloop $(PY) -m pytest -q -p no:cacheprovider tests/cli tests/service
+	@mkdir -p $(BUILD)/conformance-asyncio
+	PYTHONPATH=$(CURDIR)/tests/without_uvloop $(PY) -m pixl_ipc_conformance matrix --quiet \
+	  --only "python server" --out $(BUILD)/conformance-asyncio
 
 lint: $(STAMP) ## ruff, mypy --strict, and phpcs (PSR-12), tsc and composer validate when installed
 	$(VENV)/bin/ruff check python conformance tests

@@ -120,11 +120,11 @@ def test_send_invalid_json_argument_exit_2(
     assert "invalid JSON data" in err
 
 
-def test_send_connect_failure_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def test_send_connect_failure_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
     directory = tempfile.mkdtemp(prefix="pxl-")
     try:
         assert (
-            main(["send", "--socket", os.path.join(directory, "none.sock"), "/x"]) == 2
+            main(["send", "--socket", os.path.join(directory, "none.sock"), "/x"]) == 3
         )
     finally:
         shutil.rmtree(directory)
@@ -132,7 +132,7 @@ def test_send_connect_failure_exit_2(capsys: pytest.CaptureFixture[str]) -> None
     assert "cannot connect" in err and "no socket at that path" in err
 
 
-def test_send_timeout_exit_2(
+def test_send_timeout_exit_4(
     server_path: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.monotonic()
@@ -147,7 +147,7 @@ def test_send_timeout_exit_2(
             '{"delay": 3000}',
         ]
     )
-    assert status == 2
+    assert status == 4
     assert time.monotonic() - started < 5  # not after the 10 s delay
     assert (
         "no response to /ipcserver/test/delay within 0.3 s" in capsys.readouterr().err
@@ -246,8 +246,8 @@ def test_ping_counts_timeouts_as_lost(capsys: pytest.CaptureFixture[str]) -> Non
     assert "2 requests sent, 0 answers received, 100% loss" in out
 
 
-def test_ping_connect_failure_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["ping", "--socket", "/nonexistent-dir/s.sock", "-c", "1"]) == 2
+def test_ping_connect_failure_exit_3(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ping", "--socket", "/nonexistent-dir/s.sock", "-c", "1"]) == 3
     assert "cannot connect" in capsys.readouterr().err
 
 

@@ -197,6 +197,11 @@ def test_config_file_with_an_ipcserver_block_needs_no_socket_flag(
     )
     try:
         assert process.stderr is not None
+        # First the warning that log_dir is not read, then the ready line.
+        assert (
+            "ignored pixl-server settings: log_dir"
+            in process.stderr.readline().decode()
+        )
         assert process.stderr.readline().decode() == f"listening on {path}\n"
         assert (Path(path).stat().st_mode & 0o777) == 0o600
         with RawClient(path) as client:

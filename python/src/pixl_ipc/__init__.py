@@ -7,6 +7,7 @@ the kit's ``spec/PROTOCOL.md``, wire-compatible with pixl-ipc 1.1.x.
 
 import logging
 
+from ._version import __version__
 from .aio_client import AsyncIPCClient
 from .client import IPCClient
 from .errors import (
@@ -25,8 +26,6 @@ from .errors import (
 from .framing import DEFAULT_MAX_MESSAGE_BYTES
 from .protocol import PROTOCOL_VERSION
 from .server import IPCServer, PeerCredentials, Request
-
-__version__ = "1.1.0"
 
 # Quiet unless the application configures logging (the "pixl_ipc" logger).
 logging.getLogger(__name__).addHandler(logging.NullHandler())

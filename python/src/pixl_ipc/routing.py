@@ -142,5 +142,15 @@ class Router:
         """The route names, in match order."""
         return [route.name for route in self._routes]
 
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The routes, in match order."""
+        return tuple(self._routes)
+
+    def replace(self, routes: tuple[Route, ...]) -> None:
+        """Make ``routes`` the whole table, in that order."""
+        self._routes = list(routes)
+        self._cache.clear()
+
     def __len__(self) -> int:
         return len(self._routes)

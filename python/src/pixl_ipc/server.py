@@ -16,9 +16,9 @@ Sync handlers run on the event loop: one that blocks holds up every
 connection. Make it ``async``, or register it with ``threaded=True`` to run it
 in a thread pool.
 
-Signals (:meth:`IPCServer.run`): SIGTERM, SIGINT and SIGQUIT shut down
-cleanly (LIFE-7); SIGHUP is logged and changes nothing yet; SIGUSR1 logs the
-statistics.
+Signals (:meth:`IPCServer.run` on the main thread): SIGTERM, SIGINT and
+SIGQUIT shut down cleanly (LIFE-7); SIGHUP calls :meth:`IPCServer.reload`
+(log files reopened, reload hooks run); SIGUSR1 logs the statistics.
 """
 
 from __future__ import annotations
@@ -30,12 +30,14 @@ import errno
 import functools
 import logging
 import math
+import os
 import re
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from ._logging import Throttle
 from ._memory import release_free_memory
@@ -64,6 +66,7 @@ from .config import (
 from .connection import Connection, Request
 from .context import ServerContext, ServerLimits
 from .framing import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES, encode_line
+from .logs import ensure_logging, reopen_log_files, stats_message
 from .protocol import push_message
 from .routing import Router
 from .stats import ServerStats
@@ -96,17 +99,17 @@ F = TypeVar("F", bound=Callable[..., Any])
 RequestHandler = Callable[[Request], Any]
 
 
-def _log_requested(message: str, *args: Any) -> None:
+def _log_requested(message: str, *args: Any, extra: Mapping[str, Any] | None = None) -> None:
     """Log what an operator asked for (a signal) at whatever level the logger shows."""
-    logger.log(max(logging.INFO, logger.getEffectiveLevel()), message, *args)
+    logger.log(max(logging.INFO, logger.getEffectiveLevel()), message, *args, extra=extra)
 
 
 class IPCServer:
     """A pixl-ipc server on a Unix domain socket.
 
     Args:
-        socket_path: where to listen (ignored when started by systemd socket
-            activation, which passes the socket).
+        socket_path: where to listen, a string or path-like (ignored when
+            started by systemd socket activation, which passes the socket).
         socket_chmod: octal mode string applied to the socket file after bind,
             before accepting (SEC-1); ``""`` or None leaves the umask's mode.
         exit_timeout: seconds that shutdown waits for requests in progress,
@@ -147,7 +150,7 @@ class IPCServer:
 
     def __init__(
         self,
-        socket_path: str,
+        socket_path: str | os.PathLike[str],
         *,
         # socket
         socket_chmod: str | None = "777",
@@ -213,7 +216,9 @@ class IPCServer:
         self._closed: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._stop_requested = False
+        self._reload_hooks: list[Callable[[], object]] = []
         register_builtins(self)
+        self._builtin_routes = len(self._router)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> IPCServer:
@@ -290,6 +295,46 @@ class IPCServer:
         """Registered handler names, in match order."""
         return self._router.names
 
+    def replace_handlers(self, register: Callable[[IPCServer], object]) -> None:
+        """Replace every handler added after the built-ins with those that ``register(self)`` adds.
+
+        The built-ins stay first, and the default handler is reset before
+        ``register`` runs. Call it on the event loop's thread (a reload hook
+        runs there): no request is routed while the table is rebuilt.
+
+        Args:
+            register: called with this server; adds handlers as a handler
+                module's ``register(server)`` does.
+
+        Raises:
+            Exception: what ``register`` raised; the handlers are then left as they were.
+        """
+        routes, default = self._router.routes, self._ctx.default_handler
+        self._router.replace(routes[: self._builtin_routes])
+        self._ctx.default_handler = None
+        try:
+            register(self)
+        except BaseException:
+            self._router.replace(routes)
+            self._ctx.default_handler = default
+            raise
+
+    def set_allowed_peers(
+        self, allowed_uids: Iterable[int] | None = None, allowed_gids: Iterable[int] | None = None
+    ) -> None:
+        """Change which peers are served (SEC-2), as the constructor's options of the same names.
+
+        Connections open already are not affected; the next ones are checked
+        against the new lists.
+
+        Raises:
+            ConfigError: a list holds something other than ids.
+        """
+        uids = check_id_set("allowed_uids", allowed_uids)
+        gids = check_id_set("allowed_gids", allowed_gids)
+        self.allowed_uids, self.allowed_gids = uids, gids
+        self._ctx.access = AccessRule(uids, gids)
+
     # --- statistics -------------------------------------------------------------
 
     def get_stats(self) -> dict[str, Any]:
@@ -316,7 +361,8 @@ class IPCServer:
     def _roll_stats(self) -> None:
         """End the current stats interval: its counters become the reported ones."""
         self._stats.roll(len(self._ctx.connections))
-        logger.info("stats: %s", self.get_stats())
+        message, extra = stats_message(self.get_stats())
+        logger.info(message, extra=extra)
 
     def _on_stats_timer(self) -> None:
         self._roll_stats()
@@ -582,11 +628,26 @@ class IPCServer:
         self._closed.set()
         logger.info("stopped")
 
-    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve until SIGTERM, SIGINT or SIGQUIT, then shut down cleanly. Blocks.
+    async def __aenter__(self) -> Self:
+        """``async with IPCServer(...) as server:`` starts it (:meth:`start`)."""
+        await self.start()
+        return self
 
-        SIGHUP is logged and otherwise ignored for now; SIGUSR1 logs the
-        statistics. Uses uvloop when it can be imported, else plain asyncio.
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Leaving the block shuts it down (:meth:`shutdown`)."""
+        await self.shutdown()
+
+    def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until a stop signal or :meth:`stop`, then shut down cleanly. Blocks.
+
+        Configures logging to stderr if the application has not configured
+        any (:func:`~pixl_ipc.logs.ensure_logging`), so that a failing
+        handler's traceback is seen. On the main thread it handles signals:
+        SIGTERM, SIGINT and SIGQUIT shut down, SIGHUP calls :meth:`reload`,
+        SIGUSR1 logs the statistics. On any other thread it installs no signal
+        handler, and the program ends it with :meth:`stop`. However it ends,
+        the socket file it created is removed. Uses uvloop when it can be
+        imported, else plain asyncio.
 
         Args:
             on_ready: called once the socket accepts connections.
@@ -594,12 +655,15 @@ class IPCServer:
         Raises:
             StartupError: see :meth:`start`.
         """
+        ensure_logging()
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        signals = (*_STOP_SIGNALS, *_INFO_SIGNALS) if on_main_thread else ()
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
             # Before the socket exists, so that no signal can end the process
             # and leave it behind.
-            for sig in (*_STOP_SIGNALS, *_INFO_SIGNALS):
+            for sig in signals:
                 loop.add_signal_handler(sig, self._on_signal, sig)
             try:
                 await self.start()
@@ -609,26 +673,70 @@ class IPCServer:
                     self._begin_shutdown()
                 await self.serve_forever()
             finally:
-                for sig in (*_STOP_SIGNALS, *_INFO_SIGNALS):
+                for sig in signals:
                     loop.remove_signal_handler(sig)
+                # If on_ready or the loop failed: the socket still goes.
+                await self.shutdown()
 
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(main())
+        try:
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                runner.run(main())
+        finally:
+            self._stop_requested = False
+
+    def stop(self) -> None:
+        """Ask the server to shut down; safe to call from any thread.
+
+        It returns at once; :meth:`run` (or :meth:`serve_forever`) returns
+        once the shutdown is complete. Called before :meth:`run` has started
+        the server, it makes the run shut down as soon as it has started.
+        """
+        self._stop_requested = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._begin_shutdown)
+
+    def add_reload_hook(self, hook: Callable[[], object]) -> None:
+        """Have :meth:`reload` (SIGHUP under :meth:`run`) call ``hook()``, on the event loop's thread."""
+        if not callable(hook):
+            raise TypeError("the reload hook is not callable")
+        self._reload_hooks.append(hook)
+
+    def reload(self) -> str:
+        """What SIGHUP does: reopen the log files and call the reload hooks.
+
+        Log files are those of :func:`pixl_ipc.logs.configure_logging`
+        (``pixl-ipc serve --log-file``). A hook that raises is logged with its
+        traceback; the others still run and the server goes on serving.
+
+        Returns:
+            What was done, in words, for the log.
+        """
+        reopened = reopen_log_files()
+        failed = 0
+        for hook in list(self._reload_hooks):
+            try:
+                hook()
+            except Exception:
+                failed += 1
+                logger.exception("a reload hook failed; what it reloads is left as it was")
+        if not reopened and not self._reload_hooks:
+            return f"nothing to reload; still serving on {self.address}"
+        done = f"{reopened} log file(s) reopened, {len(self._reload_hooks)} reload hook(s) called"
+        return done + (f", {failed} failed" if failed else "")
 
     def _on_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
         if sig == signal.SIGHUP:
-            self._on_hangup()
+            _log_requested("received SIGHUP: %s", self.reload())
         elif sig == signal.SIGUSR1:
-            _log_requested("received SIGUSR1: stats: %s", self.get_stats())
+            message, extra = stats_message(self.get_stats(), prefix="received SIGUSR1: stats: ")
+            _log_requested(message, extra=extra)
         else:
             logger.info("received %s: shutting down", name)
             self._stop_requested = True
             self._begin_shutdown()
-
-    def _on_hangup(self) -> None:
-        """SIGHUP: the place to reopen log files and reload what is safe; for now it only says so."""
-        _log_requested("received SIGHUP: nothing to reload; still serving on %s", self.address)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

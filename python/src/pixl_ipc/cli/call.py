@@ -1,9 +1,8 @@
 """``pixl-ipc send | info | stats | ping``: call a running server from the shell.
 
-All four use the blocking :class:`~pixl_ipc.client.IPCClient`. Exit statuses:
-0 success; 1 the server answered with an error (printed as ``code: message``
-on stderr) or, for ``ping``, some pings got no answer; 2 bad usage, invalid
-JSON, no connection or a timeout (the reason on stderr).
+All four use the blocking :class:`~pixl_ipc.client.IPCClient`; the exit
+statuses are :data:`EXIT_STATUSES`. ``--socket`` may come from the
+``PIXL_IPC_SOCKET`` environment variable.
 """
 
 from __future__ import annotations
@@ -17,36 +16,70 @@ import sys
 import time
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..client import IPCClient
 from ..errors import ConfigError, ConnectError, IPCError, RemoteError, RequestTimeout, ServerClosed
 from ..framing import decode_json
 
-__all__ = ["add_parser", "format_table"]
+__all__ = ["EXIT_STATUSES", "EXIT_TABLE", "SOCKET_ENV", "add_parser", "format_table"]
 
 _ECHO_URI = "/ipcserver/test/echo"
 _INFO_URI = "/ipcserver/info"
 _STATS_URI = "/ipcserver/stats"
 _USER_AGENT = f"pixl-ipc-cli/{__version__}"
 
+#: The environment variable that supplies ``--socket``.
+SOCKET_ENV = "PIXL_IPC_SOCKET"
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_NO_CONNECTION = 3
+EXIT_TIMEOUT = 4
+
+#: Exit status -> what it means, for ``send``, ``info``, ``stats`` and ``ping``.
+EXIT_STATUSES = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "the server answered with an error, refused the peer or hung up (ping: pings were lost)",
+    EXIT_USAGE: "bad usage: an unknown option, invalid JSON data, no --socket",
+    EXIT_NO_CONNECTION: "cannot connect: no socket at the path, refused, permission denied",
+    EXIT_TIMEOUT: "no answer within --timeout",
+}
+#: The exit statuses as ``--help`` shows them.
+EXIT_TABLE = "exit status of send, info, stats, ping:\n" + "\n".join(
+    f"  {status}  {text}" for status, text in EXIT_STATUSES.items()
+)
 
 
 def add_parser(subparsers: Any) -> None:
     """Register ``send``, ``info``, ``stats`` and ``ping`` on ``subparsers``."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--socket", metavar="PATH", required=True, help="the server's socket path")
+    common.add_argument(
+        "--socket",
+        metavar="PATH",
+        help=f"the server's socket path (default: ${SOCKET_ENV})",
+    )
     common.add_argument(
         "--timeout", metavar="SECONDS", type=float, default=10.0, help="seconds to wait (default 10)"
     )
 
-    send = subparsers.add_parser(
+    def command(name: str, summary: str, description: str, *examples: str) -> argparse.ArgumentParser:
+        return subparsers.add_parser(  # type: ignore[no-any-return]
+            name,
+            parents=[common],
+            help=summary,
+            description=description,
+            epilog="examples:\n" + "".join(f"  {line}\n" for line in examples) + "\n" + EXIT_TABLE,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    send = command(
         "send",
-        parents=[common],
-        help="send one request and print the response data",
-        description="Send one request; print the response's data as JSON on stdout.",
+        "send one request and print the response data",
+        "Send one request; print the response's data as JSON on stdout.",
+        'pixl-ipc send --socket /tmp/app.sock /ipcserver/test/echo \'{"hello": "world"}\'',
+        "echo '[1, 2]' | pixl-ipc send --socket /tmp/app.sock --pretty /ipcserver/test/echo -",
+        f"{SOCKET_ENV}=/tmp/app.sock pixl-ipc send --code-to-err /myapp/status",
     )
     send.add_argument("uri", metavar="URI", help="the request's uri, e.g. /ipcserver/test/echo")
     send.add_argument(
@@ -64,20 +97,21 @@ def add_parser(subparsers: Any) -> None:
     send.set_defaults(func=run_send)
 
     for name, uri, what in (("info", _INFO_URI, "identity and limits"), ("stats", _STATS_URI, "statistics")):
-        sub = subparsers.add_parser(
+        sub = command(
             name,
-            parents=[common],
-            help=f"show the server's {what} ({uri})",
-            description=f"Show the server's {what} ({uri}) as a table, or as JSON with --json.",
+            f"show the server's {what} ({uri})",
+            f"Show the server's {what} ({uri}) as a table, or as JSON with --json.",
+            f"pixl-ipc {name} --socket /tmp/app.sock",
+            f"pixl-ipc {name} --socket /tmp/app.sock --json",
         )
         sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
         sub.set_defaults(func=run_show, uri=uri)
 
-    ping = subparsers.add_parser(
+    ping = command(
         "ping",
-        parents=[common],
-        help="time round trips to /ipcserver/test/echo",
-        description="Time round trips to /ipcserver/test/echo, like ping.",
+        "time round trips to /ipcserver/test/echo",
+        "Time round trips to /ipcserver/test/echo, like ping.",
+        "pixl-ipc ping --socket /tmp/app.sock --count 10 --interval 0.2",
     )
     ping.add_argument("--count", "-c", metavar="N", type=int, default=5, help="pings to send (default 5)")
     ping.add_argument(
@@ -97,29 +131,65 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
     return status
 
 
-def _client(args: argparse.Namespace, *, reconnect: bool = False) -> IPCClient:
+class _Refusals:
+    """Keeps the top-level errors the server sends with a null id, e.g. ``access_denied``.
+
+    A refused peer gets one such error and then the connection ends (SEC-2,
+    ERR-7): it explains the :class:`ServerClosed` that follows.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[RemoteError] = []
+
+    def __call__(self, message: dict[str, Any]) -> None:
+        code = message.get("code")
+        if code and message.get("ipcReqID") is None:
+            self.errors.append(RemoteError(str(code), str(message.get("message", ""))))
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    path: str | None = args.socket or os.environ.get(SOCKET_ENV)
+    if not path:
+        raise ConfigError(f"--socket PATH is required (or set {SOCKET_ENV})")
+    return path
+
+
+def _client(
+    args: argparse.Namespace, *, reconnect: bool = False, on_push: _Refusals | None = None
+) -> IPCClient:
     # The original client's codeToErr: off unless asked, as in the original.
     if not args.timeout > 0 or not math.isfinite(args.timeout):
         raise ConfigError(f"--timeout must be a positive number of seconds, got {args.timeout}")
     return IPCClient(
-        args.socket,
+        _socket_path(args),
         request_timeout=args.timeout,
         connect_timeout=min(args.timeout, 5.0),
         user_agent=_USER_AGENT,
         auto_reconnect=1.0 if reconnect else 0,
         code_to_err=getattr(args, "code_to_err", False),
+        on_push=on_push,
     )
 
 
 def _call(args: argparse.Namespace, uri: str, data: Any) -> tuple[int, Any]:
     """One request; returns (exit status, data), having printed any error."""
+    refusals = _Refusals()
     try:
-        with _client(args) as client:
+        with _client(args, on_push=refusals) as client:
             return EXIT_OK, client.send(uri, data)
     except RemoteError as exc:
         return _fail(f"{exc.code}: {exc.message}", EXIT_FAILED), None
-    except (ConnectError, RequestTimeout, ServerClosed, ConfigError) as exc:
+    except ServerClosed as exc:
+        if refusals.errors:
+            refused = refusals.errors[0]
+            return _fail(f"{refused.code}: {refused.message}", EXIT_FAILED), None
+        return _fail(str(exc), EXIT_FAILED), None
+    except ConfigError as exc:
         return _fail(str(exc)), None
+    except ConnectError as exc:
+        return _fail(str(exc), EXIT_NO_CONNECTION), None
+    except RequestTimeout as exc:
+        return _fail(str(exc), EXIT_TIMEOUT), None
     except IPCError as exc:
         return _fail(str(exc), EXIT_FAILED), None
 
@@ -189,17 +259,21 @@ def run_ping(args: argparse.Namespace) -> int:
         return _fail("--size must not be negative")
     if not args.interval >= 0 or not math.isfinite(args.interval):
         return _fail("--interval must be zero or a positive number of seconds")
-    payload = {"ping": "x" * max(0, args.size - 11)}  # {"ping":""} is 11 bytes
-    size = len(json.dumps(payload, separators=(",", ":")))
-    name = os.path.basename(args.socket) or args.socket
-    times: list[float] = []
-    sent = 0
-    print(f"PING {args.socket}: {size} data bytes")
     try:
         client = _client(args, reconnect=True)  # a server restart shows as lost pings
-        client.connect()
-    except (ConnectError, ConfigError) as exc:
+    except ConfigError as exc:
         return _fail(str(exc))
+    path = client.socket_path
+    payload = {"ping": "x" * max(0, args.size - 11)}  # {"ping":""} is 11 bytes
+    size = len(json.dumps(payload, separators=(",", ":")))
+    name = os.path.basename(path) or path
+    times: list[float] = []
+    sent = 0
+    print(f"PING {path}: {size} data bytes")
+    try:
+        client.connect()
+    except ConnectError as exc:
+        return _fail(str(exc), EXIT_NO_CONNECTION)
     try:
         for seq in range(args.count):
             if seq:
@@ -228,7 +302,7 @@ def run_ping(args: argparse.Namespace) -> int:
     finally:
         client.close()
     loss = 100.0 * (sent - len(times)) / sent
-    print(f"--- {args.socket} ping statistics ---")
+    print(f"--- {path} ping statistics ---")
     print(f"{sent} requests sent, {len(times)} answers received, {loss:.0f}% loss")
     if times:
         print(
