@@ -64,6 +64,7 @@ SUBSTITUTIONS = {
     "/run/myapp.sock": "{tmp}/myapp.sock",
     "/tmp/app.sock": "{tmp}/app.sock",
     "/tmp/b.sock": "{tmp}/b.sock",
+    "/run/old.sock": "{tmp}/old.sock",
     "build/pixl-ipc.sock": "{tmp}/pixl-ipc.sock",
     "make serve": "make serve BUILD={tmp}",
     "report.xml": "{tmp}/report.xml",
@@ -77,6 +78,17 @@ SUBSTITUTIONS = {
     '--adapter "ruby my_adapter.rb"': '--adapter "{python} python/adapters/adapter.py --client blocking"',
     '--adapter "..."': '--adapter "{python} python/adapters/adapter.py --client asyncio"',
     ".venv/bin/pip": "{venv}/bin/pip",
+    # compare against a served socket, with a user's handlers and requests: the
+    # kit's server as the socket's (same limit, no handlers) and the recorded inputs.
+    '--start "pixl-ipc serve --socket {socket}"': (
+        '--start "pixl-ipc serve --socket {socket} --max-message-bytes 16777216"'
+    ),
+    "--socket {socket} --handlers myapp_handlers.py": (
+        "--socket {socket} --max-message-bytes 16777216"
+    ),
+    "--inputs my-requests.json --json compare.json": (
+        "--inputs {repo}/spec/vectors/original-answers.json --json {tmp}/compare.json"
+    ),
     "<path-to-kit>": "{repo}",
     "path/to/pixl-ipc-kit": "{repo}",
 }
