@@ -176,7 +176,7 @@ class ClientConnection:
         self.answered.add(key)
 
     def mark_timed_out(self, request_id: Any) -> None:
-        """Record that the client reported ``request_id``'s request timed out: its id stays reserved (CORR-5)."""
+        """Record that the client reported ``request_id``'s request timed out (CORR-5 reserves its id)."""
         key = _id_key(request_id)
         if key in self.unanswered:
             self.timed_out.add(key)

@@ -81,7 +81,9 @@ NO_URI_MESSAGE = "Missing required uri parameter from request"
 
 _WHITESPACE = b" \t\r"
 # CORR-6: the first "ipcReqID" member, and the string or number after it, if any.
-_ID_PATTERN = re.compile(rb'"ipcReqID"[ \t\r\n]*:[ \t\r\n]*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)?')
+_ID_PATTERN = re.compile(
+    rb'"ipcReqID"[ \t\r\n]*:[ \t\r\n]*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)?'
+)
 # What may follow a number that is not yet complete: nothing (the head ends
 # there), or more of a number.
 _NUMBER_GOES_ON = frozenset({b"", *(bytes([c]) for c in b"0123456789.eE+-")})

@@ -72,7 +72,8 @@ DEFECTS: dict[str, str] = {
     "limit_at_lf": "a line over the limit is only noticed when its LF arrives (LIMIT-3)",
     "php_truthy_code": 'a code is tested as PHP tests truth, so the code "0" is no error (ERR-4)',
     "code_member_is_error": 'a response with a code member is an error, even with code "" (ERR-4)',
-    "reconnect_at_once": "after a drop, the first attempt to connect again does not wait auto_reconnect_ms (ADAPTER)",
+    "reconnect_at_once": "after a drop, the first attempt to connect again does not wait"
+    " auto_reconnect_ms (ADAPTER)",
     "too_large_unreported": "a line over the limit closes the connection but fails no request: each"
     " waits for its timeout (LIMIT-3)",
 }
@@ -353,7 +354,7 @@ class Client:
 
     def _split(self, splitter: LineSplitter, chunk: bytes) -> tuple[list[bytes], bytes | None]:
         """The complete lines of a read, and the head of a line over the limit, if one came."""
-        lines = []
+        lines: list[bytes] = []
         for item in splitter.feed(chunk):
             if isinstance(item, Oversize):
                 return lines, item.head
