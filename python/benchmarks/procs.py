@@ -14,18 +14,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = [
     "HERE",
+    "CPUs",
     "Server",
     "fd_count",
+    "process_setup",
     "raise_nofile",
     "read_status_kib",
     "run_json_worker",
     "wait_stable",
 ]
+
+#: The CPUs a process may run on, or None to leave it to the scheduler.
+CPUs = frozenset[int] | None
 
 HERE = Path(__file__).resolve().parent
 
@@ -77,8 +82,24 @@ def wait_stable(pid: int, *, settle: float = 0.3, timeout: float = 10.0) -> int:
     return last
 
 
-def _preexec_raise_nofile() -> None:
-    raise_nofile()
+def process_setup(cpus: CPUs = None) -> Callable[[], None]:
+    """What a child process does before it starts: more descriptors, and its CPUs.
+
+    Args:
+        cpus: the CPUs it may run on (``sched_setaffinity``), or None.
+
+    Returns:
+        A function for ``subprocess.Popen(preexec_fn=...)``.
+    """
+
+    def setup() -> None:
+        # Idle-connection runs need more descriptors than the default soft
+        # limit; the limit is inherited across exec.
+        raise_nofile()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return setup
 
 
 class Server:
@@ -88,25 +109,26 @@ class Server:
         name: a label for messages.
         argv: the command; it must print ``listening on PATH`` to stderr.
         path: the socket path it serves.
+        cpus: the CPUs it runs on (None: any).
         timeout: how long to wait for the ready line.
 
     Raises:
         RuntimeError: the process exited or did not get ready in time.
     """
 
-    def __init__(self, name: str, argv: Sequence[str], path: str, *, timeout: float = 20.0) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], path: str, *, cpus: CPUs = None, timeout: float = 20.0
+    ) -> None:
         self.name = name
         self.path = path
         self.stderr_tail: list[str] = []
         self.ready = False
-        # Idle-connection runs need more descriptors than the default soft
-        # limit; the limit is inherited across exec.
         self.proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=_preexec_raise_nofile,
+            preexec_fn=process_setup(cpus),
         )
         assert self.proc.stderr is not None
         ready = threading.Event()
@@ -162,15 +184,17 @@ class Server:
         self.stop()
 
 
-def run_json_worker(args: Sequence[str], *, timeout: float) -> str:
-    """Run ``worker.py ARGS`` in its own process and return its stdout.
+def run_json_worker(args: Sequence[str], *, timeout: float, cpus: CPUs = None) -> str:
+    """Run ``worker.py ARGS`` in its own process (on ``cpus``) and return its stdout.
 
     Raises:
         RuntimeError: it failed or timed out (its stderr is in the message).
     """
     argv = [sys.executable, str(HERE / "worker.py"), *args]
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            argv, capture_output=True, timeout=timeout, check=False, preexec_fn=process_setup(cpus)
+        )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"worker {' '.join(args)} timed out after {timeout} s") from exc
     if done.returncode != 0:

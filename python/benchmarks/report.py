@@ -378,6 +378,15 @@ def _first_line(text: str) -> str:
     return f"{lines[0]} ... {lines[-1].strip()}"
 
 
+def _placement_text(cpus: list[int] | None) -> str:
+    if not cpus:
+        return "Sequential round trips not pinned: the scheduler placed their processes."
+    return (
+        f"Sequential round trips: server and load process pinned to CPU {cpus[0]}; "
+        "the other sections left to the scheduler."
+    )
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The table of figures, with the environment, notes and errors, as Markdown."""
     env = results["environment"]
@@ -388,6 +397,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"PHP {env['php'] or 'missing'}, uvloop {'on' if env['uvloop'] else 'off'}, "
         f"load average {env['load_average_at_start'][0]:.2f} at start, "
         f"{env.get('load_average_at_end', [0.0])[0]:.2f} at end, {env.get('duration_seconds', 0)} s.",
+        _placement_text(env.get("sequential_cpus")),
         "Each figure: median of several repetitions after a warm-up (min to max in the third column).",
         "",
         "| figure | median | min to max | vs floor | target |",

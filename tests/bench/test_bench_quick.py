@@ -9,6 +9,7 @@ included), the environment and a row for each target.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,8 @@ def test_results_json_has_every_section(
     env = results["environment"]
     for key in ("cpu_count", "python", "php", "uvloop", "date"):
         assert key in env
+    # The sequential section runs on one CPU, the first this process may use.
+    assert env["sequential_cpus"] == sorted(os.sched_getaffinity(0))[:1]
     assert results["errors"] == []
 
     sequential = results["sequential"]
@@ -128,3 +131,33 @@ def test_latency_plot_is_written(
     _, out = quick_run
     pytest.importorskip("matplotlib")
     assert (out / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reference_server_admits_more_connections_than_the_memory_section_opens(
+    tmp_path: Path,
+) -> None:
+    # The full run opens 10,000 idle connections: the server's own budget
+    # (default 10,000) must not refuse the benchmark's load.
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    run = bench.Run(bench.FULL, tmp_path, None)
+    with run.reference_server() as server:
+        argv = server.proc.args
+        budget = int(argv[argv.index("--max-connections") + 1])
+        assert budget > max(bench.FULL.idle_counts)
+    run.close()
+
+
+def test_sequential_section_is_pinned_only_when_asked() -> None:
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    assert bench.sequential_cpus(pin=False) is None
+    pinned = bench.sequential_cpus(pin=True)
+    assert pinned is not None and len(pinned) == 1
+    assert pinned <= os.sched_getaffinity(0)

@@ -87,6 +87,11 @@ def test_strip_cr_removes_only_the_last_cr() -> None:
         (b'{"ipcReqID":"","uri":"/x"', None),
         (b'{"ipcReqID":true}', None),  # not a string or a number
         (b'{"data":"' + b"x" * 5000 + b'","ipcReqID":"late"}', None),  # past 4096 bytes
+        # A number cut at byte 4096 is not taken for its prefix (12 of 12345).
+        (b'{"pad":"' + b"p" * 4073 + b'","ipcReqID":12345,"b":}', None),
+        (b'{"pad":"' + b"p" * 4060 + b'","ipcReqID":12345,"b":}', 12345),
+        (b'{"ipcReqID":12', None),  # it may go on
+        (b'{"ipcReqID":12.x', None),
     ],
 )
 def test_recover_id_reads_the_head_of_a_line(head: bytes, found: Any) -> None:

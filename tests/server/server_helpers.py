@@ -22,11 +22,15 @@ def echo(client: RawClient, data: Any, request_id: str = "rq0") -> Any:
 
 
 class ServerThread:
-    """Run an :class:`IPCServer` on an event loop in a background thread."""
+    """Run an :class:`IPCServer` on an event loop (uvloop unless told) in a background thread."""
 
-    def __init__(self, server: IPCServer) -> None:
+    def __init__(
+        self,
+        server: IPCServer,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop,
+    ) -> None:
         self.server = server
-        self.loop = uvloop.new_event_loop()
+        self.loop = loop_factory()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self._ready = threading.Event()
         self._error: Exception | None = None

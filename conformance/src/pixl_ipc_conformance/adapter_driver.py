@@ -238,7 +238,10 @@ class AdapterDriver:
                 await proc.stdin.drain()
         except (ConnectionError, OSError) as exc:
             self._pending.pop(command_id, None)
-            raise AdapterError(f"cannot write to the adapter (did it exit?): {exc}") from exc
+            # It is most likely exiting: say with what status.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 1.0)
+            raise AdapterError(self._death_note(f"cannot write to the adapter: {exc}")) from exc
         return pending
 
     async def wait(self, pending: PendingCommand, timeout: float) -> AdapterAnswer | None:

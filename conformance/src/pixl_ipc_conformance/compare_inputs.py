@@ -76,6 +76,8 @@ _NOT_REPLAYABLE = {
     "close": "closes a connection before its answers are read",
     "fanout": "opens many connections at once",
     "flood": "writes until the server stops reading",
+    "storm": "opens and closes many connections",
+    "tiny_flood": "times answers on one connection while another floods",
     "poll": "asks again until an answer changes",
     "count_fds": "counts the server's descriptors",
     "expect_fds": "counts the server's descriptors",

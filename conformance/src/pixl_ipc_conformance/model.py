@@ -18,7 +18,8 @@ Case files
     ``needs``        capability names the peer must have, else SKIP
     ``tags``         free labels (``"big"``: moves many MiB; ``"heavy"``:
                      hundreds of messages or connections; ``"lifecycle"``:
-                     starts servers of its own)
+                     starts servers of its own; ``"hostile"``: plays a
+                     hostile local peer)
     ``differences``  (server cases) the rows of PROTOCOL.md's table
                      "Differences from the original" (``D4``) whose inputs
                      the case sends: where the kit answers otherwise than

@@ -11,6 +11,12 @@ answer must carry, which a later ``expect`` with ``generated`` checks:
                 (``over`` 0: exactly the limit, for a line whose CR passes it)
 ``nested``      ``depth`` nested arrays, as an echo's data or ``bare``
 ``delay_batch`` ``count`` delay requests ``id_prefix0``.. of ``delay_ms`` each
+``straddling_id`` a malformed line whose numeric ``ipcReqID`` starts just
+                before byte 4096 and ends after it (CORR-6); with ``over``,
+                that many bytes longer than the server's limit
+``long_uri``    one request whose uri is ``bytes`` long and unlike any other,
+                routed to no handler (``no_handler_found``) or, with ``route``
+                ``echo``, under the echo built-in's prefix
 """
 
 from __future__ import annotations
@@ -18,9 +24,19 @@ from __future__ import annotations
 from typing import Any
 
 from .server_context import StepFailed
-from .wirekit import ECHO_URI, echo_line, encode_message, padded_echo, resolve_vars
+from .wirekit import (
+    ECHO_URI,
+    ID_HEAD_BYTES,
+    echo_line,
+    encode_message,
+    padded_echo,
+    padded_string,
+    resolve_vars,
+)
 
 DELAY_URI = "/ipcserver/test/delay"
+#: The uri ``long_uri`` requests no handler for (ROUTE-2).
+CHURN_URI = "/conformance/churn/"
 
 __all__ = ["EXPECTED_NESTING_MAX", "generate", "send_payload"]
 
@@ -72,10 +88,7 @@ def generate(pending: dict[Any, Any], spec: dict[str, Any], variables: dict[str,
         pending[spec["id"]] = data
         return line
     if kind == "oversize":
-        limit = variables.get("max_message_bytes")
-        if limit is None:
-            raise StepFailed("the server's message limit", "none given (--max-message-bytes)")
-        line, _ = padded_echo(spec["id"], limit + spec["over"])
+        line, _ = padded_echo(spec["id"], _limit(variables) + spec["over"])
         return line
     if kind == "delay_batch":
         lines = []
@@ -101,4 +114,46 @@ def generate(pending: dict[Any, Any], spec: dict[str, Any], variables: dict[str,
             pending[request_id] = expected
         head = encode_message({"ipcReqID": request_id, "uri": ECHO_URI})[:-1]
         return head + b',"data":' + arrays + b"}"
+    if kind == "straddling_id":
+        return _straddling_id(spec, variables)
+    if kind == "long_uri":
+        return _long_uri(pending, spec)
     raise StepFailed("a known generator", kind)
+
+
+def _limit(variables: dict[str, Any]) -> int:
+    limit = variables.get("max_message_bytes")
+    if limit is None:
+        raise StepFailed("the server's message limit", "none given (--max-message-bytes)")
+    return int(limit)
+
+
+def _straddling_id(spec: dict[str, Any], variables: dict[str, Any]) -> bytes:
+    """A malformed line whose ``"ipcReqID":<id>`` straddles byte 4096 (padded past the limit with ``over``).
+
+    A server that recovers the id from the first 4096 bytes only sees the
+    first digits of it: CORR-6 wants the whole id or none, never a prefix
+    that could be another request's id.
+    """
+    digits = str(spec["id"]).encode()
+    prefix = b'{"uri":"' + ECHO_URI.encode() + b'","pad":"'
+    member = b'","ipcReqID":'
+    pad = ID_HEAD_BYTES - len(prefix) - len(member) - len(digits) // 2
+    line = prefix + b"p" * pad + member + digits + b',"broken":}'
+    if "over" not in spec:
+        return line
+    over: int = spec["over"]
+    return line + b" " * (_limit(variables) + over - len(line))
+
+
+def _long_uri(pending: dict[Any, Any], spec: dict[str, Any]) -> bytes:
+    """A request whose uri is ``bytes`` long and holds its id; registers its answer."""
+    request_id = spec["id"]
+    echo = spec.get("route") == "echo"
+    head = f"{ECHO_URI}/{request_id}/" if echo else f"{CHURN_URI}{request_id}/"
+    uri = head + padded_string(spec["bytes"] - len(head))
+    if echo:
+        pending[request_id] = {"id": request_id}
+        return encode_message({"ipcReqID": request_id, "uri": uri, "data": {"id": request_id}})
+    pending[request_id] = {"code": "no_handler_found", "message": f"No handler found for {uri}"}
+    return encode_message({"ipcReqID": request_id, "uri": uri})

@@ -1,8 +1,9 @@
 """What the steps of one server case share: the connections, the time bound, the variables.
 
-A step (:mod:`.server_steps`, :mod:`.server_load`, :mod:`.server_lifecycle`,
-:mod:`.server_resources`) is a function ``(ctx, step) -> None`` that raises
-:class:`StepFailed` when its expectation does not hold. The
+A step (:mod:`.server_steps`, :mod:`.server_load`, :mod:`.server_hostile`,
+:mod:`.server_lifecycle`, :mod:`.server_resources`) is a function
+``(ctx, step) -> None`` that raises :class:`StepFailed` when its expectation
+does not hold. The
 :class:`ServerCaseContext` gives it the server's socket path, named
 connections opened on first use, the case's deadline, the run's options, the
 variables known at run time, the servers the case started itself and the

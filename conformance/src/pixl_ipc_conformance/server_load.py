@@ -5,16 +5,24 @@
             ``keep``, they stay open under that name until a ``close`` of it
 ``flood``   big echo requests written without reading until the server stops
             reading (LIMIT-5), then another connection must be served
-            (LIMIT-6), then every answer is read while the rest is written
+            (LIMIT-6), then every answer is read while the rest is written;
+            with ``lines`` ``malformed``, ``{`` lines instead (each answered
+            ``bad_json``, answers forty times the input), and the connection
+            is then closed unread, as a hostile peer leaves, and the server
+            must still serve a new one
 
 Both drive many non-blocking sockets from one selector loop.
 """
 
 from __future__ import annotations
 
+import fcntl
 import selectors
+import struct
+import termios
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 from .server_context import Conn, ServerCaseContext, StepFailed, is_push
 from .server_steps import op_probe
@@ -22,6 +30,12 @@ from .wire import Received, WireConnection, WireError
 from .wirekit import echo_line, json_equal, padded_echo
 
 __all__ = ["STEPS"]
+
+#: ``{`` lines a malformed flood writes at a time (4 KiB: what SIOCOUTQ counts
+#: unread drops only once a whole write has been read).
+_MALFORMED_PER_WRITE = 2048
+#: How often a flood that cannot write looks whether the server still reads.
+_STALL_POLL_S = 0.05
 
 
 def op_fanout(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
@@ -93,7 +107,8 @@ def _fanout_answer(ctx: ServerCaseContext, wire: WireConnection, n: int) -> bool
 
 def op_flood(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
     count: int = step["count"]
-    size: int = step["bytes"]
+    malformed = step.get("lines") == "malformed"
+    size: int = 2 if malformed else step["bytes"]
     stall_s = step.get("stall_s", 1.0)
     deadline = ctx.bound(step.get("within_s"))
     wire = ctx.connect(name="flood")
@@ -102,33 +117,28 @@ def op_flood(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
     def data_of(n: int) -> str:
         return pattern[: size - len(echo_line(f"fl{n}", ""))]
 
-    lines = (echo_line(f"fl{n}", data_of(n)) + b"\n" for n in range(count))
+    if malformed:
+        full, rest = divmod(count, _MALFORMED_PER_WRITE)
+        lines: Iterator[bytes] = iter([b"{\n" * _MALFORMED_PER_WRITE] * full + [b"{\n" * rest] * bool(rest))
+    else:
+        lines = (echo_line(f"fl{n}", data_of(n)) + b"\n" for n in range(count))
     expected = {f"fl{n}" for n in range(count)}
     conn = Conn(wire)
     selector = selectors.DefaultSelector()
     try:
         wire.sock.setblocking(False)
         selector.register(wire.sock, selectors.EVENT_WRITE)
-        pending = b""
-        # Phase 1: write without reading until a write waits stall_s (LIMIT-5).
-        while True:
-            if not pending:
-                pending = next(lines, b"")
-                if not pending:
-                    _all_read_without_backpressure(ctx, conn, expected, count, size)
-            try:
-                pending = pending[wire.send_some(pending) :]
-                continue
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise StepFailed("the server to keep the connection", str(exc)) from exc
-            if not selector.select(min(stall_s * ctx.scale, max(0.0, deadline - time.monotonic()))):
-                break
-            if time.monotonic() > deadline:
-                raise StepFailed("the flood written", "the time bound passed")
+        # Phase 1: write without reading until the server stops reading (LIMIT-5).
+        pending = _write_until_stalled(wire, selector, lines, stall_s * ctx.scale, deadline)
+        if pending is None:
+            _all_read_without_backpressure(ctx, conn, None if malformed else expected, count, size)
         # Phase 2: the server must serve others meanwhile (LIMIT-6).
         op_probe(ctx, {"within_s": step.get("probe_within_s", 2.0)})
+        if malformed:
+            # A hostile peer leaves with its answers unread; the server goes on.
+            wire.close()
+            op_probe(ctx, {"within_s": step.get("probe_within_s", 2.0)})
+            return
         # Phase 3: read every answer while writing the rest.
         selector.modify(wire.sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
         writing = True
@@ -161,6 +171,57 @@ def op_flood(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
         wire.close()
 
 
+def _write_until_stalled(
+    wire: WireConnection,
+    selector: selectors.BaseSelector,
+    chunks: Iterator[bytes],
+    stall_s: float,
+    deadline: float,
+) -> bytes | None:
+    """Write ``chunks`` until the server has read nothing for ``stall_s``; what is left unwritten.
+
+    Returns None when everything was written. A server that reads slowly is
+    not one that stopped: where the system says how much of what was written
+    the server has not read yet (Linux), any change of it counts as reading,
+    although the socket only becomes writable again once most is read.
+    """
+    pending = b""
+    stalled_since: float | None = None
+    unread: int | None = None
+    while True:
+        if not pending:
+            pending = next(chunks, b"")
+            if not pending:
+                return None
+        try:
+            pending = pending[wire.send_some(pending) :]
+            stalled_since = None
+            continue
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise StepFailed("the server to keep the connection", str(exc)) from exc
+        if time.monotonic() > deadline:
+            raise StepFailed("the flood written", "the time bound passed")
+        if selector.select(min(_STALL_POLL_S, max(0.0, deadline - time.monotonic()))):
+            continue
+        now, before, unread = time.monotonic(), unread, _unread_bytes(wire)
+        if stalled_since is None or (unread is not None and unread != before):
+            stalled_since = now
+        elif now - stalled_since >= stall_s:
+            return pending
+
+
+def _unread_bytes(wire: WireConnection) -> int | None:
+    """Bytes written that the peer has not read yet (SIOCOUTQ, Linux), or None where unknown."""
+    try:
+        answer = fcntl.ioctl(wire.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    except (OSError, AttributeError):
+        return None
+    value: int = struct.unpack("i", answer)[0]
+    return value
+
+
 def _read_flood_answers(
     ctx: ServerCaseContext, wire: WireConnection, expected: set[str], data_of: Any, count: int
 ) -> None:
@@ -177,9 +238,12 @@ def _read_flood_answers(
 
 
 def _all_read_without_backpressure(
-    ctx: ServerCaseContext, conn: Conn, expected: set[str], count: int, size: int
-) -> None:
-    """Every request was written and the server never stopped reading: say what it did instead."""
+    ctx: ServerCaseContext, conn: Conn, expected: set[str] | None, count: int, size: int
+) -> NoReturn:
+    """Every request was written and the server never stopped reading: say what it did instead.
+
+    ``expected``: the ids of the requests, or None for ``{`` lines (answered with null ids).
+    """
     answered = 0
     deadline = min(ctx.deadline, time.monotonic() + 2.0 * ctx.scale)
     conn.wire.sock.setblocking(True)
@@ -188,20 +252,22 @@ def _all_read_without_backpressure(
             received = conn.wire.read_message(deadline)
             if received is None:
                 break
-            if isinstance(received.value, dict) and received.value.get("ipcReqID") in expected:
-                answered += 1
+            value = received.value
+            if isinstance(value, dict) and "ipcReqID" in value:
+                answered += expected is None or value["ipcReqID"] in expected
     except WireError:
         pass
-    megabytes = count * size >> 20
+    written = f"{count * size >> 20} MiB"
+    what = f"{count} {'malformed lines' if expected is None else f'requests of {size} bytes'}"
     if answered == 0:
         raise StepFailed(
-            f"answers to the {count} requests of {size} bytes, written without reading",
-            f"none within 2 s after the last one ({megabytes} MiB): the requests were lost"
+            f"answers to the {what}, written without reading",
+            f"none within 2 s after the last one ({written}): the requests were lost"
             " (a line split over reads dropped? FRAME-3), not held back",
         )
     raise StepFailed(
         "the server to stop reading while its answers are not read (LIMIT-5)",
-        f"it read all {count} requests ({megabytes} MiB) while none of its answers was read",
+        f"it read all {what} ({written}) while none of its answers was read",
     )
 
 

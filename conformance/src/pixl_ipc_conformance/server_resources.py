@@ -10,7 +10,10 @@
                  ``within_s`` passes; ``every_s`` apart
 
 They need the server's process (``needs: ["server_process"]``): the runner
-started it, on a system with ``/proc``.
+started it, on a system with ``/proc``. With ``optional``, ``count_fds`` and
+``expect_fds`` do nothing where the descriptors cannot be seen, so that a
+case can check them when the runner started the server and still run
+against a server it did not start.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .server_context import Conn, ServerCaseContext, StepFailed, is_push
 from .wire import WireError
 from .wirekit import encode_message, resolve_vars
 
-__all__ = ["STEPS", "descriptor_count", "process_tree"]
+__all__ = ["STEPS", "descriptor_count", "descriptors_visible", "process_tree"]
 
 
 def process_tree(pid: int) -> list[int]:
@@ -61,6 +64,11 @@ def descriptor_count(pid: int) -> int:
     return total
 
 
+def descriptors_visible(pid: int | None) -> bool:
+    """Whether the descriptors of the server process ``pid`` can be counted (it is known, and /proc)."""
+    return pid is not None and os.path.isdir(f"/proc/{pid}/fd")
+
+
 def _count(ctx: ServerCaseContext) -> int:
     if ctx.server_pid is None:
         raise StepFailed("the server's process to count its descriptors", "the runner did not start it")
@@ -71,10 +79,14 @@ def _count(ctx: ServerCaseContext) -> int:
 
 
 def op_count_fds(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
+    if step.get("optional") and not descriptors_visible(ctx.server_pid):
+        return
     ctx.variables[step["as"]] = _count(ctx)
 
 
 def op_expect_fds(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
+    if step.get("optional") and not descriptors_visible(ctx.server_pid):
+        return
     limit = int(resolve_vars(step["at_most"], ctx.variables)) + int(step.get("plus", 0))
     deadline = ctx.bound(step.get("within_s", 5.0))
     while True:

@@ -8,6 +8,7 @@ table :data:`STEPS` (``$defs/server_step`` of ``case.schema.json``):
 - :mod:`.server_steps`: ``connect``, ``send``, ``expect``, ``expect_none``,
   ``expect_closed``, ``shutdown_write``, ``close``, ``sleep``, ``probe``;
 - :mod:`.server_load`: ``fanout``, ``flood``;
+- :mod:`.server_hostile`: ``storm``, ``tiny_flood``;
 - :mod:`.server_lifecycle`: ``spawn``, ``signal``, ``expect_mode``,
   ``replace_path``, ``expect_exit``;
 - :mod:`.server_resources`: ``count_fds``, ``expect_fds``, ``poll``.
@@ -24,12 +25,11 @@ case's matchers (:mod:`.matchers`). Starting servers lives in
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import server_lifecycle, server_load, server_resources, server_steps
+from . import server_hostile, server_lifecycle, server_load, server_resources, server_steps
 from .model import Case, CaseResult, Progress, RunOptions, Verdict, not_run, result_for, skipped
 from .server_context import ServerCaseContext, StepFailed
 from .server_process import ServerStartError, ServerUnderTest, gone_reason
@@ -42,6 +42,7 @@ __all__ = ["SERVER_NEEDS", "STEPS", "run_server_case", "run_server_cases"]
 STEPS: dict[str, Callable[[ServerCaseContext, dict[str, Any]], None]] = {
     **server_steps.STEPS,
     **server_load.STEPS,
+    **server_hostile.STEPS,
     **server_lifecycle.STEPS,
     **server_resources.STEPS,
 }
@@ -74,7 +75,7 @@ def _unmet_need(case: Case, options: RunOptions, server_pid: int | None, facts: 
         "chmod": "{chmod}" in command,
         "access_control": "{access_config}" in command,
         "app_handlers": "app_handlers" in options.server_capabilities,
-        "server_process": server_pid is not None and os.path.isdir(f"/proc/{server_pid}/fd"),
+        "server_process": server_resources.descriptors_visible(server_pid),
         "info": bool(facts),
         "inflight_cap": isinstance(inflight, int) and 1 <= inflight <= MAX_INFLIGHT_FILLED,
     }

@@ -67,6 +67,12 @@ class Received:
     error: str | None
     at: float
 
+    @classmethod
+    def of(cls, raw: bytes) -> Received:
+        """A line just received, decoded."""
+        value, error = decode_line(raw)
+        return cls(raw, value, error, time.monotonic())
+
 
 def describe_os_error(exc: OSError) -> str:
     """What an error of the socket means for the server under test, in words."""
@@ -276,16 +282,16 @@ class WireConnection:
                 return None
             if not raw.strip(b" \t\r"):
                 continue  # FRAME-4: a blank line is no message
-            value, error = decode_line(raw)
-            return Received(raw, value, error, time.monotonic())
+            return Received.of(raw)
+
+    def poll_line(self) -> bytes | None:
+        """A complete line already buffered, undecoded, without reading the socket (or None)."""
+        return self._lines.popleft() if self._lines else None
 
     def poll_message(self) -> Received | None:
-        """A complete line already buffered, without reading the socket (or None)."""
-        if not self._lines:
-            return None
-        raw = self._lines.popleft()
-        value, error = decode_line(raw)
-        return Received(raw, value, error, time.monotonic())
+        """A complete line already buffered, decoded, without reading the socket (or None)."""
+        raw = self.poll_line()
+        return None if raw is None else Received.of(raw)
 
     @property
     def at_eof(self) -> bool:

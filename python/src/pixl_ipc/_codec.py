@@ -39,10 +39,22 @@ import orjson
 
 from .errors import MalformedMessage
 
-__all__ = ["allocation_may_fail", "decode_json", "encode_fast", "encode_line", "encode_safe"]
+__all__ = [
+    "allocation_may_fail",
+    "decode_fast",
+    "decode_json",
+    "encode_fast",
+    "encode_line",
+    "encode_safe",
+    "line_encoder",
+]
 
 _LF = b"\n"
 _decode = msgspec.json.Decoder().decode
+#: What :func:`decode_json` tries first, for hot paths that skip a call: it
+#: returns what decode_json returns or raises; on any exception, call
+#: decode_json for the rest of the rule (its fallback and its errors).
+decode_fast: Callable[[bytes], Any] = _decode
 _DecodeError = msgspec.DecodeError
 # An escaped UTF-16 surrogate, paired or not: only such lines can be ones that
 # msgspec refuses and the stdlib accepts.
@@ -162,7 +174,9 @@ def allocation_may_fail() -> bool:
         return False
 
 
-_encode: Callable[[Any], bytes] = encode_safe if allocation_may_fail() else encode_fast
+#: The encoder :func:`encode_line` calls, chosen at import; hot paths bind it
+#: once instead of calling encode_line.
+line_encoder: Callable[[Any], bytes] = encode_safe if allocation_may_fail() else encode_fast
 
 
 def encode_line(value: Any) -> bytes:
@@ -182,4 +196,4 @@ def encode_line(value: Any) -> bytes:
             encoder writes.
         MemoryError: the text does not fit in memory.
     """
-    return _encode(value)
+    return line_encoder(value)

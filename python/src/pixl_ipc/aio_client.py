@@ -56,6 +56,8 @@ _PUSH_HIGH_WATER = 1024
 _PUSH_LOW_WATER = 256
 # Ends a push stream.
 _END: dict[str, Any] = {}
+# Read once: an Enum member looked up through its class costs a function call.
+_OPEN = ClientState.OPEN
 
 
 class _Connection(asyncio.Protocol):
@@ -271,7 +273,7 @@ class AsyncIPCClient(ClientBase):
                 raise ServerClosed("the server closed the connection")
         proto = self._proto
         request_id, payload = proto.encode_request(uri, data)
-        proto.expect(request_id)
+        proto.outstanding.add(request_id)  # proto.expect(request_id)
         future: _Future = loop.create_future()
         self._futures[request_id] = future
         # What conn.write and _add_deadline do, inlined: this runs per request.
@@ -467,7 +469,7 @@ class AsyncIPCClient(ClientBase):
             elif type(event) is RequestFailed:
                 self._fail([event])
             # A LateResponse is dropped quietly (CORR-3).
-        if proto.state is not ClientState.OPEN and conn.transport is not None:
+        if proto.state is not _OPEN and conn.transport is not None:
             # A response over the limit (LIMIT-3): every pending request has
             # failed, so nothing is lost by closing at once.
             conn.transport.abort()

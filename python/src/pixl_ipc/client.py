@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import select
 import socket
@@ -55,6 +54,9 @@ logger = logging.getLogger("pixl_ipc.client")
 _RECV_SMALL = 64 * 1024
 _RECV_LARGE = 1024 * 1024
 _monotonic = time.monotonic
+_MSG_DONTWAIT = socket.MSG_DONTWAIT
+# Read once: an Enum member looked up through its class costs a function call.
+_OPEN = ClientState.OPEN
 
 
 class _Waiter:
@@ -71,7 +73,7 @@ class _Waiter:
 class _Connection:
     """One open socket."""
 
-    __slots__ = ("buffer", "poller", "sndtimeo", "sock", "view")
+    __slots__ = ("buffer", "poll", "sndtimeo", "sock", "view")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -80,8 +82,9 @@ class _Connection:
         # Reads wait in poll(), not in a blocking recv(): on AF_UNIX a reader
         # blocked in recv() is also woken when the server reads the request
         # (write space), which costs a second context switch per round trip.
-        self.poller = select.poll()
-        self.poller.register(sock, select.POLLIN)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        self.poll = poller.poll
         # The kernel's current SO_SNDTIMEO, seconds (0: none set). Re-arming
         # costs a syscall, so it is only done when the deadline moved a lot.
         self.sndtimeo = 0.0
@@ -227,15 +230,19 @@ class IPCClient(ClientBase):
         deadline = _monotonic() + seconds
         waiter = _Waiter()
         proto = self._proto
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with`: its protocol costs twice the lock itself
+        try:
             conn = self._conn or self._reopen_locked()
             request_id, payload = proto.encode_request(uri, data)
-            proto.expect(request_id)
+            proto.outstanding.add(request_id)  # proto.expect(request_id)
             self._waiters[request_id] = waiter
             # Nobody reads: take the role now, which spares a lock round trip.
             reading = not self._reading
             if reading:
                 self._reading = True
+        finally:
+            lock.release()
         try:
             written = self._write(conn, payload, request_id, uri, seconds, deadline)
         except BaseException:
@@ -294,7 +301,7 @@ class IPCClient(ClientBase):
         try:
             while self._conn is conn:
                 remaining = deadline - _monotonic()
-                data = self._recv(conn, remaining, nowait=arrived or remaining <= 0)
+                data = self._recv(conn, deadline, nowait=arrived or remaining <= 0)
                 if data is None:
                     if arrived or remaining <= 0:
                         break
@@ -389,23 +396,26 @@ class IPCClient(ClientBase):
         Raises:
             RequestTimeout: the server stopped reading.
         """
-        with self._write_lock:
+        write_lock = self._write_lock
+        write_lock.acquire()
+        try:
             remaining = deadline - _monotonic()
             current = conn.sndtimeo
-            try:
-                if current > remaining * 1.02 + 0.001 or current < remaining * 0.5:
-                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(remaining))
-                    conn.sndtimeo = max(remaining, 0.001)
-                conn.sock.sendall(payload)
-                return True
-            except BlockingIOError:
-                # The server stopped reading; part of the line may be out, so
-                # the connection cannot carry another message.
-                timed_out = True
-                reason = "connection closed: a request could not be written in time"
-            except OSError as exc:
-                timed_out = False
-                reason = f"the server closed the connection ({exc.strerror or exc})"
+            if current > remaining * 1.02 + 0.001 or current < remaining * 0.5:
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(remaining))
+                conn.sndtimeo = max(remaining, 0.001)
+            conn.sock.sendall(payload)
+            return True
+        except BlockingIOError:
+            # The server stopped reading; part of the line may be out, so
+            # the connection cannot carry another message.
+            timed_out = True
+            reason = "connection closed: a request could not be written in time"
+        except OSError as exc:
+            timed_out = False
+            reason = f"the server closed the connection ({exc.strerror or exc})"
+        finally:
+            write_lock.release()
         with self._lock:
             self._proto.forget(request_id)
             self._waiters.pop(request_id, None)
@@ -437,7 +447,7 @@ class IPCClient(ClientBase):
             while True:
                 if reading:
                     try:
-                        data = self._recv(conn, deadline - _monotonic())
+                        data = self._recv(conn, deadline)
                     finally:
                         lock.acquire()
                         self._reading = reading = False
@@ -470,17 +480,19 @@ class IPCClient(ClientBase):
         finally:
             lock.release()
 
-    def _recv(self, conn: _Connection, remaining: float, *, nowait: bool = False) -> bytes | None:
-        """One recv; None if nothing came in time or the connection ended."""
+    def _recv(self, conn: _Connection, deadline: float, *, nowait: bool = False) -> bytes | None:
+        """One recv; None if nothing came before ``deadline`` or the connection ended."""
         sock = conn.sock
         try:
-            if not nowait and not conn.poller.poll(max(math.ceil(remaining * 1000), 0)):
-                return None  # nothing in time; the caller checks its deadline
+            if not nowait:
+                # Rounded up: waking before the deadline costs another poll.
+                wait_ms = int((deadline - _monotonic()) * 1000) + 1
+                if not conn.poll(wait_ms if wait_ms > 0 else 0):
+                    return None  # nothing in time; the caller checks its deadline
             if self._proto.decoder.buffered:
-                data = sock.recv(_RECV_LARGE, socket.MSG_DONTWAIT)
+                data = sock.recv(_RECV_LARGE, _MSG_DONTWAIT)
             else:
-                size = sock.recv_into(conn.buffer, _RECV_SMALL, socket.MSG_DONTWAIT)
-                data = conn.view[:size].tobytes()
+                data = conn.view[: sock.recv_into(conn.buffer, _RECV_SMALL, _MSG_DONTWAIT)].tobytes()
         except BlockingIOError:
             return None  # the kernel timeout passed; the caller checks its deadline
         except OSError as exc:
@@ -509,7 +521,7 @@ class IPCClient(ClientBase):
             elif type(event) is RequestFailed:
                 self._fail_locked([event])
             # A LateResponse is dropped quietly (CORR-3).
-        if self._proto.state is not ClientState.OPEN and self._conn is conn:
+        if self._proto.state is not _OPEN and self._conn is conn:
             # A response over the limit (LIMIT-3): its request and the others
             # have failed; the connection cannot go on.
             self._conn = None

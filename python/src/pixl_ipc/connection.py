@@ -44,6 +44,7 @@ import select
 from time import perf_counter
 from typing import Any, cast
 
+from ._codec import line_encoder as _encode_line
 from ._logging import Throttle, format_failure, printable
 from ._peer import UNKNOWN_PEER, PeerCredentials, read_peer_credentials
 from .context import ServerContext
@@ -51,24 +52,27 @@ from .errors import ErrorCode, RemoteError
 from .framing import Line, LineDecoder, OversizeLine, encode_line
 from .protocol import (
     NO_DATA,
-    IncomingRequest,
     ProtocolReply,
+    RequestFields,
     data_error,
     error_reply,
     no_handler_found,
     oversize_reply,
-    parse_request_line,
+    parse_request,
     push_message,
     recover_id,
 )
 
 __all__ = [
     "LINES_PER_BATCH",
+    "READ_BUFFER_BYTES",
+    "BufferedConnection",
     "WRITE_BUFFER_HIGH",
     "WRITE_BUFFER_LOW",
     "Connection",
     "PeerCredentials",
     "Request",
+    "new_connection",
 ]
 
 logger = logging.getLogger("pixl_ipc.server")
@@ -148,6 +152,24 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {printable(self.uri, 80)} id={self.id!r} peer={tuple(self.peer)}>"
+
+
+#: Bytes a connection on plain asyncio reads at a time (asyncio's own read size).
+READ_BUFFER_BYTES = 256 * 1024
+
+
+def new_connection(context: ServerContext) -> Connection:
+    """The protocol of one accepted socket, for the running loop.
+
+    Plain asyncio reads each time into a fresh ``bytes`` of 256 KiB, which
+    glibc maps and unmaps for every read unless the program raised its malloc
+    thresholds (``pixl-ipc serve`` does, a library does not). There a
+    :class:`BufferedConnection` reads into a buffer its server's connections
+    share. uvloop reads into a buffer of its own already.
+    """
+    if isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+        return BufferedConnection(context)
+    return Connection(context)
 
 
 def _busy_reply(line: Any) -> ProtocolReply:
@@ -382,17 +404,30 @@ class Connection(asyncio.Protocol):
         if self._next_batch is not None:
             self._next_batch.cancel()
             self._next_batch = None
-        if self._state in (_OPEN, _PEER_DONE):
+        state = self._state
+        if state in (_OPEN, _PEER_DONE):
+            decoder = self._decoder
             if self._backlog is not None:
                 if len(self._tasks) < self._ctx.limits.max_inflight:
                     backlog, self._backlog = self._backlog, None
                     self._handle(backlog)
             elif not self._held_back():
-                self._handle(self._decoder.next_lines(LINES_PER_BATCH))
-            if self._backlog is None and self._decoder.has_unread and not self._held_back():
+                self._handle(decoder.next_lines(LINES_PER_BATCH))
+            if self._backlog is None and decoder.has_unread and not self._held_back():
                 # More lines are waiting: the others are served before them.
                 self._schedule_serve()
-        self._update_reading()
+        # The usual case, one read answered at once, leaves nothing that
+        # could pause reading: the call is skipped then.
+        if (
+            self._read_paused
+            or self._tasks
+            or self._out_bytes
+            or self._sent_bytes
+            or self._decoder.has_unread
+            or self._backlog is not None
+            or self._ctx.closing
+        ):
+            self._update_reading()
 
     def _schedule_serve(self) -> None:
         """Serve on the loop's next turn (once, however often it is asked)."""
@@ -413,7 +448,7 @@ class Connection(asyncio.Protocol):
         if len(self._tasks) >= self._ctx.limits.max_inflight:
             return True
         unsent = self._out_bytes + self._sent_bytes
-        return unsent > WRITE_BUFFER_HIGH or self._waits_for_budget(unsent)
+        return unsent > 0 and (unsent > WRITE_BUFFER_HIGH or self._waits_for_budget(unsent))
 
     def _waits_for_budget(self, unsent: int) -> bool:
         """LIMIT-7: while the byte budget is spent, a connection holding unsent replies waits."""
@@ -434,8 +469,13 @@ class Connection(asyncio.Protocol):
             or self._decoder.has_unread
             or self._backlog is not None
             or len(self._tasks) >= self._ctx.limits.max_inflight
-            or unsent > (WRITE_BUFFER_LOW if self._read_paused else WRITE_BUFFER_HIGH)
-            or self._waits_for_budget(unsent)
+            or (
+                unsent > 0
+                and (
+                    unsent > (WRITE_BUFFER_LOW if self._read_paused else WRITE_BUFFER_HIGH)
+                    or self._waits_for_budget(unsent)
+                )
+            )
         )
         if pause and not self._read_paused:
             self._read_paused = True
@@ -451,37 +491,73 @@ class Connection(asyncio.Protocol):
         ``lines`` is emptied as it goes: a line is let go once parsed, so that
         a large one does not stay beside its request while it is handled.
         """
+        # This loop runs once per request, so a handler that answers at once
+        # is called, timed and answered here rather than through methods of
+        # its own (what remains per request is measured in the benchmark's
+        # CPU table).
         ctx = self._ctx
-        cached = ctx.router.cached
-        match = ctx.router.match
+        router = ctx.router
+        cached = router.cached
+        stats = ctx.stats
         limit = ctx.limits.max_inflight
         out: list[bytes] = []
         lines.reverse()
         # A handler may close the connection (close_connections()): stop then.
         while lines and self._state < _CLOSING:
             line = lines.pop()
-            event: IncomingRequest | ProtocolReply | None
+            event: RequestFields | ProtocolReply | None
             if type(line) is bytes:
-                event = parse_request_line(line)
+                event = parse_request(line)
             elif type(line) is OversizeLine:
                 event = oversize_reply(line)
             else:
                 event = _busy_reply(line)
             del line
-            if event is None:
-                continue  # not a message (FRAME-4, FRAME-5)
-            if type(event) is not IncomingRequest:
-                assert type(event) is ProtocolReply
-                ctx.stats.record_protocol_reply(event.reason)
-                out.append(encode_line(event.message))
+            if type(event) is not tuple:
+                if event is not None:  # else not a message (FRAME-4, FRAME-5)
+                    assert type(event) is ProtocolReply
+                    stats.record_protocol_reply(event.reason)
+                    out.append(encode_line(event.message))
                 continue
-            route = cached(event.uri, _UNSEEN)
+            message, uri, request_id = event
+            route = cached(uri, _UNSEEN)
             if route is _UNSEEN:
-                route = match(event.uri)
-            reply = self._dispatch(event, route)
-            if reply is not None:
-                out.append(reply)
-            elif len(self._tasks) >= limit and lines:
+                route = router.match(uri)
+            stats.current.requests += 1  # stats.record_request()
+            if route is None:
+                handler = ctx.default_handler
+                if handler is None:
+                    out.append(_encode_line(no_handler_found(request_id, uri)))  # ROUTE-2
+                    continue
+            elif route.threaded:
+                self._start_threaded(route.handler, Request(message, uri, request_id, self))
+                handler = None
+            else:
+                handler = route.handler
+            if handler is not None:
+                request = Request(message, uri, request_id, self)
+                start = perf_counter()
+                try:
+                    result = handler(request)
+                except Exception as exc:
+                    out.append(self._failed(request_id, uri, exc))
+                    continue
+                if type(result) in _PLAIN_TYPES:
+                    elapsed = perf_counter() - start
+                    counters = stats.current  # stats.record_answer(elapsed)
+                    counters.duration += elapsed
+                    if elapsed > stats.slow_threshold:
+                        counters.slowResponses += 1
+                    try:
+                        out.append(_encode_line({"ipcReqID": request_id, "data": result}))
+                    except (TypeError, ValueError) as exc:
+                        out.append(self._unencodable(request_id, uri, exc))
+                    continue
+                if not inspect.isawaitable(result):  # NO_DATA, or a value of another type
+                    out.append(self._reply(request_id, uri, result, start))
+                    continue
+                self._track(asyncio.ensure_future(result), request_id, uri, start)
+            if len(self._tasks) >= limit and lines:
                 # LIMIT-5: the rest of this batch waits for a free slot.
                 lines.reverse()
                 self._backlog = lines
@@ -494,37 +570,10 @@ class Connection(asyncio.Protocol):
 
     # --- requests ---------------------------------------------------------------
 
-    def _dispatch(self, event: IncomingRequest, route: Any) -> bytes | None:
-        """Call the request's handler (routed, default, or none: ROUTE-2).
-
-        Returns:
-            The reply to write now, or None when the handler goes on as a task
-            or in a thread (its reply is written when it completes).
-        """
-        ctx = self._ctx
-        ctx.stats.record_request()
-        if route is None:
-            handler = ctx.default_handler
-            if handler is None:
-                return encode_line(no_handler_found(event.id, event.uri))  # ROUTE-2
-            threaded = False
-        else:
-            handler, threaded = route.handler, route.threaded
-        request = Request(event.message, event.uri, event.id, self)
+    def _start_threaded(self, handler: Any, request: Request) -> None:
         start = perf_counter()
-        if threaded:
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[Any] = loop.run_in_executor(ctx.executor(), handler, request)
-            self._track(future, event.id, event.uri, start)
-            return None
-        try:
-            result = handler(request)
-        except Exception as exc:
-            return self._failed(event.id, event.uri, exc)
-        if type(result) not in _PLAIN_TYPES and inspect.isawaitable(result):
-            self._track(asyncio.ensure_future(result), event.id, event.uri, start)
-            return None
-        return self._reply(event.id, event.uri, result, start)
+        future = asyncio.get_running_loop().run_in_executor(self._ctx.executor(), handler, request)
+        self._track(future, request.id, request.uri, start)
 
     def _track(self, future: asyncio.Future[Any], request_id: Any, uri: str, start: float) -> None:
         self._tasks.add(future)
@@ -557,15 +606,16 @@ class Connection(asyncio.Protocol):
         self._ctx.stats.record_answer(perf_counter() - start)
         try:
             if result is NO_DATA:  # RESP-3: a response without data (BUILTIN-1)
-                return encode_line({"ipcReqID": request_id})
-            return encode_line({"ipcReqID": request_id, "data": result})
+                return _encode_line({"ipcReqID": request_id})
+            return _encode_line({"ipcReqID": request_id, "data": result})
         except (TypeError, ValueError) as exc:
-            # ERR-3: a result that cannot be encoded is the handler's failure.
-            self._ctx.stats.record_handler_error()
-            logger.error(
-                "the result of the handler for %s cannot be encoded: %s", printable(uri), printable(exc)
-            )
-            return encode_line(data_error(request_id, ErrorCode.HANDLER_ERROR, _NOT_ENCODABLE))
+            return self._unencodable(request_id, uri, exc)
+
+    def _unencodable(self, request_id: Any, uri: str, exc: Exception) -> bytes:
+        # ERR-3: a result that cannot be encoded is the handler's failure.
+        self._ctx.stats.record_handler_error()
+        logger.error("the result of the handler for %s cannot be encoded: %s", printable(uri), printable(exc))
+        return encode_line(data_error(request_id, ErrorCode.HANDLER_ERROR, _NOT_ENCODABLE))
 
     def _failed(self, request_id: Any, uri: str, exc: BaseException) -> bytes:
         if isinstance(exc, RemoteError):
@@ -584,7 +634,11 @@ class Connection(asyncio.Protocol):
         if self._state not in (_OPEN, _PEER_DONE):
             return  # closed by the server (LIFE-8) or gone: nobody reads it
         if not (self._write_busy or self._out):
-            self._write(data)
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.write(data)  # _write(data), inline: once per read
+                if self._write_busy:
+                    self._count_unsent(transport)
             return
         # Small replies are copied into one buffer: the encoder's bytes of a
         # 30-byte reply may hold a 4 KiB allocation, and a peer that does not
@@ -606,12 +660,15 @@ class Connection(asyncio.Protocol):
             return
         transport.write(data)
         if self._write_busy:
-            # What the socket did not take stays in the transport until
-            # resume_writing: counted until then.
-            left = transport.get_write_buffer_size()
-            if left > self._sent_bytes:
-                self._ctx.budget.add(left - self._sent_bytes)
-                self._sent_bytes = left
+            self._count_unsent(transport)
+
+    def _count_unsent(self, transport: asyncio.Transport) -> None:
+        # What the socket did not take stays in the transport until
+        # resume_writing: counted until then.
+        left = transport.get_write_buffer_size()
+        if left > self._sent_bytes:
+            self._ctx.budget.add(left - self._sent_bytes)
+            self._sent_bytes = left
 
     def _take_held(self) -> bytes | bytearray:
         out, self._out = self._out, []
@@ -685,3 +742,25 @@ class Connection(asyncio.Protocol):
                 peer.uid,
                 f" ({suppressed} more since the last message)" if suppressed else "",
             )
+
+
+class BufferedConnection(Connection, asyncio.BufferedProtocol):
+    """A :class:`Connection` that reads into a buffer shared by its server's connections.
+
+    For plain asyncio (see :func:`new_connection`): each read lands in
+    the shared buffer and is copied out at once, so the next connection's
+    read can use it; only the bytes that came are allocated.
+    """
+
+    __slots__ = ()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        buffer = self._ctx.read_buffer
+        if buffer is None:
+            buffer = self._ctx.read_buffer = memoryview(bytearray(READ_BUFFER_BYTES))
+        return buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        buffer = self._ctx.read_buffer
+        assert buffer is not None
+        self.data_received(buffer[:nbytes].tobytes())

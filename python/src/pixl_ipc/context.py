@@ -68,6 +68,8 @@ class ServerContext:
         closing: True while the server shuts down: connections stop reading.
         connections: the connections being served, in the order they came.
         tasks: the handlers in progress (async and threaded), for shutdown.
+        read_buffer: the buffer that connections on plain asyncio read into
+            (see :class:`~pixl_ipc.connection.BufferedConnection`), or None.
     """
 
     __slots__ = (
@@ -82,6 +84,7 @@ class ServerContext:
         "default_handler",
         "limits",
         "on_large_read",
+        "read_buffer",
         "router",
         "stats",
         "tasks",
@@ -110,6 +113,9 @@ class ServerContext:
         self.closing = False
         self.connections: dict[Any, None] = {}
         self.tasks: set[Any] = set()
+        # Where connections on plain asyncio read into, one read at a time
+        # (they share the loop's thread); made on first use.
+        self.read_buffer: memoryview | None = None
         # Every socket counted in the budget, and those of them half-closed or
         # being refused, oldest first (dicts keep insertion order).
         self._sockets: dict[Member, None] = {}

@@ -105,9 +105,25 @@ class LineDecoder:
     does not fit is reported as a :class:`RefusedLine` and the rest of it is
     dropped (LIMIT-7). Call :meth:`close` when the stream ends, to give back
     what an unfinished line still holds.
+
+    Attributes:
+        buffered: bytes of an unfinished line held in memory (never over the limit).
+        has_unread: True while bytes given to :meth:`push` have not all been
+            cut into lines.
     """
 
-    __slots__ = ("_budget", "_chunks", "_discarding", "_pending", "_unread", "_unread_pos", "max_line_bytes")
+    # buffered and has_unread are plain attributes, not properties: readers
+    # check them on every read, and a property costs a function call.
+    __slots__ = (
+        "_budget",
+        "_chunks",
+        "_discarding",
+        "_unread",
+        "_unread_pos",
+        "buffered",
+        "has_unread",
+        "max_line_bytes",
+    )
 
     def __init__(
         self, max_line_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, budget: ByteBudget | None = None
@@ -119,35 +135,33 @@ class LineDecoder:
         # Chunks of the unfinished line: joined once when its LF arrives, so a
         # line in N chunks costs O(size), not O(N * size).
         self._chunks: list[bytes] = []
-        self._pending = 0
+        self.buffered = 0
         self._discarding = False
         # Bytes pushed but not yet cut into lines, from _unread_pos on.
         self._unread = b""
         self._unread_pos = 0
-
-    @property
-    def buffered(self) -> int:
-        """Bytes of an unfinished line held in memory (never over the limit)."""
-        return self._pending
-
-    @property
-    def has_unread(self) -> bool:
-        """True while bytes given to :meth:`push` have not all been cut into lines."""
-        return self._unread_pos < len(self._unread)
+        self.has_unread = False
 
     def feed(self, data: bytes) -> list[Line]:
         """Add bytes from the stream and return every event they complete."""
+        if not self._chunks and not self._discarding:
+            # One whole line read on its own, the usual answer to a request:
+            # no CR before its LF (FRAME-2), within the limit.
+            end = data.find(_LF)
+            if end == len(data) - 1 and 0 < end <= self.max_line_bytes and data[end - 1] != 0x0D:
+                return [data[:end]]
         out: list[Line] = []
         self._cut(data, 0, 0, out)
         return out
 
     def push(self, data: bytes) -> None:
         """Add bytes from the stream without cutting them yet (see :meth:`next_lines`)."""
-        if self._unread_pos < len(self._unread):
+        if self.has_unread:
             self._unread = self._unread[self._unread_pos :] + data
         else:
             self._unread = data
         self._unread_pos = 0
+        self.has_unread = len(self._unread) > 0
 
     def next_lines(self, max_lines: int) -> list[Line]:
         """Cut at most ``max_lines`` lines from the bytes pushed; the rest waits for the next call.
@@ -158,15 +172,25 @@ class LineDecoder:
         """
         if max_lines < 1:
             raise ValueError("max_lines must be positive")
-        out: list[Line] = []
+        if not self.has_unread:
+            return []
         data = self._unread
-        if data:
-            stop = self._cut(data, self._unread_pos, max_lines, out)
-            if stop < len(data):
-                self._unread_pos = stop
-            else:
+        start = self._unread_pos
+        if not start and not self._chunks and not self._discarding:
+            # One whole line read on its own (as in feed).
+            end = data.find(_LF)
+            if end == len(data) - 1 and 0 < end <= self.max_line_bytes and data[end - 1] != 0x0D:
                 self._unread = b""
-                self._unread_pos = 0
+                self.has_unread = False
+                return [data[:end]]
+        out: list[Line] = []
+        stop = self._cut(data, start, max_lines, out)
+        if stop < len(data):
+            self._unread_pos = stop
+        else:
+            self._unread = b""
+            self._unread_pos = 0
+            self.has_unread = False
         return out
 
     def close(self) -> None:
@@ -175,6 +199,7 @@ class LineDecoder:
         self._discarding = False
         self._unread = b""
         self._unread_pos = 0
+        self.has_unread = False
 
     def _cut(self, data: bytes, start: int, max_lines: int, out: list[Line]) -> int:
         """Cut the lines of ``data[start:]`` into ``out``, at most ``max_lines`` of them (0: all).
@@ -272,25 +297,25 @@ class LineDecoder:
         out.append(line)
 
     def _add_partial(self, data: bytes, out: list[Line]) -> None:
-        size = self._pending + len(data)
+        size = self.buffered + len(data)
         if size > self.max_line_bytes:
             out.append(OversizeLine(self._head(data), size, self.max_line_bytes))
         elif self._budget is not None and not self._budget.reserve(len(data)):
             out.append(RefusedLine(self._head(data), size))  # LIMIT-7
         else:
             self._chunks.append(data)
-            self._pending = size
+            self.buffered = size
             return
-        held = self._pending
+        held = self.buffered
         self._drop_partial()
         self._discarding = True
         if held >= _TRIM_JOINED:
             release_free_memory()  # the pieces just dropped, as in _cut
 
     def _release_pending(self) -> None:
-        if self._budget is not None and self._pending:
-            self._budget.release(self._pending)
-        self._pending = 0
+        if self._budget is not None and self.buffered:
+            self._budget.release(self.buffered)
+        self.buffered = 0
 
     def _drop_partial(self) -> None:
         self._chunks = []

@@ -39,6 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ._codec import decode_fast as _decode_fast
+from ._codec import line_encoder as _encode_line
 from ._js import js_falsy, js_string
 from .errors import ErrorCode, MalformedMessage, MessageTooLarge, RemoteError, ServerClosed
 from .framing import (
@@ -46,7 +48,6 @@ from .framing import (
     LineDecoder,
     OversizeLine,
     decode_json,
-    encode_line,
 )
 
 __all__ = [
@@ -62,11 +63,14 @@ __all__ = [
     "OversizeMessage",
     "ProtocolReply",
     "RequestFailed",
+    "RequestFields",
     "ServerProtocol",
     "data_error",
     "error_reply",
     "is_falsy_id",
     "no_handler_found",
+    "parse_request",
+    "parse_request_line",
     "push_message",
     "recover_id",
     "reply_id",
@@ -204,19 +208,22 @@ class ProtocolReply:
 ServerEvent = IncomingRequest | ProtocolReply
 
 
-def _check_request(message: dict[str, Any]) -> IncomingRequest | ProtocolReply:
-    request_id = message.get("ipcReqID")
-    uri = message.get("uri")
+#: A well-formed request as :func:`parse_request` gives it: the request
+#: object, its uri as text, the id to answer with (see :class:`IncomingRequest`).
+RequestFields = tuple[dict[str, Any], str, Any]
+
+
+def _check_request(message: dict[str, Any], request_id: Any, uri: Any) -> RequestFields | ProtocolReply:
     if type(uri) is str and uri:
         if type(request_id) is str:
             # What the original clients send: nothing more to check.
-            return IncomingRequest(message, uri, request_id or None)
-        return IncomingRequest(message, uri, reply_id(request_id))
+            return message, uri, request_id or None
+        return message, uri, reply_id(request_id)
     if js_falsy(uri):
         # REQ-2: the id is answered as any other (RESP-2), so {"ipcReqID":true} gets true.
         return ProtocolReply(error_reply(request_id, ErrorCode.NO_URI, NO_URI_MESSAGE), "no_uri")
     # REQ-2: a truthy uri of another type is routed by its JavaScript text.
-    return IncomingRequest(message, js_string(uri), reply_id(request_id))
+    return message, js_string(uri), reply_id(request_id)
 
 
 def _is_message_line(line: bytes) -> bool:
@@ -224,22 +231,41 @@ def _is_message_line(line: bytes) -> bool:
     return line[:1] == b"{" or line.lstrip(_WHITESPACE)[:1] == b"{"
 
 
+def parse_request(line: bytes) -> RequestFields | ProtocolReply | None:
+    """:func:`parse_request_line` for a server's hot path: a request comes as a
+    :data:`RequestFields` tuple, not an :class:`IncomingRequest`.
+
+    Returns None for a line that is not a message.
+    """
+    if line[:1] != b"{" and not _is_message_line(line):
+        return None
+    try:
+        message = _decode_fast(line)
+    except Exception:
+        try:
+            message = decode_json(line)  # the whole rule, and its error
+        except MalformedMessage as exc:
+            reply = error_reply(recover_id(line[:4096]), ErrorCode.BAD_JSON, f"invalid JSON: {exc}")
+            return ProtocolReply(reply, "bad_json")
+    if type(message) is not dict:  # "{" guarantees an object unless it is malformed
+        reply = error_reply(None, ErrorCode.BAD_JSON, "invalid JSON: not an object")
+        return ProtocolReply(reply, "bad_json")
+    request_id = message.get("ipcReqID")
+    uri = message.get("uri")
+    if type(uri) is str and uri and type(request_id) is str and request_id:
+        return message, uri, request_id  # what clients send: nothing more to check
+    return _check_request(message, request_id, uri)
+
+
 def parse_request_line(line: bytes) -> ServerEvent | None:
     """Classify one line received by a server (FRAME-4 to FRAME-6, REQ-1 to REQ-3).
 
     Returns None for a line that is not a message.
     """
-    if not _is_message_line(line):
-        return None
-    try:
-        message = decode_json(line)
-    except MalformedMessage as exc:
-        reply = error_reply(recover_id(line[:4096]), ErrorCode.BAD_JSON, f"invalid JSON: {exc}")
-        return ProtocolReply(reply, "bad_json")
-    if type(message) is not dict:  # "{" guarantees an object unless it is malformed
-        reply = error_reply(None, ErrorCode.BAD_JSON, "invalid JSON: not an object")
-        return ProtocolReply(reply, "bad_json")
-    return _check_request(message)
+    event = parse_request(line)
+    if isinstance(event, tuple):
+        return IncomingRequest(*event)
+    return event
 
 
 def oversize_reply(event: OversizeLine) -> ProtocolReply:
@@ -345,6 +371,13 @@ class ClientState(enum.Enum):
     OPEN = "open"  # a connection is open
     LOST = "lost"  # the connection ended without close()
     CLOSED = "closed"  # close() was called
+
+
+# Module constants: reading an Enum member through its class costs as much as
+# a small function call, and receive_data checks the state on every read.
+_OPEN = ClientState.OPEN
+_LOST = ClientState.LOST
+_CLOSED = ClientState.CLOSED
 
 
 class ClientProtocol:
@@ -455,7 +488,8 @@ class ClientProtocol:
         Raises:
             TypeError, ValueError: ``data`` cannot be encoded as JSON.
         """
-        request_id = self.next_id()
+        request_id = f"rq{self._counter}"  # next_id(), inline: this runs per request
+        self._counter += 1
         message = {
             "ipcReqID": request_id,
             "uri": uri,
@@ -463,7 +497,7 @@ class ClientProtocol:
             "pid": self.pid,
             "userAgent": self.user_agent,
         }
-        return request_id, encode_line(message)
+        return request_id, _encode_line(message)
 
     def expect(self, request_id: Any) -> None:
         """Wait for an answer to ``request_id``: it is pending from now on."""
@@ -487,7 +521,8 @@ class ClientProtocol:
 
     def receive_data(self, data: bytes) -> list[ClientEvent]:
         """Feed bytes read from the connection; return the events they complete."""
-        if self.state is ClientState.LOST or self.state is ClientState.CLOSED:
+        state = self.state
+        if state is _LOST or state is _CLOSED:
             return []  # after an oversize line or a close, nothing counts
         events: list[ClientEvent] = []
         outstanding = self.outstanding
@@ -496,13 +531,16 @@ class ClientProtocol:
                 assert isinstance(item, OversizeLine)
                 events.extend(self._oversize(item))
                 break
-            if not _is_message_line(item):
+            if item[:1] != b"{" and not _is_message_line(item):
                 continue
             try:
-                message = decode_json(item)
-            except MalformedMessage:
-                self.malformed += 1  # FRAME-7: ignored, never fails a request
-                continue
+                message = _decode_fast(item)
+            except Exception:
+                try:
+                    message = decode_json(item)  # the whole rule, and its error
+                except MalformedMessage:
+                    self.malformed += 1  # FRAME-7: ignored, never fails a request
+                    continue
             if type(message) is not dict:
                 self.malformed += 1
                 continue
@@ -534,7 +572,7 @@ class ClientProtocol:
             else:
                 events.append(RequestFailed(request_id, ServerClosed(closed)))
         self.outstanding.clear()
-        self.state = ClientState.LOST
+        self.state = _LOST
         return events
 
 

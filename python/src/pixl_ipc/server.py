@@ -63,7 +63,7 @@ from .config import (
     check_str,
     server_kwargs_from_config,
 )
-from .connection import Connection, Request
+from .connection import Connection, Request, new_connection
 from .context import ServerContext, ServerLimits
 from .framing import DEFAULT_MAX_MESSAGE_BYTES, MIN_MAX_MESSAGE_BYTES, encode_line
 from .logs import ensure_logging, reopen_log_files, stats_message
@@ -424,7 +424,7 @@ class IPCServer:
         return sum(1 for conn in list(self._ctx.connections) if conn.write_line(line))
 
     def _make_connection(self) -> Connection:
-        return Connection(self._ctx)
+        return new_connection(self._ctx)
 
     def _make_executor(self) -> concurrent.futures.ThreadPoolExecutor:
         return concurrent.futures.ThreadPoolExecutor(

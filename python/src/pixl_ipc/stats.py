@@ -80,7 +80,7 @@ _TOTAL_KEYS = {
     "outOfMemory": "outOfMemory",
 }
 # Protocol replies (reason -> counter). Records that parse as JSON objects
-# count as requests received (DECISIONS: the original counts records).
+# count as requests received (as the original counts records).
 _REPLY_COUNTERS = {
     "message_too_large": "oversizeMessages",
     "server_busy": "serverBusy",
@@ -93,13 +93,19 @@ class ServerStats:
 
     Args:
         slow_threshold: answers slower than this many seconds count as slow.
+
+    Attributes:
+        current: the counters of the interval in progress. A connection's
+            request loop adds to ``requests``, ``duration`` and
+            ``slowResponses`` itself, as :meth:`record_request` and
+            :meth:`record_answer` do, to spare two calls per request.
     """
 
-    __slots__ = ("_current", "_last", "_started", "_totals", "slow_threshold")
+    __slots__ = ("_last", "_started", "_totals", "current", "slow_threshold")
 
     def __init__(self, slow_threshold: float = 0.020) -> None:
         self.slow_threshold = slow_threshold
-        self._current = _Counters()
+        self.current = _Counters()
         self._last = _Counters()
         self._totals = _Counters()
         self._started = time.monotonic()
@@ -108,18 +114,18 @@ class ServerStats:
 
     def record_request(self) -> None:
         """A request record reached the dispatcher."""
-        self._current.requests += 1
+        self.current.requests += 1
 
     def record_answer(self, elapsed: float) -> None:
         """A handler answered after ``elapsed`` seconds."""
-        current = self._current
+        current = self.current
         current.duration += elapsed
         if elapsed > self.slow_threshold:
             current.slowResponses += 1
 
     def record_protocol_reply(self, reason: str) -> None:
         """The server answered a line itself (``bad_json``, ``no_uri``, ``server_busy``...)."""
-        current = self._current
+        current = self.current
         if reason in _RECORDS:
             current.requests += 1
         name = _REPLY_COUNTERS.get(reason, "badMessages")
@@ -127,53 +133,53 @@ class ServerStats:
 
     def record_open(self, connections: int) -> None:
         """A connection was accepted; ``connections`` are open now."""
-        current = self._current
+        current = self.current
         current.clientOpen += 1
         if connections > current.maxConnections:
             current.maxConnections = connections
 
     def record_close(self) -> None:
         """An accepted connection ended."""
-        self._current.clientClose += 1
+        self.current.clientClose += 1
 
     def record_backpressure(self) -> None:
         """A write filled a connection's buffer."""
-        self._current.streamBackpressure += 1
+        self.current.streamBackpressure += 1
 
     def record_read_pause(self) -> None:
         """Reading from a connection paused (LIMIT-5)."""
-        self._current.readPauses += 1
+        self.current.readPauses += 1
 
     def record_handler_error(self) -> None:
         """A handler failed, or its result could not be encoded (ERR-3)."""
-        self._current.handlerErrors += 1
+        self.current.handlerErrors += 1
 
     def record_access_denied(self) -> None:
         """A peer was refused by the access rule (SEC-2)."""
-        self._current.accessDenied += 1
+        self.current.accessDenied += 1
 
     def record_busy(self) -> None:
         """A connection was refused ``server_busy`` by the connection budget (LIMIT-7)."""
-        self._current.serverBusy += 1
+        self.current.serverBusy += 1
 
     def record_dropped_response(self) -> None:
         """An answer could not be delivered: its connection had ended (LIFE-5)."""
-        self._current.droppedResponses += 1
+        self.current.droppedResponses += 1
 
     def record_out_of_memory(self) -> None:
         """A connection was closed because memory ran out while serving it."""
-        self._current.outOfMemory += 1
+        self.current.outOfMemory += 1
 
     # --- reporting -------------------------------------------------------------
 
     def roll(self, connections: int) -> None:
         """End the current interval: its counters become the reported ones."""
-        current = self._current
+        current = self.current
         totals = self._totals
         for key in _TOTAL_KEYS:
             setattr(totals, key, getattr(totals, key) + getattr(current, key))
         self._last = current
-        self._current = _Counters(connections)
+        self.current = _Counters(connections)
 
     def restart_clock(self) -> None:
         """Count ``uptime`` from now (the server started)."""
@@ -191,7 +197,7 @@ class ServerStats:
         for key in _ORIGINAL_KEYS:
             stats[key] = getattr(last, key)
         stats["duration"] = round(last.duration * 1000.0, 3)
-        current = self._current
+        current = self.current
         totals = self._totals
         for key, total_key in _TOTAL_KEYS.items():
             stats[total_key] = getattr(totals, key) + getattr(current, key)

@@ -20,6 +20,8 @@ import errno
 import json
 import math
 import os
+import re
+import select
 import signal
 import socket
 import stat
@@ -101,6 +103,14 @@ DEFECTS: dict[str, str] = {
     "unlink-any-path": "shutdown removes whatever is at the socket path, its own socket or not (LIFE-7)",
     "falsy-id-on-errors": "no_uri and no_handler_found answers carry a falsy ipcReqID as given (RESP-2)",
     "limit-ignores-cr": "the CR before the LF is not counted toward the limit (LIMIT-1)",
+    "eof-as-half-close": "a peer that closed is kept, as if half-closed, until its requests finish (LIFE-5)",
+    "whole-read-at-once": "all the lines of a 256 KiB read are handled before anyone else is served,"
+    " and the high-water mark is only looked at between reads (LIMIT-6)",
+    "mark-skips-errors": "the high-water mark is checked for well-formed requests only: answers to"
+    " malformed lines pile up without bound (LIMIT-5)",
+    "eof-drops-backlog": "lines already read are dropped once the peer has shut down its side (LIFE-2)",
+    "cut-id-at-4096": "a numeric id cut at byte 4096 is recovered as the digits before it (CORR-6)",
+    "uri-cache-oom": "every distinct uri is kept; past 6 MiB of them the server dies, as out of memory",
 }
 
 ECHO = "/ipcserver/test/echo"
@@ -118,6 +128,18 @@ _WS = b" \t\r"
 INFLIGHT_MAX = 1024
 #: Unwritten answers past this many bytes stop reading (LIMIT-5).
 _HIGH_WATER = 1 * MIB
+#: Lines handled before the others get their turn (LIMIT-6).
+_LINES_PER_TURN = 64
+#: Bytes read at a time.
+_READ_SIZE = 16 * 1024
+#: whole-read-at-once: bytes read, then handled, at a time.
+_WHOLE_READ = 256 * 1024
+#: uri-cache-oom: the distinct uris kept before the server "runs out of memory".
+_URI_CACHE_DEATH = 6 * MIB
+#: The peer shut down its side (Linux only: elsewhere eof-drops-backlog drops nothing).
+_POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
+#: cut-id-at-4096: the id as a naive reader of the head sees it.
+_NAIVE_ID = re.compile(rb'"ipcReqID"\s*:\s*(-?\d+|"[^"\\]*")')
 
 
 def _mangle(value: Any) -> Any:
@@ -207,6 +229,8 @@ class BrokenServer:
         self.opened = 0  # connections ever admitted
         self.leaked: list[int] = []  # leak-fd: descriptors never closed
         self.last_by_id: dict[str, _Conn] = {}
+        self.uri_cache: set[str] = set()  # uri-cache-oom
+        self.uri_cache_bytes = 0
         self.stats = {"requests": 0, "clientOpen": 0, "clientClose": 0, "maxConnections": 0}
 
     def claim_path(self) -> None:
@@ -247,7 +271,9 @@ class BrokenServer:
         created = os.lstat(self.path).st_ino
         if self.mode is not None and self.defect != "chmod-late":
             os.chmod(self.path, self.mode)  # SEC-1: before the first connection is accepted
-        server = await asyncio.start_unix_server(self._client, sock=sock, limit=MIB, backlog=256)
+        # LIMIT-5: a connection's reading pauses with twice the limit unhandled.
+        limit = _WHOLE_READ if self.defect == "whole-read-at-once" else _READ_SIZE
+        server = await asyncio.start_unix_server(self._client, sock=sock, limit=limit, backlog=256)
         if self.mode is not None and self.defect == "chmod-late":
             asyncio.get_running_loop().call_later(1.0, os.chmod, self.path, self.mode)
         if ready is not None:
@@ -285,6 +311,11 @@ class BrokenServer:
                     os.unlink(self.path)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.defect != "whole-read-at-once":
+            # asyncio's transports take up to 256 KiB from the socket at once,
+            # then wait until it is handled; small takes, as most servers make,
+            # keep the writes of a peer that floods lines going while they are.
+            writer.transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
         conn = _Conn(self, reader, writer)
         if self.defect == "max-100-connections" and len(self.conns) >= 100:
             writer.close()
@@ -297,19 +328,25 @@ class BrokenServer:
             self.leaked.append(os.open(os.devnull, os.O_RDONLY))
         self.stats["clientOpen"] += 1
         self.stats["maxConnections"] = max(self.stats["maxConnections"], len(self.conns))
+        gone = False
         try:
             await self._read_loop(conn)
             if self.defect == "disconnect-closes-all" and conn.tasks:
                 for other in list(self.conns - {conn}):
                     other.close()
-            if self.defect != "half-close-drop" and conn.tasks:
+            # LIFE-5: a peer that closed (not half-closed) is gone for good.
+            gone = self.defect != "eof-as-half-close" and bool(_peer_events(writer) & select.POLLHUP)
+            if not gone and self.defect != "half-close-drop" and conn.tasks:
                 # LIFE-2: answer what was read, then close.
                 await asyncio.gather(*conn.tasks, return_exceptions=True)
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
         except ConnectionError:
-            pass
+            gone = True
         finally:
+            if gone:
+                for task in conn.tasks:
+                    task.cancel()  # nobody to answer
             self.conns.discard(conn)
             self.stats["clientClose"] += 1
             conn.close()
@@ -340,8 +377,11 @@ class BrokenServer:
     async def _read_loop(self, conn: _Conn) -> None:
         # limit-ignores-cr: one byte more, taken only by a line that ends in CR.
         splitter = LineSplitter(self.limit + (self.defect == "limit-ignores-cr"))
+        whole_reads = self.defect == "whole-read-at-once"
         while not conn.closing:
-            chunk = await conn.reader.read(256 * 1024)
+            if whole_reads:
+                await self._below_mark(conn)  # only between reads
+            chunk = await conn.reader.read(_WHOLE_READ if whole_reads else _READ_SIZE)
             if not chunk:
                 return  # a partial line at end of stream is dropped (LIFE-2)
             if self.defect == "no-reassembly":
@@ -351,7 +391,11 @@ class BrokenServer:
                 continue
             if self.defect == "first-line-only" and b"\n" in chunk:
                 chunk = chunk.partition(b"\n")[0] + b"\n"
-            for item in splitter.feed(chunk):
+            for turn, item in enumerate(splitter.feed(chunk), 1):
+                if turn % _LINES_PER_TURN == 0 and not whole_reads:
+                    await asyncio.sleep(0)  # LIMIT-6: the others' turn
+                    if self.defect == "eof-drops-backlog" and _peer_events(conn.writer) & _POLLRDHUP:
+                        return
                 if isinstance(item, Oversize):
                     await self._too_large(conn, item.head)  # LIMIT-2: discarded unread
                 elif len(item) > self.limit and not item.endswith(b"\r"):
@@ -367,10 +411,9 @@ class BrokenServer:
     async def _too_large(self, conn: _Conn, head: bytes) -> None:
         if self.defect in ("no-limit-reply", "drop-over-1mib"):
             return
-        request_id = None if self.defect == "bad-json-null-id" else recover_id(head)
         conn.write(
             {
-                "ipcReqID": request_id,
+                "ipcReqID": self._recover_id(head),
                 "code": "message_too_large",
                 "message": f"message over the limit of {self.limit} bytes",
                 "limit": self.limit,
@@ -393,6 +436,8 @@ class BrokenServer:
             return  # FRAME-4
         if not stripped.startswith(b"{"):
             return  # FRAME-5
+        if self.defect not in ("unbounded-buffering", "mark-skips-errors", "whole-read-at-once"):
+            await self._below_mark(conn)
         try:
             request = self._parse(line)
         except DecodeError as exc:
@@ -410,13 +455,8 @@ class BrokenServer:
         conn.count += 1
         if self.defect == "lose-pipelined" and conn.count > 100:
             return
-        if self.defect != "unbounded-buffering":
-            # LIMIT-5: no more reading while the unwritten answers pass the mark.
-            transport = conn.writer.transport
-            if transport.get_write_buffer_size() > _HIGH_WATER:
-                with contextlib.suppress(ConnectionError):
-                    await conn.writer.drain()
-
+        if self.defect == "mark-skips-errors":
+            await self._below_mark(conn)
         if self.defect == "in-order":
             await self._handle(conn, request)
             return
@@ -424,6 +464,22 @@ class BrokenServer:
         task = asyncio.create_task(self._handle(conn, request))
         conn.tasks.add(task)
         task.add_done_callback(conn.finished)
+
+    async def _below_mark(self, conn: _Conn) -> None:
+        """LIMIT-5: no more reading while the unwritten answers pass the mark."""
+        if conn.writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            with contextlib.suppress(ConnectionError):
+                await conn.writer.drain()
+
+    def _recover_id(self, head: bytes) -> Any:
+        """CORR-6: the id of a line that could not be read, with the defects that change it."""
+        if self.defect == "bad-json-null-id":
+            return None
+        if self.defect == "cut-id-at-4096":
+            match = _NAIVE_ID.search(head[:ID_HEAD_BYTES])
+            value = json.loads(match.group(1)) if match else None
+            return None if falsy(value) else value
+        return recover_id(head)
 
     def _parse(self, line: bytes) -> dict[str, Any]:
         """The request a ``{`` line holds (FRAME-6), with the defects that change it.
@@ -454,7 +510,7 @@ class BrokenServer:
     async def _bad_json(self, conn: _Conn, line: bytes) -> None:
         if self.defect == "silent-bad-json":
             return
-        request_id = None if self.defect == "bad-json-null-id" else recover_id(line)
+        request_id = self._recover_id(line)
         text = "the line is not valid JSON"
         if self.defect == "leaky-errors":
             text = f'Traceback (most recent call last): File "{__file__}", in _line: JSONDecodeError'
@@ -520,6 +576,12 @@ class BrokenServer:
                 return
             python_text = self.defect == "python-number-text" and isinstance(uri, float)
             uri = str(uri) if python_text else _js_text(uri)  # REQ-2: routed by its JavaScript text
+        if self.defect == "uri-cache-oom" and uri not in self.uri_cache:
+            self.uri_cache.add(uri)
+            self.uri_cache_bytes += len(uri)
+            if self.uri_cache_bytes > _URI_CACHE_DEATH:
+                print("broken_server: out of memory (uri cache)", file=sys.stderr, flush=True)
+                os._exit(137)
         if self.defect == "reject-unknown-members" and set(request) - {
             "ipcReqID",
             "uri",
@@ -635,6 +697,18 @@ def _js_number(value: Any) -> float:
         return float(_js_text(value).strip() or 0) if isinstance(value, str | list) else math.nan
     except ValueError:
         return math.nan
+
+
+def _peer_events(writer: asyncio.StreamWriter) -> int:
+    """What poll() says of the connection: POLLRDHUP once the peer shut down its
+    side (Linux), POLLHUP once it closed it (AF_UNIX)."""
+    fd = writer.get_extra_info("socket").fileno()
+    if fd < 0:
+        return 0  # closed by the server already
+    poller = select.poll()
+    poller.register(fd, _POLLRDHUP)
+    events = poller.poll(0)
+    return events[0][1] if events else 0
 
 
 def _reject_constant(name: str) -> Any:
