@@ -49,6 +49,7 @@ EXPECTED: dict[str, set[str]] = {
     "in-order": {"S-OUT-OF-ORDER"},
     "first-line-only": {
         "S-BAD-JSON-ID",
+        "S-BAD-JSON-ID-FIRST",
         "S-DATA-ABSENT",
         "S-DATA-EMPTY-ARRAY",
         "S-DATA-SCALAR",
@@ -86,6 +87,7 @@ EXPECTED: dict[str, set[str]] = {
     "silent-bad-json": {
         "S-BAD-JSON",
         "S-BAD-JSON-ID",
+        "S-BAD-JSON-ID-FIRST",
         "S-DEEP-NESTING",
         "S-ERR-NO-DETAILS",
         "S-HOSTILE-ID-STRADDLE",
@@ -120,7 +122,11 @@ EXPECTED: dict[str, set[str]] = {
     "whole-read-at-once": {"S-HOSTILE-FLOOD-LATENCY"},
     "mark-skips-errors": {"S-HOSTILE-FLOOD-UNREAD"},
     "eof-drops-backlog": {"S-HOSTILE-HALF-CLOSE-BACKLOG"},
-    "cut-id-at-4096": {"S-HOSTILE-ID-STRADDLE", "S-HOSTILE-ID-STRADDLE-OVERSIZE"},
+    "cut-id-at-4096": {
+        "S-BAD-JSON-ID-FIRST",
+        "S-HOSTILE-ID-STRADDLE",
+        "S-HOSTILE-ID-STRADDLE-OVERSIZE",
+    },
     # The server dies in the case; the runner starts it again for the rest.
     "uri-cache-oom": {"S-HOSTILE-URI-CHURN"},
     "no-info": {"S-INFO", "S-STATS", "S-STATS-CONNECTIONS"},
@@ -136,6 +142,7 @@ EXPECTED: dict[str, set[str]] = {
     "close-after-error": {
         "S-BAD-JSON",
         "S-BAD-JSON-ID",
+        "S-BAD-JSON-ID-FIRST",
         "S-DEEP-NESTING",
         "S-ERR-NO-DETAILS",
         "S-INVALID-UTF8",
@@ -196,6 +203,7 @@ EXPECTED: dict[str, set[str]] = {
     "error-with-data": {
         "S-BAD-JSON",
         "S-BAD-JSON-ID",
+        "S-BAD-JSON-ID-FIRST",
         "S-DEEP-NESTING",
         "S-ERR-NO-DETAILS",
         "S-HOSTILE-ID-STRADDLE",
@@ -248,6 +256,7 @@ EXPECTED: dict[str, set[str]] = {
     "handler-error-detail-member": {"S-ROUTE-HANDLER-ERROR"},
     "string-zero-falsy": {"S-ORIGINAL-ANSWERS", "S-ORIGINAL-STRING-ZERO"},
     "python-number-text": {"S-ORIGINAL-ANSWERS"},
+    "id-past-null": {"S-BAD-JSON-ID-FIRST"},
     "acl-trusts-claims": {"S-SEC-PEER-REFUSED"},
     # The application's delay handler shadows the built-in one.
     "builtins-last": {
@@ -268,6 +277,7 @@ EXPECTED: dict[str, set[str]] = {
     "one-request-per-connection": {
         "S-BAD-JSON",
         "S-BAD-JSON-ID",
+        "S-BAD-JSON-ID-FIRST",
         "S-BIG-INT",
         "S-DATA-ABSENT",
         "S-DATA-EMPTY-ARRAY",

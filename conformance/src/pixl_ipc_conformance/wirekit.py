@@ -66,7 +66,10 @@ ID_HEAD_BYTES = 4096
 _PATTERN = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
 #: Lone surrogates: text that no UTF-8 output can carry, shown as their JSON escapes.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_ID_IN_HEAD = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+#: CORR-6: the first "ipcReqID" member, and the JSON string or number after it, if any.
+_ID_IN_HEAD = re.compile(
+    rb'"ipcReqID"[ \t\r\n]*:[ \t\r\n]*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)?'
+)
 #: What may follow a number that goes on (or nothing: the bytes end there).
 _NUMBER_GOES_ON = frozenset({b"", *(bytes([c]) for c in b"0123456789.eE+-")})
 
@@ -278,13 +281,16 @@ def strip_cr(line: bytes) -> tuple[bytes, bool]:
 def recover_id(head: bytes) -> Any:
     """CORR-6: the ``ipcReqID`` (a JSON string or number) in the first 4096 bytes, or None.
 
-    A falsy value found counts as none (RESP-2), and so does a number that
-    reaches the end of those bytes or is followed by more number characters:
-    it may be cut, and its prefix could be another request's id.
+    Only the first ``"ipcReqID":`` counts: when a value of another type
+    (``null``, ``true``) or a cut string follows it, there is no id, however
+    many members named ipcReqID come later. A falsy value found counts as none
+    (RESP-2), and so does a number that reaches the end of those bytes or is
+    followed by more number characters: it may be cut, and its prefix could
+    be another request's id.
     """
     head = head[:ID_HEAD_BYTES]
     match = _ID_IN_HEAD.search(head)
-    if match is None:
+    if match is None or match.group(1) is None:
         return None
     if head[match.start(1)] != ord('"') and head[match.end(1) : match.end(1) + 1] in _NUMBER_GOES_ON:
         return None  # a number that may be cut (at byte 4096, or inside "12.5x"): the whole id or none

@@ -89,6 +89,8 @@ DEFECTS: dict[str, str] = {
     "string-zero-falsy": '"0" is false, as PHP and Perl read it: the id "0" is answered null, the uri'
     ' "0" no_uri, the delay "0" {"delay": 0} (REQ-2, REQ-3, BUILTIN-2)',
     "python-number-text": "a number uri is named as Python writes it, 1e-07, not JavaScript's 1e-7 (REQ-2)",
+    "id-past-null": "an unreadable line's id is taken from the first ipcReqID followed by a string or"
+    " number, past one followed by null (CORR-6)",
     "acl-trusts-claims": "a refused peer is let in when its first request claims a pid (SEC-2, SEC-3)",
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
@@ -138,6 +140,8 @@ _WHOLE_READ = 256 * 1024
 _URI_CACHE_DEATH = 6 * MIB
 #: The peer shut down its side (Linux only: elsewhere eof-drops-backlog drops nothing).
 _POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
+#: id-past-null: the first ipcReqID followed by what may be a string or a number.
+_ID_PAST_NULL = re.compile(rb'"ipcReqID"\s*:\s*(?="|-?\d)')
 #: cut-id-at-4096: the id as a naive reader of the head sees it.
 _NAIVE_ID = re.compile(rb'"ipcReqID"\s*:\s*(-?\d+|"[^"\\]*")')
 
@@ -479,6 +483,9 @@ class BrokenServer:
             match = _NAIVE_ID.search(head[:ID_HEAD_BYTES])
             value = json.loads(match.group(1)) if match else None
             return None if falsy(value) else value
+        if self.defect == "id-past-null":
+            found = _ID_PAST_NULL.search(head[:ID_HEAD_BYTES])
+            return recover_id(head[found.start() : ID_HEAD_BYTES]) if found else None
         return recover_id(head)
 
     def _parse(self, line: bytes) -> dict[str, Any]:
