@@ -118,7 +118,7 @@ EXPECTED: dict[str, set[str]] = {
     "falsy-id-on-errors": {"S-ID-FALSY-ERROR"},
     "limit-ignores-cr": {"S-LIMIT-CR"},
     # Hostile peers.
-    "eof-as-half-close": {"S-HOSTILE-STORM"},
+    "eof-as-half-close": {"S-HOSTILE-STORM", "S-RES-FD-LEAK"},
     "whole-read-at-once": {"S-HOSTILE-FLOOD-LATENCY"},
     "mark-skips-errors": {"S-HOSTILE-FLOOD-UNREAD"},
     "eof-drops-backlog": {"S-HOSTILE-HALF-CLOSE-BACKLOG"},
