@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 #: Text of the failing handler's exception; it must never reach the wire (ERR-5).
-SECRET = "conformance-secret-detail /etc/pixl-conformance/handler.py line 42"
+SECRET = "conformance-secret-3b9f /etc/pixl-ipc/conformance-secret"
 
 
 def register(server: Any) -> None:

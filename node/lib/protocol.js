@@ -40,8 +40,10 @@ const UNKNOWN = 'unknown';
 const MALFORMED = 'malformed';
 const OVERSIZE = 'oversize';
 
-// CORR-6: the id member followed by a JSON string or number.
-const ID_PATTERN = /"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)/;
+// CORR-6: the first "ipcReqID" member, and the string or number after it, if any.
+const ID_PATTERN = /"ipcReqID"[ \t\r\n]*:[ \t\r\n]*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)?/;
+// What may follow a number that is not complete yet: the end of the head, or more of it.
+const NUMBER_GOES_ON = /^(?:$|[0-9.eE+-])/;
 
 /** True for the ids that mean "not correlated" (REQ-3): absent, null, false, 0, "". */
 function isFalsyId(value) {
@@ -54,8 +56,12 @@ function isFalsyId(value) {
  * @returns {string|number|null} the id if it is found and truthy, else null
  */
 function recoverId(head) {
-  const match = ID_PATTERN.exec(head.toString('utf8', 0, Math.min(head.length, 4096)));
-  if (match === null) return null;
+  const text = head.toString('utf8', 0, Math.min(head.length, 4096));
+  const match = ID_PATTERN.exec(text);
+  // Only the first member counts: null, true or a cut value there is no id.
+  if (match === null || match[1] === undefined) return null;
+  const after = text.slice(match.index + match[0].length, match.index + match[0].length + 1);
+  if (match[1][0] !== '"' && NUMBER_GOES_ON.test(after)) return null; // the whole number or none
   try {
     const value = JSON.parse(match[1]);
     return isFalsyId(value) ? null : value;

@@ -201,6 +201,17 @@ test('recoverId reads a string or number id from the head of a line', () => {
   assert.equal(recoverId(Buffer.from('{"data":"' + 'x'.repeat(5000) + '","ipcReqID":"rq1"}')), null);
 });
 
+test('recoverId takes only the first ipcReqID, and only a value complete within 4096 bytes', () => {
+  assert.equal(recoverId(Buffer.from('{"ipcReqID":null,"data":{"ipcReqID":"rq5"},')), null);
+  assert.equal(recoverId(Buffer.from('{"ipcReqID":true,"data":{"ipcReqID":"rq5"},')), null);
+  assert.equal(recoverId(Buffer.from('{"data":{"ipcReqID":"inner"},"ipcReqID":"rq5"')), 'inner');
+  const pad = '{"uri":"/x","pad":"' + 'p'.repeat(4059) + '","ipcReqID":';
+  assert.equal(recoverId(Buffer.from(pad + '"rq12345"}')), null); // the string cut at byte 4096
+  assert.equal(recoverId(Buffer.from(pad + '12345}').subarray(0, 4096 + 2)), null); // 12 may go on
+  assert.equal(recoverId(Buffer.from('{"ipcReqID":12')), null);
+  assert.equal(recoverId(Buffer.from('{"ipcReqID":12}')), 12);
+});
+
 test('isMessageLine: the first character other than space, tab or CR is "{"', () => {
   assert.equal(isMessageLine('{}'), true);
   assert.equal(isMessageLine(' \t\r{'), true);

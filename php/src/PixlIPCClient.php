@@ -184,8 +184,9 @@ class PixlIPCClient
     private const WRITE_SLICE = 262144;
     /** The longest single wait, in ms: PHP's poll() timeout is an int of milliseconds. */
     private const MAX_WAIT_MS = 3600000;
-    /** The CORR-6 pattern: an ipcReqID member followed by a string or a number. */
-    private const ID_PATTERN = '/"ipcReqID"\s*:\s*("(?:[^"\\\\]|\\\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)/';
+    /** The CORR-6 pattern: the first ipcReqID member, and the string or number after it, if any. */
+    private const ID_PATTERN = '/"ipcReqID"[ \t\r\n]*:[ \t\r\n]*'
+        . '("(?:[^"\\\\]|\\\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)?/';
     /** How much of an oversize line is searched for its id (CORR-6). */
     private const ID_RECOVERY_BYTES = 4096;
 
@@ -623,7 +624,19 @@ class PixlIPCClient
         } else {
             return null;
         }
-        return $id === false || $id === 0 || $id === 0.0 || $id === '' ? null : $id;
+        return self::jsFalsy($id) ? null : $id;
+    }
+
+    /**
+     * Falsy as JavaScript counts it, as the original reads ids and codes:
+     * null (or absent), false, 0 and "". Unlike PHP's own test, "0" and an
+     * empty array are truthy.
+     *
+     * @param mixed $value
+     */
+    private static function jsFalsy($value): bool
+    {
+        return $value === null || $value === false || $value === 0 || $value === 0.0 || $value === '';
     }
 
     /**
@@ -642,7 +655,7 @@ class PixlIPCClient
     {
         $fields = is_array($message) ? $message : (array) $message;
         $code = $fields['code'] ?? null;
-        if ($code) {
+        if (!self::jsFalsy($code)) { // ERR-4: a truthy code, "0" included
             $remoteCode = is_scalar($code) ? (string) $code : (string) json_encode($code);
             $text = $fields['message'] ?? '';
             $remoteMessage = is_scalar($text) ? (string) $text : (string) json_encode($text);
@@ -689,9 +702,12 @@ class PixlIPCClient
      */
     private function readLine(int $deadline): ?string
     {
-        // A piece of exactly this length means the line goes on.
-        $pieceLength = min(self::READ_PIECE, $this->maxMessageBytes + 1);
         while (true) {
+            // A piece of exactly this length means the line goes on. The
+            // last piece before the limit ends one byte past it, so that a
+            // line over the limit is known as soon as that byte arrives,
+            // LF or not (LIMIT-3).
+            $pieceLength = min(self::READ_PIECE, $this->maxMessageBytes + 1 - $this->piecesLength);
             $this->waitUntil($deadline);
             $piece = stream_get_line($this->fp, $pieceLength, "\n");
             if ($piece === false) {
@@ -736,13 +752,32 @@ class PixlIPCClient
         $head = substr($this->pieces[0], 0, self::ID_RECOVERY_BYTES);
         $this->close();
         $detail = "at least {$size} bytes, over the limit of {$this->maxMessageBytes} bytes";
-        if (preg_match(self::ID_PATTERN, $head, $match) === 1) {
-            $id = json_decode($match[1]);
-            if ($id) {
-                $detail .= ', ipcReqID ' . json_encode($id);
-            }
+        $id = self::recoverId($head);
+        if ($id !== null) {
+            $detail .= ', ipcReqID ' . json_encode($id);
         }
         throw self::error(self::E_MESSAGE_TOO_LARGE, $detail);
+    }
+
+    /**
+     * CORR-6: the id in the head of a line that cannot be read whole. Only the
+     * first ipcReqID member counts, and only a string or number complete in
+     * the head (a number followed there by a byte that cannot continue it).
+     *
+     * @return mixed the id, or null when there is none that is truthy
+     */
+    private static function recoverId(string $head)
+    {
+        if (preg_match(self::ID_PATTERN, $head, $match, PREG_OFFSET_CAPTURE) !== 1 || ($match[1][1] ?? -1) < 0) {
+            return null;
+        }
+        [$text, $at] = $match[1];
+        $next = substr($head, $at + strlen($text), 1);
+        if ($text[0] !== '"' && ($next === '' || strpbrk($next, '0123456789.eE+-') !== false)) {
+            return null; // a number that may go on past the head: the whole id or none
+        }
+        $id = json_decode($text);
+        return self::jsFalsy($id) ? null : $id;
     }
 
     /**

@@ -710,6 +710,7 @@ final class ScriptedPeerTest extends TestCase
             'a number id' => ["{\"data\":1, \"ipcReqID\" : 42,\"x\":\"" . $tail, ', ipcReqID 42'],
             'no id (a push)' => ['{"data":"' . $tail, ''],
             'a null id' => ['{"ipcReqID":null,"data":"' . $tail, ''],
+            'a null id, then one in data' => ['{"ipcReqID":null,"data":{"ipcReqID":"rq0","x":"' . $tail, ''],
             'an id past 4096 bytes' => ['{"data":"' . str_repeat('y', 5000) . '","ipcReqID":"rq0"}' . "\n", ''],
             'CR counted' => ['{"ipcReqID":"%ID%","data":"' . str_repeat('x', 972) . "\"}\r\n", ', ipcReqID "rq0"'],
         ];
@@ -745,6 +746,20 @@ final class ScriptedPeerTest extends TestCase
         $this->assertLessThan(2.0, microtime(true) - $start);
     }
 
+    public function testOneByteOverALimitAboveTheReadPieceFailsWithoutWaitingForTheLineEnd(): void
+    {
+        // A limit above the 4 MiB read piece: the byte past the limit, with no
+        // LF after it, must be enough (LIMIT-3), not another whole piece.
+        $limit = (4 << 20) + 1000;
+        $server = $this->peer([[['read'], ['big', $limit + 1 - 28, false], ['sleep', 3000]]]);
+        $client = new PixlIPCClient($server->path, ['maxMessageBytes' => $limit, 'requestTimeout' => 2500]);
+        $start = microtime(true);
+        $this->expectCode(PixlIPCClient::E_MESSAGE_TOO_LARGE, function () use ($client): void {
+            $client->sendValue('/x', ['q' => 1]);
+        });
+        $this->assertLessThan(2.0, microtime(true) - $start);
+    }
+
     public function testAnswerOfExactlyMaxMessageBytesIsAccepted(): void
     {
         // 28 bytes of framing around the string: {"ipcReqID":"rq0","data":"..."}.
@@ -766,6 +781,21 @@ final class ScriptedPeerTest extends TestCase
         $server2 = $this->peer([[['read'], ['raw', $answer]]]);
         $client = new PixlIPCClient($server2->path, ['bigIntAsString' => true]);
         $this->assertSame(['n' => '123456789012345678901234', 'm' => 9007199254740993], $client->sendValue('/x', []));
+    }
+
+    public function testACodeIsAnErrorWhenJavaScriptFindsItTruthy(): void
+    {
+        // ERR-4: "0" is a code (truthy in JavaScript, falsy in PHP); "" is none.
+        $server = $this->peer([[
+            ['read'], ['raw', "{\"ipcReqID\":\"%ID%\",\"code\":\"0\",\"message\":\"zero\"}\n"],
+            ['read'], ['raw', "{\"ipcReqID\":\"%ID%\",\"code\":\"\",\"data\":\"B\"}\n"],
+        ]]);
+        $client = new PixlIPCClient($server->path);
+        $e = $this->expectCode(PixlIPCClient::E_REMOTE, function () use ($client): void {
+            $client->sendValue('/x', ['q' => 1]);
+        });
+        $this->assertSame('0', $e->getRemoteCode());
+        $this->assertSame('B', $client->sendValue('/x', ['q' => 2]));
     }
 
     public function testAssocFalseReturnsObjects(): void

@@ -77,6 +77,18 @@ def test_every_cited_rule_exists_in_the_spec() -> None:
     assert unknown == {}
 
 
+def test_every_difference_a_case_names_is_a_row_of_the_spec() -> None:
+    rows = set(
+        re.findall(r'<a id="d(\d+)"></a>D\1 \|', PROTOCOL.read_text(encoding="utf-8"))
+    )
+    assert rows, "spec/PROTOCOL.md has no table of differences"
+    named = {(case.id, row) for case in all_cases() for row in case.differences}
+    assert named, "no case names a difference from the original"
+    assert {
+        (cid, row) for cid, row in named if row.removeprefix("D") not in rows
+    } == set()
+
+
 def test_every_rule_of_appendix_a_is_cited_by_a_case() -> None:
     listed = appendix_a_rules()
     assert listed, "spec/PROTOCOL.md Appendix A lists no rules yet"

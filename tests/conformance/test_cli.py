@@ -9,8 +9,13 @@ a usage error, the summary counts warnings and what was not verified, and
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from pixl_ipc_conformance.cli import main
@@ -275,3 +280,85 @@ def test_nothing_at_the_socket_is_said_once(
     out = capsys.readouterr().out
     assert f"note: no server serves at {path}: there is no socket at {path}" in out
     assert out.rstrip().splitlines()[-1].startswith("0 passed, 0 warned, 0 failed, ")
+
+
+# -- what the runner writes ----------------------------------------------------------
+
+#: A case whose failure quotes a lone surrogate both ways: the server echoes one
+#: (valid JSON, FRAME-8) and the case expects another.
+SURROGATE_CASE = {
+    "id": "S-MY-SURROGATE",
+    "kind": "server",
+    "rules": ["FRAME-8"],
+    "level": "MUST",
+    "title": "a lone surrogate comes back",
+    "description": "An echo of a lone surrogate, expected back as another one.",
+    "expect": "the other surrogate",
+    "timeout_s": 3,
+    "steps": [
+        {
+            "op": "send",
+            "text": '{"ipcReqID":"s1","uri":"/ipcserver/test/echo","data":"\\ud800"}\n',
+        },
+        {"op": "expect", "responses": [{"ipcReqID": "s1", "data": "\udbff"}]},
+    ],
+}
+
+
+def test_a_failure_that_quotes_a_lone_surrogate_is_printed_and_reported(
+    project: Path,
+) -> None:
+    cases = project / "cases"
+    cases.mkdir()
+    (cases / "S-MY-SURROGATE.json").write_text(json.dumps(SURROGATE_CASE))
+    command = [sys.executable, "-m", "pixl_ipc_conformance", "server", "--quiet"]
+    command += ["--start", "{python} my_server.py --socket {socket}"]
+    command += ["--cases-dir", str(cases), "--case", "S-MY-SURROGATE"]
+    command += ["--report-json", "report.json", "--junit", "report.xml"]
+    # A strict UTF-8 stdout, as a terminal or a pipe has.
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    run = subprocess.run(
+        command, cwd=project, env=env, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 1, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout.rstrip().splitlines()[-1] == "0 passed, 0 warned, 1 failed"
+    assert 'data "\\udbff"' in run.stdout and '"\\ud800"' in run.stdout
+    (result,) = json.loads((project / "report.json").read_text())["results"]
+    assert "\\ud800" in result["got"] and result["verdict"] == "FAIL"
+    failure = ElementTree.parse(project / "report.xml").find("testcase/failure")
+    assert failure is not None and "\\udbff" in failure.get("message", "")
+
+
+def test_texts_xml_cannot_carry_are_escaped_in_the_junit_report(
+    tmp_path: Path,
+) -> None:
+    from pixl_ipc_conformance.model import CaseResult, Verdict
+    from pixl_ipc_conformance.report import write_junit
+
+    text = "nul \x00, surrogate \ud800, U+FFFE \ufffe"
+    result = CaseResult(
+        "S-X", "MUST", Verdict.FAIL, text, "this", text, ["FRAME-8"], 0.1
+    )
+    write_junit([result], tmp_path / "r.xml")
+    failure = ElementTree.parse(tmp_path / "r.xml").find("testcase/failure")
+    assert failure is not None
+    assert "nul \\u0000, surrogate \\ud800, U+FFFE \\ufffe" in (failure.text or "")
+
+
+def test_output_closed_early_ends_the_run_quietly() -> None:
+    read_end, write_end = os.pipe()
+    # A small pipe: the listing cannot be all written before the reader goes away.
+    fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 4096)
+    with subprocess.Popen(
+        [sys.executable, "-m", "pixl_ipc_conformance", "list"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        os.close(write_end)
+        assert os.read(read_end, 2) == b"S-"
+        os.close(read_end)  # as `| head -1` does
+        assert proc.stderr is not None
+        errors = proc.stderr.read()
+    assert errors == b""
+    assert proc.returncode == 141

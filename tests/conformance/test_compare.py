@@ -122,21 +122,42 @@ def test_cases_that_encode_the_original_are_answered_alike(
     kit_against_model: tuple[int, str, dict[str, Any], float],
 ) -> None:
     _, _, document, _ = kit_against_model
-    original_cases = {c.id for c in load_cases("server") if "original" in c.tags}
+    cases = {c.id: c for c in load_cases("server")}
     replayed = [i for i in document["inputs"] if i["source"].startswith("case ")]
     assert replayed, "no server case was replayed"
-    differing = set()
+    declared = {}
     for item in replayed:
-        case_id = item["source"].removeprefix("case ")
-        assert item["verdict"] != "not compared", item["id"]
-        if case_id in original_cases:
+        case = cases[item["source"].removeprefix("case ")]
+        if "original" in case.tags:
             assert item["verdict"] in ("same", "equal"), item["id"]
-        elif item["verdict"] == "differ":
-            differing.add(case_id)
-    # The kit goes beyond the original here (bad_json answers, big lines,
-    # /ipcserver/info); the run says so, and so it fails.
-    assert {"S-BAD-JSON", "S-INFO", "S-SIZE-1MIB"} <= differing
-    assert document["exit_status"] == 1
+        elif item["verdict"] == "declared":
+            # The kit answers as the case expects, the original does not.
+            assert item["declared_as"] == {"A": "case", "B": "other"}, item["id"]
+            assert item["difference"] == ", ".join(case.differences), item["id"]
+            declared[case.id] = item["difference"]
+        else:
+            assert item["verdict"] in ("same", "equal"), item["id"]
+    # Where the kit goes beyond the original (bad_json answers, big lines,
+    # /ipcserver/info, the delay built-in without data), the case names the row.
+    assert declared["S-BAD-JSON"] == "D4"
+    assert declared["S-INFO"] == "D10"
+    assert declared["S-SIZE-1MIB"] == "D5"
+    assert declared["S-ERR-NO-DETAILS"] == "D3, D4, D6"
+    assert {c.id for c in cases.values() if c.differences} <= set(declared)
+
+
+@needs_node
+def test_the_reference_and_the_original_differ_only_where_declared(
+    kit_against_model: tuple[int, str, dict[str, Any], float],
+) -> None:
+    status, out, document, _ = kit_against_model
+    assert {i["verdict"] for i in document["inputs"]} <= {"same", "equal", "declared"}
+    assert status == document["exit_status"] == 0
+    assert re.search(r"^S-DELAY-NO-DATA +declared D7$", out, re.MULTILINE)
+    assert (
+        'declared in spec/PROTOCOL.md, "Differences from the original": A answers as'
+        " case S-DELAY-NO-DATA expects of the kit, B does not" in out
+    )
 
 
 @needs_node
@@ -450,7 +471,7 @@ def test_a_declared_difference_is_one_where_each_server_answers_as_recorded() ->
         source="t",
         title="",
         writes=ITEM.writes,
-        difference="D7",
+        differences=("D7",),
         recorded=recorded,
     )
     kit = _answered('{"data":{"delay":0},"ipcReqID":"d8"}')
@@ -465,6 +486,36 @@ def test_a_declared_difference_is_one_where_each_server_answers_as_recorded() ->
     }
     other = _answered('{"ipcReqID":"d8","data":{"delay":1}}')
     assert compare_outcomes(item, other, lost).verdict is CompareVerdict.DIFFER
+
+
+def test_a_case_declares_a_difference_where_one_server_answers_as_it_expects() -> None:
+    (item,) = [i for i in case_inputs(load_cases("server", "S-BAD-JSON"))[0]]
+    assert item.differences == ("D4",) and item.expected is not None
+    kit = _answered(
+        '{"ipcReqID":"bj1","code":"bad_json","message":"cut short"}',
+        '{"ipcReqID":"ok","data":{"next":true}}',
+    )
+    silent = _answered('{"ipcReqID":"ok","data":{"next":true}}')
+    comparison = compare_outcomes(item, silent, kit)
+    assert comparison.verdict is CompareVerdict.DECLARED
+    assert comparison.declared_as == {"A": "other", "B": "case"}
+    # Neither answers as the case expects (a wrong code): an undeclared difference.
+    wrong = _answered(
+        '{"ipcReqID":"bj1","code":"no_uri","message":"x"}',
+        '{"ipcReqID":"ok","data":{"next":true}}',
+    )
+    assert compare_outcomes(item, silent, wrong).verdict is CompareVerdict.DIFFER
+    # Both answer as it expects, differently (the id null, then "bj1"): no row covers that.
+    null_id = _answered(
+        '{"ipcReqID":null,"code":"bad_json","message":"x"}',
+        '{"ipcReqID":"ok","data":{"next":true}}',
+    )
+    assert compare_outcomes(item, null_id, kit).verdict is CompareVerdict.DIFFER
+    # A case without rows declares nothing.
+    (echo,) = case_inputs(load_cases("server", "S-ECHO"))[0]
+    assert echo.expected is None
+    other = _answered('{"ipcReqID":"e1","data":1}')
+    assert compare_outcomes(echo, other, silent).verdict is CompareVerdict.DIFFER
 
 
 def test_server_cases_become_inputs_and_the_others_are_set_aside() -> None:

@@ -182,3 +182,38 @@ def test_a_cases_dir_that_is_not_a_directory_is_a_usage_error(
         load_cases("server", cases_dir=tmp_path / "nowhere")
     assert main(["list", "--cases-dir", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_copy_of_conformance_without_the_spec_refuses_to_build(
+    tmp_path: Path,
+) -> None:
+    shutil.copytree(REPO / "conformance", tmp_path / "conformance", symlinks=True)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path / "out")]
+        + [str(tmp_path / "conformance")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert build.returncode != 0
+    assert "from inside the whole kit" in build.stdout + build.stderr
+    assert "schema/request.schema.json" in build.stdout + build.stderr
+    assert not list((tmp_path / "out").glob("*.whl"))
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_what_pip_leaves_in_the_checkout_is_ignored_by_git() -> None:
+    left = [
+        "python/build/lib/pixl_ipc/__init__.py",
+        "python/src/pixl_ipc.egg-info/PKG-INFO",
+        "conformance/build/lib/pixl_ipc_conformance/__init__.py",
+        "conformance/src/pixl_ipc_conformance.egg-info/PKG-INFO",
+    ]
+    check = subprocess.run(
+        ["git", "check-ignore", "--no-index", *left],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sorted(check.stdout.split()) == sorted(left)

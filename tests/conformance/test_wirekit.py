@@ -92,6 +92,9 @@ def test_strip_cr_removes_only_the_last_cr() -> None:
         (b'{"pad":"' + b"p" * 4060 + b'","ipcReqID":12345,"b":}', 12345),
         (b'{"ipcReqID":12', None),  # it may go on
         (b'{"ipcReqID":12.x', None),
+        # Only the first ipcReqID counts (CORR-6): null there is no id.
+        (b'{"ipcReqID":null,"data":{"ipcReqID":"rq5"},', None),
+        (b'{"data":{"ipcReqID":"inner"},"ipcReqID":"rq5"', "inner"),
     ],
 )
 def test_recover_id_reads_the_head_of_a_line(head: bytes, found: Any) -> None:

@@ -619,6 +619,13 @@ RECOVER_CASES: list[tuple[str, bytes, Any]] = [
     ("invalid UTF-8 inside the id", b'{"ipcReqID":"\xff",', None),
     ("no id at all", b'{"uri":"/a"', None),
     ("id in data only counts as found", b'{"data":{"ipcReqID":"inner"}', "inner"),
+    (
+        "only the first counts: null",
+        b'{"ipcReqID":null,"data":{"ipcReqID":"rq5"},',
+        None,
+    ),
+    ("only the first counts: true", b'{"ipcReqID" : true,"d":{"ipcReqID":"rq5"}', None),
+    ("only the first counts: a string", b'{"ipcReqID":"a","d":{"ipcReqID":"b"},', "a"),
 ]
 
 

@@ -167,7 +167,7 @@ class OriginalModel {
 function registerAppHandlers(model) {
   // The conformance application handlers (conformance/README.md), after the built-ins.
   model.addURIHandler("/conformance/fail", "conformance-fail", () => {
-    throw new Error("conformance-secret-detail /etc/pixl-conformance/handler.py line 42");
+    throw new Error("conformance-secret-3b9f /etc/pixl-ipc/conformance-secret");
   });
   const shadow = (req, cb) => cb({ shadowed: true });
   model.addURIHandler("/ipcserver/test/echo", "conformance-shadow-echo", shadow);

@@ -42,7 +42,8 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]
     root = tmp_path_factory.mktemp("kit")
     shutil.copy(REPO / "LICENSE", root / "LICENSE")
     ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
-    for source in PACKAGES.values():
+    # spec/ beside conformance/: the suite's package carries its schemas and vectors.
+    for source in [*PACKAGES.values(), REPO / "spec"]:
         shutil.copytree(source, root / source.name, symlinks=True, ignore=ignore)
     out = root / "dist"
     subprocess.run(

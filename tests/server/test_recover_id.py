@@ -32,3 +32,9 @@ def test_recover_id_never_takes_a_number_cut_at_byte_4096() -> None:
     assert len(prefix) < 4096 < len(prefix) + 5
     assert recover_id(line[:4096]) is None
     assert recover_id(line) is None  # the search stops at 4096 bytes too
+
+
+def test_recover_id_never_takes_a_string_cut_at_byte_4096() -> None:
+    prefix = b'{"uri":"/x","pad":"' + b"p" * 4059 + b'","ipcReqID":"rq12'
+    assert len(prefix) == 4096
+    assert recover_id(prefix + b'345"}') is None

@@ -208,8 +208,11 @@ def test_info_reports_protocol_server_limits_handlers_extensions(
         "bad_json",
         "message_too_large",
         "handler_error",
+        "access_denied",
+        "server_busy",
         "/ipcserver/info",
         "/ipcserver/stats",
+        "push",
     ):
         assert extension in info["extensions"]
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .transcript import Transcript
+from .wirekit import show
 
 __all__ = ["AdapterAnswer", "AdapterDriver", "AdapterError", "PendingCommand"]
 
@@ -62,8 +63,8 @@ class AdapterAnswer:
     def describe(self) -> str:
         """A short text for reports."""
         if self.ok:
-            return "ok " + _clip_json(self.result)
-        return "error " + _clip_json(self.error)
+            return "ok " + show(self.result)
+        return "error " + show(self.error)
 
 
 @dataclass
@@ -282,9 +283,7 @@ class AdapterDriver:
         pending = await self.submit(command)
         answer = await self.wait(pending, timeout)
         if answer is None:
-            raise AdapterError(
-                f"the adapter did not answer {_clip_json(pending.command)} within {timeout:g} s"
-            )
+            raise AdapterError(f"the adapter did not answer {show(pending.command)} within {timeout:g} s")
         return answer
 
     def _death_note(self, text: str) -> str:
@@ -379,8 +378,3 @@ def _answer_problem(answer: Any) -> str:
             return f"the adapter wrote an error kind outside the vocabulary {ERROR_KINDS}"
         return ""
     return "the adapter wrote an answer whose ok is neither true nor false"
-
-
-def _clip_json(value: Any, limit: int = 200) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"

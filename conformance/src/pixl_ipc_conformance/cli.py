@@ -12,14 +12,17 @@ where their answers differ (:mod:`.compare`). ``list`` prints the cases;
 Exit status (the tables are in conformance/README.md): 0 when no MUST case
 failed, 1 when one did (with ``--strict``, a SHOULD case too) or a case could
 not run, 2 when the command cannot run as given (a selection of nothing
-included), 130 when interrupted; for ``compare``, 0 when no input differs but
-as a declared row says, 1 when one does or could not be compared.
+included), 130 when interrupted, 141 when the output was closed early
+(``list | head``); for ``compare``, 0 when no input differs but as a declared
+row says, 1 when one does or could not be compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -510,7 +513,12 @@ def _run_compare(args: argparse.Namespace) -> int:
         for side in sides:
             side.open()
         comparisons = run_compare(
-            chosen, sides, bounds, exact_messages=args.exact_messages, progress=progress
+            chosen,
+            sides,
+            bounds,
+            exact_messages=args.exact_messages,
+            schemas=SpecSchemas(),
+            progress=progress,
         )
     finally:
         progress.done()
@@ -531,6 +539,19 @@ def _run_compare(args: argparse.Namespace) -> int:
     return status
 
 
+#: The exit status when the reader of the output went away (as a process killed by SIGPIPE).
+EXIT_OUTPUT_CLOSED = 141
+
+
+def _tolerant_output() -> None:
+    """Let stdout and stderr write any text: a lone surrogate a server sent
+    (valid JSON, FRAME-8) is written as its escape, never an encoding error."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line.
 
@@ -540,6 +561,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status.
     """
+    _tolerant_output()
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The output was closed early (``list | head``): stop quietly. Later
+        # writes, and the flush at exit, go nowhere instead of failing again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OUTPUT_CLOSED
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":

@@ -80,6 +80,8 @@ class StepContext:
     requests: dict[str, ReceivedRequest] = field(default_factory=dict)
     written: dict[str, Any] = field(default_factory=dict)
     connections_seen: int = 0
+    #: When the scripted server last dropped the client's connections (``time.monotonic()``).
+    dropped_at: float | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
     stash: list[ReceivedRequest] = field(default_factory=list)
 

@@ -32,10 +32,14 @@ Step vocabulary (``$defs/client_step`` of ``case.schema.json``)
                   the client's next request (with several sends in flight, the
                   one matching uri and data) and checks it
     ``write``     ``{"parts", "to", "delay_s", "chunk" | "pieces",
-                  "chunk_pause_s"}`` writes the parts in one write, or split
+                  "chunk_pause_s", "peer_may_close"}`` writes the parts in
+                  one write, or split; with ``peer_may_close`` the client
+                  may close the connection before it has read them all
     ``drop``      closes the client's connections (the server keeps listening)
     ``stop_server`` / ``start_server``  stop listening (and drop) / listen again
-    ``connection`` ``{"within_s"}`` a new connection arrives (a reconnect)
+    ``connection`` ``{"within_s", "not_before_s"}`` a new connection arrives
+                  (a reconnect), and no sooner than ``not_before_s`` after
+                  the last ``drop`` or ``stop_server``
     ``eof``       ``{"within_s", "of"}`` the client ends the stream of its
                   latest connection (or of the one request ``of`` came on)
     ``echo_server`` from now on the server answers each request itself, with
@@ -150,6 +154,8 @@ async def _step_answer(ctx: StepContext, index: int, step: dict[str, Any]) -> No
             "no answer",
             _server_view(ctx),
         )
+    if not answer.ok and answer.error.get("kind") == "timeout":
+        _note_timed_out(ctx, pending)
     check_answer(ctx, index, answer, step.get("expect", {}))
     if "not_before_s" in step:
         elapsed = answer.at - pending.sent_at
@@ -159,6 +165,16 @@ async def _step_answer(ctx: StepContext, index: int, step: dict[str, Any]) -> No
                 f"the answer to send {step['send']!r} no sooner than {step['not_before_s']} s after the send",
                 f"it came after {elapsed:.3f} s",
             )
+
+
+def _note_timed_out(ctx: StepContext, pending: PendingCommand) -> None:
+    """Tell the scripted server which request a timed-out send wrote (the one
+    with its uri and data), so that a reuse of its id is named CORR-5."""
+    command = pending.command
+    for request in [*ctx.requests.values(), *ctx.stash]:
+        message = request.message
+        if message.get("uri") == command.get("uri") and json_equal(message.get("data"), command.get("data")):
+            request.connection.mark_timed_out(request.id)
 
 
 async def _step_silent(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
@@ -288,7 +304,7 @@ async def _step_write(ctx: StepContext, index: int, step: dict[str, Any]) -> Non
     if "pieces" in step:
         chunk = -(-len(payload) // int(step["pieces"]))
     ok = await connection.write(payload, chunk=chunk, pause_s=float(step.get("chunk_pause_s", 0.0)))
-    if not ok:
+    if not ok and not step.get("peer_may_close"):
         raise StepFailed(
             index,
             "the client's connection open to read the server's write",
@@ -305,6 +321,16 @@ async def _step_connection(ctx: StepContext, index: int, step: dict[str, Any]) -
         if time.monotonic() >= deadline:
             raise StepFailed(index, f"a new connection from the client within {within:g} s", "none")
         await asyncio.sleep(0.02)
+    if "not_before_s" in step and ctx.dropped_at is not None:
+        # A lower bound only: load makes a client later, never earlier.
+        after = ctx.server.connections[ctx.connections_seen].opened_at - ctx.dropped_at
+        if after < float(step["not_before_s"]):
+            raise StepFailed(
+                index,
+                f"the client to connect again no sooner than {step['not_before_s']:g} s after the"
+                " connection dropped (auto_reconnect_ms, ADAPTER.md)",
+                f"it connected again after {after:.3f} s",
+            )
 
 
 async def _step_pushes(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
@@ -401,11 +427,13 @@ async def _step_sleep(ctx: StepContext, index: int, step: dict[str, Any]) -> Non
 
 async def _step_drop(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
     ctx.connections_seen = len(ctx.server.connections)
+    ctx.dropped_at = time.monotonic()
     await ctx.server.close_connections()
 
 
 async def _step_stop_server(ctx: StepContext, index: int, step: dict[str, Any]) -> None:
     ctx.connections_seen = len(ctx.server.connections)
+    ctx.dropped_at = time.monotonic()
     await ctx.server.stop_listening()
 
 

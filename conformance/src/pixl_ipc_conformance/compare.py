@@ -18,7 +18,9 @@ Verdicts, per input:
 ``equal``         the same JSON values, bytes differing only as VER-2 allows
 ``declared``      they differ as a row of PROTOCOL.md's table "Differences
                   from the original" says: one server answered as the
-                  original was recorded to, the other as the kit
+                  original was recorded to, the other as the kit; or, for
+                  the input of a server case that names rows, one server
+                  answered as the case expects and the other did not
 ``differ``        any other difference
 ``not compared``  a server could not be reached for this input
 
@@ -33,14 +35,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compare_inputs import Input, line_bytes
+from .compare_inputs import CaseAnswers, Input, line_bytes
 from .compare_replay import Bounds, End, Outcome, Side
+from .matchers import mismatch
+from .schemas import SpecSchemas
 from .wirekit import decode_line, json_equal
 
 __all__ = [
     "FREE_TEXT_CODES",
     "CompareVerdict",
     "Comparison",
+    "answers_as_case",
     "compare_outcomes",
     "exit_status",
     "matches_recorded",
@@ -129,6 +134,38 @@ def matches_recorded(recorded: dict[str, Any], outcome: Outcome) -> bool:
     return not only_a and not only_b
 
 
+def answers_as_case(expected: CaseAnswers, outcome: Outcome, schemas: SpecSchemas) -> bool:
+    """Whether an outcome is what a server case expects on its connection.
+
+    Every answer (pushes aside) must satisfy one of the case's matchers, or
+    be the echo of a generated request; every matcher and generated request
+    must be answered; the exchange must end answered (or, when the case
+    expects it, with the server ending the stream). Order is not looked at.
+    """
+    if outcome.end is End.CLOSED and not expected.closes:
+        return False
+    if outcome.end not in (End.ANSWERED, End.CLOSED):
+        return False
+    matchers = list(expected.matchers)
+    generated = dict(expected.generated)
+    for line in outcome.lines:
+        value, error = decode_line(line)
+        if error is not None or not isinstance(value, dict):
+            return False
+        if "ipcReqID" not in value:
+            continue  # a push (PUSH-1)
+        request_id = value["ipcReqID"]
+        if isinstance(request_id, str) and request_id in generated:
+            if not json_equal(value.get("data"), generated.pop(request_id)):
+                return False
+            continue
+        match = next((m for m in matchers if mismatch(m, value, schemas, {}) is None), None)
+        if match is None:
+            return False
+        matchers.remove(match)
+    return not matchers and not generated
+
+
 @dataclass
 class Comparison:
     """One input, both outcomes, and the verdict.
@@ -140,7 +177,9 @@ class Comparison:
         verdict: the :class:`CompareVerdict`.
         only_a: indices of A's answers that B did not give an equal of.
         only_b: indices of B's answers that A did not give an equal of.
-        declared_as: for ``declared``: ``{"A": "original", "B": "kit"}`` (or the reverse).
+        declared_as: for ``declared``: ``{"A": "original", "B": "kit"}`` (or the reverse)
+            for a recorded input; ``{"A": "case", "B": "other"}`` (or the reverse) for
+            the input of a case: A answered as the case expects, B did not.
     """
 
     input: Input
@@ -152,7 +191,14 @@ class Comparison:
     declared_as: dict[str, str] | None = None
 
 
-def compare_outcomes(item: Input, a: Outcome, b: Outcome, *, exact_messages: bool = False) -> Comparison:
+def compare_outcomes(
+    item: Input,
+    a: Outcome,
+    b: Outcome,
+    *,
+    exact_messages: bool = False,
+    schemas: SpecSchemas | None = None,
+) -> Comparison:
     """Compare what two servers did with one input (no I/O).
 
     Args:
@@ -160,6 +206,8 @@ def compare_outcomes(item: Input, a: Outcome, b: Outcome, *, exact_messages: boo
         a: server A's outcome.
         b: server B's outcome.
         exact_messages: compare the free-text messages of ERR-3 exactly too.
+        schemas: the spec's schemas, for the matchers of a case's input
+            (loaded when needed and not given).
 
     Returns:
         The :class:`Comparison`.
@@ -175,6 +223,12 @@ def compare_outcomes(item: Input, a: Outcome, b: Outcome, *, exact_messages: boo
             if matches_recorded(item.recorded[roles[0]], a) and matches_recorded(item.recorded[roles[1]], b):
                 declared = {"A": roles[0], "B": roles[1]}
                 return Comparison(item, a, b, CompareVerdict.DECLARED, only_a, only_b, declared)
+    elif item.expected is not None:
+        schemas = schemas or SpecSchemas()
+        a_case, b_case = (answers_as_case(item.expected, o, schemas) for o in (a, b))
+        if a_case != b_case:
+            declared = {"A": "case" if a_case else "other", "B": "case" if b_case else "other"}
+            return Comparison(item, a, b, CompareVerdict.DECLARED, only_a, only_b, declared)
     return Comparison(item, a, b, CompareVerdict.DIFFER, only_a, only_b)
 
 
@@ -189,6 +243,7 @@ def run_compare(
     bounds: Bounds,
     *,
     exact_messages: bool = False,
+    schemas: SpecSchemas | None = None,
     progress: Callable[[int, Comparison], None] | None = None,
 ) -> list[Comparison]:
     """Replay every input against both servers, one input at a time, both servers at once.
@@ -202,6 +257,7 @@ def run_compare(
         sides: servers A and B.
         bounds: the time bounds of each replay.
         exact_messages: see :func:`compare_outcomes`.
+        schemas: see :func:`compare_outcomes`.
         progress: called after each input with its index and comparison.
 
     Returns:
@@ -211,7 +267,7 @@ def run_compare(
     with ThreadPoolExecutor(max_workers=2) as pool:
         for index, item in enumerate(inputs):
             a, b = (future.result() for future in [pool.submit(side.run, item, bounds) for side in sides])
-            comparison = compare_outcomes(item, a, b, exact_messages=exact_messages)
+            comparison = compare_outcomes(item, a, b, exact_messages=exact_messages, schemas=schemas)
             results.append(comparison)
             if progress is not None:
                 progress(index, comparison)

@@ -13,7 +13,10 @@ and whether the client then shuts down its sending side. Three sources:
   server's limit or handlers, starting servers, many connections at once, a
   connection closed before its answers) is set aside with the reason, and so
   is one that asks for statistics, which no two runs answer alike
-  (:func:`case_inputs`);
+  (:func:`case_inputs`). A case that names rows of that table
+  (``differences``) keeps what it expects on each connection, so that a
+  server answering as the case expects, beside one that does not, is a
+  declared difference;
 - a file of the user's own (``--inputs``, :func:`load_inputs_file`), in the
   format of original-answers.json.
 
@@ -27,7 +30,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -41,7 +44,9 @@ from .wirekit import decode_line, strip_cr
 
 __all__ = [
     "ANSWERS_FILE",
+    "CaseAnswers",
     "Input",
+    "agreed_inputs",
     "case_inputs",
     "delay_wait_ms",
     "line_bytes",
@@ -76,6 +81,7 @@ _NOT_REPLAYABLE = {
     "poll": "asks again until an answer changes",
     "count_fds": "counts the server's descriptors",
     "expect_fds": "counts the server's descriptors",
+    "replay_answers": "replays original-answers.json, whose entries are inputs already",
 }
 #: Why a case that needs one of these (spec/SERVER-UNDER-TEST.md) is set aside.
 _NEEDS = {
@@ -95,6 +101,21 @@ _JS_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 @dataclass(frozen=True)
+class CaseAnswers:
+    """What a server case expects on one connection (its ``expect`` and ``expect_closed`` steps).
+
+    Attributes:
+        matchers: every matcher of the connection's ``expect`` steps.
+        generated: the data the answers to generated requests must carry, by id.
+        closes: the case expects the server to end the stream.
+    """
+
+    matchers: tuple[dict[str, Any], ...]
+    generated: dict[Any, Any]
+    closes: bool = False
+
+
+@dataclass(frozen=True)
 class Input:
     """What one connection carries, and what is known about its answers.
 
@@ -104,10 +125,12 @@ class Input:
         title: what it shows (an entry's ``fact``, a case's title).
         writes: ``(pause_s, bytes)`` pairs: each written in one write after that pause.
         half_close: the client shuts down its sending side after the writes.
-        difference: the row of PROTOCOL.md's table "Differences from the original"
+        differences: the rows of PROTOCOL.md's table "Differences from the original"
             (``D7``) under which the kit answers this input otherwise than the original.
         recorded: the recorded answers, ``{"original": outcome, "kit": outcome}`` in the
             format of original-answers.json, when a difference is declared.
+        expected: for an input from a case that names rows, what the case expects
+            on this connection.
         min_wait_ms: the longest recorded wait before an answer (``min_wait_ms``).
         group: the case the input comes from (its id), for ``--case``; else ``id``.
         rules: the rules the case checks, for an input from a case.
@@ -118,8 +141,9 @@ class Input:
     title: str
     writes: tuple[tuple[float, bytes], ...]
     half_close: bool = False
-    difference: str | None = None
+    differences: tuple[str, ...] = ()
     recorded: dict[str, Any] | None = None
+    expected: CaseAnswers | None = None
     min_wait_ms: float = 0.0
     group: str = ""
     rules: tuple[str, ...] = ()
@@ -205,18 +229,32 @@ def _entry_input(entry: dict[str, Any], source: str) -> Input:
         title=entry.get("fact", ""),
         writes=((0.0, parts_bytes(entry["input"])),),
         half_close=bool(entry.get("half_close", False)),
-        difference=entry.get("difference"),
+        differences=(entry["difference"],) if "difference" in entry else (),
         recorded=recorded,
         min_wait_ms=float(max(waits)),
         group=entry["id"],
     )
 
 
+def _recorded_entries() -> list[dict[str, Any]]:
+    path = resources.vectors_root() / ANSWERS_FILE
+    entries: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))["entries"]
+    return entries
+
+
 def recorded_inputs() -> list[Input]:
     """Every entry of original-answers.json, as the package carries it."""
-    path = resources.vectors_root() / ANSWERS_FILE
-    document = json.loads(path.read_text(encoding="utf-8"))
-    return [_entry_input(entry, ANSWERS_FILE) for entry in document["entries"]]
+    return [_entry_input(entry, ANSWERS_FILE) for entry in _recorded_entries()]
+
+
+def agreed_inputs() -> list[tuple[Input, dict[str, Any]]]:
+    """The entries of original-answers.json the kit answers as the original, each
+    with the original's recorded outcome: what any server must answer (VER-2)."""
+    return [
+        (_entry_input(entry, ANSWERS_FILE), entry["original"])
+        for entry in _recorded_entries()
+        if "difference" not in entry
+    ]
 
 
 def _inputs_validator() -> Any:
@@ -298,8 +336,23 @@ def _unreplayable(case: Case) -> str | None:
     return None
 
 
-def _case_writes(case: Case) -> list[tuple[str, list[tuple[float, bytes]], bool]]:
-    """Each connection of a case, in the order they first write: its writes, and whether it half-closes.
+@dataclass
+class _CaseConn:
+    """One connection of a case as a replay sees it: its writes and what the case expects."""
+
+    writes: list[tuple[float, bytes]] = field(default_factory=list)
+    half_close: bool = False
+    matchers: list[dict[str, Any]] = field(default_factory=list)
+    generated: dict[Any, Any] = field(default_factory=dict)
+    closes: bool = False
+
+    def answers(self) -> CaseAnswers:
+        return CaseAnswers(tuple(self.matchers), self.generated, self.closes)
+
+
+def _case_writes(case: Case) -> dict[str, _CaseConn]:
+    """Each connection of a case, in the order they first write: its writes,
+    whether it half-closes, and what the case expects on it.
 
     A ``sleep`` step becomes a pause before the next write.
 
@@ -308,34 +361,39 @@ def _case_writes(case: Case) -> list[tuple[str, list[tuple[float, bytes]], bool]
             half-close, a generator needs a value only a server could give, or
             a request asks for statistics, whose answer no other run repeats.
     """
-    writes: dict[str, list[tuple[float, bytes]]] = {}
-    half_closed: set[str] = set()
+    conns: dict[str, _CaseConn] = {}
     pause = 0.0
     for step in case.steps:
-        conn = step.get("conn", DEFAULT_CONN)
+        name = step.get("conn", DEFAULT_CONN)
+        conn = conns.setdefault(name, _CaseConn())
         if step["op"] == "sleep":
             pause += float(step["s"])
         elif step["op"] == "shutdown_write":
-            half_closed.add(conn)
+            conn.half_close = True
+        elif step["op"] == "expect":
+            conn.matchers += step.get("responses", [])
+        elif step["op"] == "expect_closed":
+            conn.closes = True
         elif step["op"] == "send":
-            if conn in half_closed:
+            if conn.half_close:
                 raise ValueError("writes after its half-close")
             try:
-                data = send_payload({}, step, {})
+                data = send_payload(conn.generated, step, {})
             except StepFailed as exc:
                 raise ValueError(f"its request needs {exc.expected}") from exc
             chunk = step.get("chunk")
             pieces = [data[i : i + chunk] for i in range(0, len(data), chunk)] if chunk else [data]
             between = float(step.get("chunk_pause_s", 0.002 if chunk else 0.0))
             for index, piece in enumerate(pieces):
-                writes.setdefault(conn, []).append((pause if index == 0 else between, piece))
+                conn.writes.append((pause if index == 0 else between, piece))
             pause = 0.0
-    if not writes:
+    writing = {name: conn for name, conn in conns.items() if conn.writes}
+    if not writing:
         raise ValueError("writes nothing")
-    for items in writes.values():
-        if any(r["uri"].startswith(STATS_URI) for r in _requests(b"".join(data for _, data in items))):
+    for conn in writing.values():
+        if any(r["uri"].startswith(STATS_URI) for r in _requests(b"".join(data for _, data in conn.writes))):
             raise ValueError("asks /ipcserver/stats, whose counters and times differ between any two runs")
-    return [(conn, items, conn in half_closed) for conn, items in writes.items()]
+    return writing
 
 
 def case_inputs(cases: list[Case]) -> tuple[list[Input], list[tuple[str, str]]]:
@@ -349,7 +407,7 @@ def case_inputs(cases: list[Case]) -> tuple[list[Input], list[tuple[str, str]]]:
     skipped: list[tuple[str, str]] = []
     for case in cases:
         reason = _unreplayable(case)
-        conns: list[tuple[str, list[tuple[float, bytes]], bool]] = []
+        conns: dict[str, _CaseConn] = {}
         if reason is None:
             try:
                 conns = _case_writes(case)
@@ -358,14 +416,16 @@ def case_inputs(cases: list[Case]) -> tuple[list[Input], list[tuple[str, str]]]:
         if reason is not None:
             skipped.append((case.id, reason))
             continue
-        for conn, writes, half_close in conns:
+        for name, conn in conns.items():
             inputs.append(
                 Input(
-                    id=case.id if len(conns) == 1 else f"{case.id}/{conn}",
+                    id=case.id if len(conns) == 1 else f"{case.id}/{name}",
                     source=f"case {case.id}",
                     title=case.title,
-                    writes=tuple(writes),
-                    half_close=half_close,
+                    writes=tuple(conn.writes),
+                    half_close=conn.half_close,
+                    differences=tuple(case.differences),
+                    expected=conn.answers() if case.differences else None,
                     group=case.id,
                     rules=tuple(case.rules),
                 )

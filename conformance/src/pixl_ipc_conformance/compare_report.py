@@ -63,7 +63,7 @@ def _end_text(outcome: Outcome) -> str:
 def _verdict_text(comparison: Comparison) -> str:
     verdict = comparison.verdict
     if verdict is CompareVerdict.DECLARED:
-        return f"declared {comparison.input.difference}"
+        return f"declared {', '.join(comparison.input.differences)}"
     if verdict is CompareVerdict.DIFFER:
         return "DIFFERS"
     if verdict is CompareVerdict.NOT_COMPARED:
@@ -94,22 +94,39 @@ def _details(comparison: Comparison) -> list[tuple[str, str]]:
     for label, outcome in (("A", a), ("B", b)):
         if outcome.end is not End.ANSWERED or a.end is not b.end or outcome.server:
             rows.append((f"{label} ended", _end_text(outcome)))
-    row = item.difference
-    if comparison.declared_as is not None:
-        roles = comparison.declared_as
+    row = ", ".join(item.differences)
+    roles = comparison.declared_as
+    if roles is not None and item.recorded is not None:
         rows.append(
             (
-                str(row),
+                row,
                 f'declared in spec/PROTOCOL.md, "Differences from the original": A answers as the'
                 f" {roles['A']}, B as the {roles['B']}",
             )
         )
-    elif row is not None:
+    elif roles is not None:
+        kit, unlike = ("A", "B") if roles["A"] == "case" else ("B", "A")
         rows.append(
             (
-                str(row),
+                row,
+                f'declared in spec/PROTOCOL.md, "Differences from the original": {kit} answers as'
+                f" {item.source} expects of the kit, {unlike} does not",
+            )
+        )
+    elif item.recorded is not None:
+        rows.append(
+            (
+                row,
                 'declared in spec/PROTOCOL.md, "Differences from the original", but neither server'
                 f" answered as {item.source} records the original's and the kit's answers",
+            )
+        )
+    elif row:
+        rows.append(
+            (
+                row,
+                'declared in spec/PROTOCOL.md, "Differences from the original", but the answers'
+                f" differ otherwise: neither or both answered as {item.source} expects",
             )
         )
     return rows
@@ -241,7 +258,7 @@ def write_json(
                 "source": c.input.source,
                 "title": c.input.title,
                 "verdict": str(c.verdict),
-                "difference": c.input.difference,
+                "difference": ", ".join(c.input.differences) or None,
                 "declared_as": c.declared_as,
                 "input": _bytes_json(c.input.data),
                 "half_close": c.input.half_close,

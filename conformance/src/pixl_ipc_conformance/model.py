@@ -20,6 +20,10 @@ Case files
                      hundreds of messages or connections; ``"lifecycle"``:
                      starts servers of its own; ``"hostile"``: plays a
                      hostile local peer)
+    ``differences``  (server cases) the rows of PROTOCOL.md's table
+                     "Differences from the original" (``D4``) whose inputs
+                     the case sends: where the kit answers otherwise than
+                     the original, so ``compare`` declares those differences
     ``timeout_s``    the case's time bound: past it the case FAILs
     ``steps``        the step objects, each with an ``op``; server steps are
                      executed by :mod:`.server_runner`, client steps by
@@ -125,6 +129,7 @@ class Case:
     timeout_s: float
     needs: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
     path: str | None = None
 
     @property
@@ -349,6 +354,7 @@ def load_case_file(path: Path | Traversable) -> Case:
         timeout_s=float(document["timeout_s"]),
         needs=list(document.get("needs", [])),
         tags=list(document.get("tags", [])),
+        differences=list(document.get("differences", [])),
         path=str(path),
     )
 

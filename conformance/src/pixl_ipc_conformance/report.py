@@ -13,6 +13,7 @@ as a clean pass.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 _TERSE_LIMIT = 300
+#: Characters XML 1.0 cannot carry (control characters, lone surrogates, U+FFFE, U+FFFF).
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def _clip(text: str, limit: int = _TERSE_LIMIT) -> str:
@@ -249,7 +252,14 @@ def write_json(
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    # A lone surrogate a server sent becomes its JSON escape, inside a string as it is.
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    target.write_text(text, encoding="utf-8", errors="backslashreplace")
+
+
+def _xml_safe(text: str) -> str:
+    """``text`` with what XML cannot carry written as escapes (``\\u0000``)."""
+    return _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def write_junit(
@@ -282,18 +292,19 @@ def write_junit(
         ET.SubElement(case, "properties").extend(
             ET.Element("property", name="rule", value=rule) for rule in result.rules
         )
-        why = f"expected {result.expected}; got {result.got}"
+        why = _xml_safe(f"expected {result.expected}; got {result.got}")
         if result.detail:
-            why += f"\n{result.detail}"
+            why += f"\n{_xml_safe(result.detail)}"
         if result.failed:
             failure = ET.SubElement(case, "failure", message=_clip(why, 500), type="FAIL")
             failure.text = why
         elif result.verdict is Verdict.SKIP:
-            ET.SubElement(case, "skipped", message=f"not verified: {_clip(result.detail, 480)}")
+            ET.SubElement(case, "skipped", message=f"not verified: {_xml_safe(_clip(result.detail, 480))}")
         elif result.not_run:
-            ET.SubElement(case, "error", message=_clip(result.detail, 500), type="ERROR")
+            ET.SubElement(case, "error", message=_xml_safe(_clip(result.detail, 500)), type="ERROR")
         elif result.expected_failure:
-            ET.SubElement(case, "skipped", message=f"known failure: {_clip(result.xfail_reason or '', 400)}")
+            reason = _xml_safe(_clip(result.xfail_reason or "", 400))
+            ET.SubElement(case, "skipped", message=f"known failure: {reason}")
         elif result.verdict is Verdict.WARN:
             out = ET.SubElement(case, "system-out")
             out.text = f"WARN (SHOULD case failed): {why}"

@@ -133,16 +133,20 @@ class ClientConnection:
             reset) while the server had not closed the connection.
         answered: keys of the ids the script answered on this connection.
         unanswered: keys of the ids received but not answered yet.
+        timed_out: keys of the ids whose send the adapter reported timed out.
+        opened_at: when it was accepted (``time.monotonic()``).
     """
 
     number: int
     writer: asyncio.StreamWriter
     transcript: Transcript | None = None
+    opened_at: float = field(default_factory=time.monotonic)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     client_ended: asyncio.Event = field(default_factory=asyncio.Event)
     server_closed: bool = False
     answered: set[str] = field(default_factory=set)
     unanswered: set[str] = field(default_factory=set)
+    timed_out: set[str] = field(default_factory=set)
 
     @property
     def name(self) -> str:
@@ -170,6 +174,12 @@ class ClientConnection:
         key = _id_key(request_id)
         self.unanswered.discard(key)
         self.answered.add(key)
+
+    def mark_timed_out(self, request_id: Any) -> None:
+        """Record that the client reported ``request_id``'s request timed out (CORR-5 reserves its id)."""
+        key = _id_key(request_id)
+        if key in self.unanswered:
+            self.timed_out.add(key)
 
     async def write(self, data: bytes, *, chunk: int | None = None, pause_s: float = 0.0) -> bool:
         """Write ``data``, whole or in pieces of ``chunk`` bytes, ``pause_s`` apart.
@@ -453,12 +463,18 @@ class ScriptedServer:
             if not isinstance(request_id, str):
                 self._violation("REQ-3", "SHOULD", f"ipcReqID {show(request_id)} is not a string")
             key = _id_key(request_id)
-            if key in request.connection.unanswered:
+            if key in request.connection.timed_out:
+                self._violation(
+                    "CORR-5",
+                    "MUST",
+                    f"ipcReqID {show(request_id)} reused after its request timed out "
+                    "(a timed-out request's id is never used again)",
+                )
+            elif key in request.connection.unanswered:
                 self._violation(
                     "CORR-1",
                     "MUST",
-                    f"ipcReqID {show(request_id)} reused while a request with that id is still pending "
-                    "(unanswered, or timed out: CORR-5 keeps its id reserved)",
+                    f"ipcReqID {show(request_id)} reused while a request with that id is still pending",
                 )
             elif key in request.connection.answered:
                 self._violation(

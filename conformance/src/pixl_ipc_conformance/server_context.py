@@ -48,6 +48,11 @@ class StepFailed(Exception):
         self.detail = detail
 
 
+#: In the text of the exception the application handler conformance-fail raises
+#: (spec/SERVER-UNDER-TEST.md): no message of any case may hold it (ERR-5).
+HANDLER_SECRET = b"conformance-secret"
+
+
 def is_push(value: Any) -> bool:
     """PUSH-1: a message without an ``ipcReqID`` member is a push."""
     return isinstance(value, dict) and "ipcReqID" not in value
@@ -143,11 +148,19 @@ class ServerCaseContext:
             raise StepFailed("a connection to the server", str(exc)) from exc
 
     def check_schema(self, received: Received) -> None:
-        """Every message the server sends must be JSON and valid as its kind (FRAME-1).
+        """Every message the server sends must be JSON and valid as its kind
+        (FRAME-1), and never carry the text of the failing application
+        handler's exception (ERR-5, spec/SERVER-UNDER-TEST.md).
 
         Raises:
-            StepFailed: it is not.
+            StepFailed: it is not, or does.
         """
+        if HANDLER_SECRET in received.raw:
+            raise StepFailed(
+                "no details of an unexpected failure on the wire (ERR-5)",
+                self.clip(received.raw),
+                "the message holds the text of the conformance-fail handler's exception",
+            )
         if received.error is not None:
             raise StepFailed(
                 "a JSON message (FRAME-1)",

@@ -9,12 +9,16 @@
                    ``generated`` every generated request's answer) is matched
                    exactly once; ``order`` any|exact; ``within_s``;
                    ``not_before_s``
-``expect_none``    nothing but pushes for ``for_s`` seconds
+``expect_none``    nothing but pushes for ``for_s`` seconds (``why``: what
+                   an answer there would mean)
 ``expect_closed``  the server ends the stream within ``within_s``
 ``shutdown_write`` half-close; ``close`` close (a connection, or the
                    connections a ``fanout`` kept under that name); ``sleep``
                    wait ``s`` seconds
 ``probe``          a fresh connection gets an echo answered: the server is alive
+``replay_answers`` every entry of ``spec/vectors/original-answers.json`` that
+                   the kit answers as the original, each on a fresh
+                   connection, gets the original's recorded answer (VER-2)
 
 A message without an ``ipcReqID`` member is a push (PUSH-1): it is set
 aside. Any other message that no matcher expects fails the step.
@@ -23,8 +27,12 @@ aside. Any other message that no matcher expects fails the step.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .compare import matches_recorded
+from .compare_inputs import Input, agreed_inputs
+from .compare_replay import Bounds, Outcome, replay
 from .matchers import capture, describe, mismatch
 from .payloads import send_payload
 from .server_context import DEFAULT_CONN, Conn, ServerCaseContext, StepFailed, is_push
@@ -169,6 +177,8 @@ def op_expect_none(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
         if is_push(received.value):
             conn.pushes.append(received.value.get("data"))
             continue
+        if "why" in step:
+            raise StepFailed(f"no reply for {step['for_s']:g} s", ctx.clip(received.value), step["why"])
         raise StepFailed("no reply", ctx.clip(received.value))
 
 
@@ -234,6 +244,45 @@ def op_probe(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
         wire.close()
 
 
+#: Recorded entries replayed at once, each on a connection of its own.
+_REPLAY_WORKERS = 8
+#: How long the answers to an entry may take, at most (times the timeout scale).
+_REPLAY_ANSWER_S = 5.0
+#: How long to keep reading after an entry's answers (a quiet window: not scaled).
+_REPLAY_SETTLE_S = 0.1
+
+
+def op_replay_answers(ctx: ServerCaseContext, step: dict[str, Any]) -> None:
+    agreed = agreed_inputs()
+
+    def run(item: Input) -> Outcome | None:
+        left = ctx.deadline - time.monotonic()
+        if left <= 0:
+            return None
+        answer_s = min(_REPLAY_ANSWER_S * ctx.scale, max(0.0, left - item.wait_s))
+        return replay(ctx.path, item, Bounds(answer_s=answer_s, settle_s=_REPLAY_SETTLE_S, connect_s=left))
+
+    with ThreadPoolExecutor(_REPLAY_WORKERS) as pool:
+        outcomes = list(pool.map(run, [item for item, _ in agreed]))
+    wanted = f"the original's recorded answer to each of the {len(agreed)} entries the kit answers alike"
+    wrong = []
+    for (item, original), outcome in zip(agreed, outcomes, strict=True):
+        if outcome is None:
+            raise StepFailed(wanted, f"the case's time bound passed before entry {item.id}")
+        if not matches_recorded(original, outcome):
+            got = [ctx.clip(line, 160) for line in outcome.lines] or ["nothing"]
+            if outcome.detail:
+                got.append(f"({outcome.end}: {outcome.detail})")
+            recorded = "the connection lost" if original.get("connection_lost") else original["lines"]
+            wrong.append(f"{item.id}: {item.title} Recorded: {ctx.clip(recorded, 240)}; got {' '.join(got)}")
+    if wrong:
+        raise StepFailed(
+            wanted,
+            f"{len(wrong)} answered otherwise, first {wrong[0].split(':', 1)[0]}",
+            " | ".join(wrong[:3]),
+        )
+
+
 STEPS = {
     "connect": op_connect,
     "send": op_send,
@@ -244,4 +293,5 @@ STEPS = {
     "close": op_close,
     "sleep": op_sleep,
     "probe": op_probe,
+    "replay_answers": op_replay_answers,
 }

@@ -64,7 +64,12 @@ ID_HEAD_BYTES = 4096
 #: Padding: a mix of characters, not one run, so that a peer that mangles,
 #: drops or reorders pieces is caught; ASCII only, so a byte count is exact.
 _PATTERN = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
-_ID_IN_HEAD = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+#: Lone surrogates: text that no UTF-8 output can carry, shown as their JSON escapes.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: CORR-6: the first "ipcReqID" member, and the JSON string or number after it, if any.
+_ID_IN_HEAD = re.compile(
+    rb'"ipcReqID"[ \t\r\n]*:[ \t\r\n]*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)?'
+)
 #: What may follow a number that goes on (or nothing: the bytes end there).
 _NUMBER_GOES_ON = frozenset({b"", *(bytes([c]) for c in b"0123456789.eE+-")})
 
@@ -156,7 +161,11 @@ def falsy(value: Any) -> bool:
 
 
 def show(value: Any, limit: int = 200) -> str:
-    """A short text of a value for a report: JSON for decoded values, escapes for bytes."""
+    """A short text of a value for a report: JSON for decoded values, escapes for bytes.
+
+    A lone surrogate (``"\\ud800"`` is valid JSON, FRAME-8) is shown as its
+    escape, so that the text can be written as UTF-8.
+    """
     if isinstance(value, bytes | bytearray):
         text = bytes(value[: limit + 1]).decode("utf-8", "backslashreplace")
         size = len(value)
@@ -165,6 +174,7 @@ def show(value: Any, limit: int = 200) -> str:
             text = json.dumps(value, ensure_ascii=False)
         except (TypeError, ValueError):
             text = repr(value)
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
         size = len(text)
     if len(text) > limit:
         return text[:limit] + f"... ({size} {'bytes' if isinstance(value, bytes | bytearray) else 'chars'})"
@@ -206,6 +216,15 @@ class LineSplitter:
     def buffered(self) -> int:
         """Bytes held of the line not yet complete."""
         return len(self._buffer)
+
+    @property
+    def over_limit(self) -> bytes | None:
+        """The head of the unfinished line being skipped because it passed the limit, or None.
+
+        Set as soon as more bytes than the limit came without an LF, before
+        the line ends: a client acts then (LIMIT-3).
+        """
+        return self._head
 
     @property
     def in_line(self) -> bool:
@@ -262,13 +281,16 @@ def strip_cr(line: bytes) -> tuple[bytes, bool]:
 def recover_id(head: bytes) -> Any:
     """CORR-6: the ``ipcReqID`` (a JSON string or number) in the first 4096 bytes, or None.
 
-    A falsy value found counts as none (RESP-2), and so does a number that
-    reaches the end of those bytes or is followed by more number characters:
-    it may be cut, and its prefix could be another request's id.
+    Only the first ``"ipcReqID":`` counts: when a value of another type
+    (``null``, ``true``) or a cut string follows it, there is no id, however
+    many members named ipcReqID come later. A falsy value found counts as none
+    (RESP-2), and so does a number that reaches the end of those bytes or is
+    followed by more number characters: it may be cut, and its prefix could
+    be another request's id.
     """
     head = head[:ID_HEAD_BYTES]
     match = _ID_IN_HEAD.search(head)
-    if match is None:
+    if match is None or match.group(1) is None:
         return None
     if head[match.start(1)] != ord('"') and head[match.end(1) : match.end(1) + 1] in _NUMBER_GOES_ON:
         return None  # a number that may be cut (at byte 4096, or inside "12.5x"): the whole id or none

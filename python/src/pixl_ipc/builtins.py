@@ -35,6 +35,7 @@ EXTENSIONS = (
     str(ErrorCode.MESSAGE_TOO_LARGE),
     str(ErrorCode.HANDLER_ERROR),
     str(ErrorCode.ACCESS_DENIED),
+    str(ErrorCode.SERVER_BUSY),
     INFO_URI,
     STATS_URI,
     "push",

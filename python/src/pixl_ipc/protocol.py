@@ -84,8 +84,10 @@ PROTOCOL_VERSION = "1.1"
 NO_URI_MESSAGE = "Missing required uri parameter from request"
 
 _WHITESPACE = b" \t\r"
-# CORR-6: the id member followed by a JSON string or number.
-_ID_PATTERN = re.compile(rb'"ipcReqID"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)')
+# CORR-6: the first "ipcReqID" member, and the string or number after it, if any.
+_ID_PATTERN = re.compile(
+    rb'"ipcReqID"[ \t\r\n]*:[ \t\r\n]*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)?'
+)
 # What may follow a number that is not yet complete: nothing (the head ends
 # there), or more of a number.
 _NUMBER_GOES_ON = frozenset({b"", *(bytes([c]) for c in b"0123456789.eE+-")})
@@ -152,10 +154,13 @@ def push_message(data: Any) -> dict[str, Any]:
 def recover_id(head: bytes) -> Any:
     """Find the ``ipcReqID`` in the first bytes of a line that cannot be parsed (CORR-6).
 
-    Returns the id (string or number) if it is found and truthy, else None.
+    Only the first ``"ipcReqID":`` counts: the id is the complete string or
+    number after it, if it is truthy, else None (``null`` there is not passed
+    over for a later one).
     """
-    match = _ID_PATTERN.search(head, 0, 4096)
-    if match is None:
+    head = head[:4096]
+    match = _ID_PATTERN.search(head)
+    if match is None or match.group(1) is None:
         return None
     if head[match.start(1)] != 0x22 and head[match.end(1) : match.end(1) + 1] in _NUMBER_GOES_ON:
         return None  # a number cut at the end of the head: the whole id or none (CORR-6)

@@ -69,6 +69,13 @@ DEFECTS: dict[str, str] = {
     "ignore_code_to_err": "claims code_to_err but ignores the option (ERR-4)",
     "too_large_oldest_only": "a line over the limit with no known id fails only the oldest request (LIMIT-3)",
     "limit_excludes_cr": "the CR before the LF is not counted toward the size limit (LIMIT-1)",
+    "limit_at_lf": "a line over the limit is only noticed when its LF arrives (LIMIT-3)",
+    "php_truthy_code": 'a code is tested as PHP tests truth, so the code "0" is no error (ERR-4)',
+    "code_member_is_error": 'a response with a code member is an error, even with code "" (ERR-4)',
+    "reconnect_at_once": "after a drop, the first attempt to connect again does not wait"
+    " auto_reconnect_ms (ADAPTER)",
+    "too_large_unreported": "a line over the limit closes the connection but fails no request: each"
+    " waits for its timeout (LIMIT-3)",
 }
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -217,8 +224,10 @@ class Client:
             threading.Thread(target=self._reconnect_loop, daemon=True).start()
 
     def _reconnect_loop(self) -> None:
+        wait = 0.0 if "reconnect_at_once" in self.defects else self.auto_reconnect
         while True:
-            time.sleep(self.auto_reconnect)
+            time.sleep(wait)
+            wait = self.auto_reconnect
             with self.lock:
                 if self.user_closed or self.sock is not None:
                     return
@@ -324,18 +333,11 @@ class Client:
                     for line in chunk.split(b"\n"):
                         self._line(line)
                     continue
+                over: bytes | None = None
                 if "truncate_1mib" in self.defects:
                     lines = self._truncating(truncated, chunk)
                 else:
-                    lines = []
-                    for item in splitter.feed(chunk):
-                        if isinstance(item, Oversize):
-                            self._oversize(item.head)
-                            return  # LIMIT-3: the connection is closed, the rest fail (LIFE-3)
-                        if len(item) > self.max_line and not item.endswith(b"\r"):
-                            self._oversize(item[:ID_HEAD_BYTES])
-                            return
-                        lines.append(item)
+                    lines, over = self._split(splitter, chunk)
                 if "first_line_only" in self.defects:
                     lines = lines[:1]
                 for line in lines:
@@ -344,8 +346,25 @@ class Client:
                             self._line(part.encode())
                     else:
                         self._line(line)
+                if over is not None:
+                    self._oversize(over)
+                    return  # LIMIT-3: the connection is closed, the rest fail (LIFE-3)
         finally:
             self._connection_ended(sock)
+
+    def _split(self, splitter: LineSplitter, chunk: bytes) -> tuple[list[bytes], bytes | None]:
+        """The complete lines of a read, and the head of a line over the limit, if one came."""
+        lines: list[bytes] = []
+        for item in splitter.feed(chunk):
+            if isinstance(item, Oversize):
+                return lines, item.head
+            if len(item) > self.max_line and not item.endswith(b"\r"):
+                return lines, item[:ID_HEAD_BYTES]
+            lines.append(item)
+        # LIMIT-3: over the limit as soon as its bytes pass it, LF or not.
+        if "limit_at_lf" not in self.defects:
+            return lines, splitter.over_limit
+        return lines, None
 
     def _truncating(self, buffer: bytearray, chunk: bytes) -> list[bytes]:
         """The original reader: what passes 1 MiB of a line is silently lost."""
@@ -371,6 +390,13 @@ class Client:
     def _oversize(self, head: bytes) -> None:
         """LIMIT-3: fail the request the line belongs to, then close (failing the rest)."""
         recovered = recover_id(head)
+        if "too_large_unreported" in self.defects:
+            with self.lock:
+                sock, self.sock = self.sock, None  # so that the end of the connection fails nothing
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            return
         with self.lock:
             target = self.pending.pop(str(recovered), None) if recovered is not None else None
             error = ClientError("too_large", f"a message over {self.max_line} bytes")
@@ -452,7 +478,12 @@ class Client:
         ignored = "null_for_errors" in self.defects or (
             "unknown_code_ok" in self.defects and code not in KNOWN_CODES
         )
-        if code and not ignored:
+        is_error = bool(code) and not ignored  # ERR-4: a truthy code, "0" included
+        if "php_truthy_code" in self.defects and code == "0":
+            is_error = False
+        if "code_member_is_error" in self.defects and "code" in message:
+            is_error = True
+        if is_error:
             return None, ClientError("remote", str(message.get("message", "")), str(code))
         if "data" not in message:
             if "missing_data_fatal" in self.defects:

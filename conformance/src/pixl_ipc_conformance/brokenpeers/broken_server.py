@@ -84,6 +84,13 @@ DEFECTS: dict[str, str] = {
     "chmod-late": "the socket's mode is applied a second after it accepts connections (SEC-1)",
     "builtins-last": "the built-in delay is registered after the application's handlers (BUILTIN-3)",
     "handler-error-leak": "a failing handler's exception text goes on the wire (ERR-5, ROUTE-3)",
+    "handler-error-detail-member": "a failing handler's exception text goes on the wire in a member"
+    " of its own, beside a message free of it (ERR-5)",
+    "string-zero-falsy": '"0" is false, as PHP and Perl read it: the id "0" is answered null, the uri'
+    ' "0" no_uri, the delay "0" {"delay": 0} (REQ-2, REQ-3, BUILTIN-2)',
+    "python-number-text": "a number uri is named as Python writes it, 1e-07, not JavaScript's 1e-7 (REQ-2)",
+    "id-past-null": "an unreadable line's id is taken from the first ipcReqID followed by a string or"
+    " number, past one followed by null (CORR-6)",
     "acl-trusts-claims": "a refused peer is let in when its first request claims a pid (SEC-2, SEC-3)",
     "leaky-errors": "bad_json messages carry the parser's exception and a source file path (ERR-5)",
     "invalid-utf8-close": "invalid UTF-8 closes the connection instead of a bad_json answer (FRAME-6)",
@@ -133,6 +140,8 @@ _WHOLE_READ = 256 * 1024
 _URI_CACHE_DEATH = 6 * MIB
 #: The peer shut down its side (Linux only: elsewhere eof-drops-backlog drops nothing).
 _POLLRDHUP: int = getattr(select, "POLLRDHUP", 0)
+#: id-past-null: the first ipcReqID followed by what may be a string or a number.
+_ID_PAST_NULL = re.compile(rb'"ipcReqID"\s*:\s*(?="|-?\d)')
 #: cut-id-at-4096: the id as a naive reader of the head sees it.
 _NAIVE_ID = re.compile(rb'"ipcReqID"\s*:\s*(-?\d+|"[^"\\]*")')
 
@@ -474,6 +483,9 @@ class BrokenServer:
             match = _NAIVE_ID.search(head[:ID_HEAD_BYTES])
             value = json.loads(match.group(1)) if match else None
             return None if falsy(value) else value
+        if self.defect == "id-past-null":
+            found = _ID_PAST_NULL.search(head[:ID_HEAD_BYTES])
+            return recover_id(head[found.start() : ID_HEAD_BYTES]) if found else None
         return recover_id(head)
 
     def _parse(self, line: bytes) -> dict[str, Any]:
@@ -531,12 +543,16 @@ class BrokenServer:
         value = request["ipcReqID"]
         if self.defect == "falsy-id-echo" and value is not None:
             return True, value
-        if falsy(value):
+        if self._falsy(value):
             return True, None
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         if self.defect == "numeric-id-string" and numeric:
             return True, str(value)
         return True, value
+
+    def _falsy(self, value: Any) -> bool:
+        """JavaScript's falsiness (PROTOCOL.md, terms), or PHP's with string-zero-falsy."""
+        return falsy(value) or (self.defect == "string-zero-falsy" and value == "0")
 
     async def _handle(self, conn: _Conn, request: dict[str, Any]) -> None:
         self.stats["requests"] += 1
@@ -555,7 +571,7 @@ class BrokenServer:
                 {"ipcReqID": None, "code": "bad_request", "message": "ipcReqID must be a string or a number"}
             )
             return
-        if falsy(uri):
+        if self._falsy(uri):
             error = {"code": "no_uri", "message": NO_URI_MESSAGE}
             conn.write(
                 {**base, "data": error} if self.defect == "no-uri-in-data" else {**error_base, **error}
@@ -565,7 +581,8 @@ class BrokenServer:
             if self.defect == "strict-types":
                 conn.write({**base, "code": "bad_request", "message": "uri must be a string"})
                 return
-            uri = _js_text(uri)  # REQ-2: routed by its JavaScript text
+            python_text = self.defect == "python-number-text" and isinstance(uri, float)
+            uri = str(uri) if python_text else _js_text(uri)  # REQ-2: routed by its JavaScript text
         if self.defect == "uri-cache-oom" and uri not in self.uri_cache:
             self.uri_cache.add(uri)
             self.uri_cache_bytes += len(uri)
@@ -603,7 +620,7 @@ class BrokenServer:
                 not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0
             ):
                 delay = None
-            if falsy(delay):
+            if self._falsy(delay):
                 if self.defect == "delay-zero-waits":
                     await asyncio.sleep(5.0)
                 result = {"delay": 0}
@@ -632,10 +649,13 @@ class BrokenServer:
             result.update({"duration": 0, "slowResponses": 0, "streamBackpressure": 0})
         elif self.app_handlers and uri == APP_FAIL:
             # ROUTE-3, ERR-5: the failure is logged, the wire gets no details.
-            detail = "RuntimeError: conformance-secret-detail /etc/pixl-conformance/handler.py line 42"
+            detail = "RuntimeError: conformance-secret-3b9f /etc/pixl-ipc/conformance-secret"
             print(f"handler {uri} failed: {detail}", file=sys.stderr)
             text = detail if self.defect == "handler-error-leak" else "the handler failed"
-            conn.write({**base, "data": {"code": "handler_error", "message": text}})
+            error = {"code": "handler_error", "message": text}
+            if self.defect == "handler-error-detail-member":
+                error["detail"] = detail
+            conn.write({**base, "data": error})
             return
         elif self.app_handlers and uri == APP:
             result = {"app": True, "data": data}
