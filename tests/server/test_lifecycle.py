@@ -86,6 +86,42 @@ def test_replaces_a_stale_socket(sock_path: str) -> None:
         assert echo(client, 1)["data"] == 1
 
 
+_EARLY_PEER = """
+import json, socket, sys
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(sys.argv[1])
+print("connected", flush=True)
+sock.sendall(b'{"ipcReqID": "early", "uri": "/ipcserver/test/echo", "data": 7}\\n')
+print(sock.makefile("rb").readline().decode(), end="", flush=True)
+"""
+
+
+def test_a_peer_connecting_the_moment_the_socket_listens_is_served(
+    sock_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another process connects between listen() and the server's check that
+    # the path leads to its socket, so its connection is accepted first.
+    early: list[subprocess.Popen[str]] = []
+    listen = socket.socket.listen
+
+    def listen_then_connect(self: socket.socket, *args: Any) -> None:
+        listen(self, *args)
+        if self.getsockname() == sock_path and not early:
+            peer = subprocess.Popen(
+                [sys.executable, "-c", _EARLY_PEER, sock_path],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            early.append(peer)
+            assert peer.stdout is not None and peer.stdout.readline() == "connected\n"
+
+    monkeypatch.setattr(socket.socket, "listen", listen_then_connect)
+    with ServerThread(IPCServer(sock_path)), RawClient(sock_path) as client:
+        assert echo(client, 1)["data"] == 1
+        out, _ = early[0].communicate(timeout=10)
+    assert json.loads(out) == {"ipcReqID": "early", "data": 7}
+
+
 # --- permissions (SEC-1) --------------------------------------------------------
 
 

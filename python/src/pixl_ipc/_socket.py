@@ -13,8 +13,9 @@ import os
 import socket
 import stat
 import sys
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import StartupError
 
@@ -45,11 +46,14 @@ class Listener:
         path: the filesystem path it is bound to.
         identity: ``(st_dev, st_ino)`` of the path right after bind, or None
             for an inherited socket, which this process must never remove.
+        early: connections accepted while checking that the path leads to
+            ``sock``, still to be served.
     """
 
     sock: socket.socket
     path: str
     identity: tuple[int, int] | None
+    early: list[socket.socket] = field(default_factory=list)
 
 
 def _probe(path: str) -> str:
@@ -157,26 +161,38 @@ def _chmod_own_socket(path: str, mode: int) -> tuple[int, int]:
         os.close(fd)
 
 
-def _listens_at(sock: socket.socket, path: str) -> bool:
-    """True when connecting to ``path`` reaches ``sock`` (a listening socket of this process)."""
+def _listens_at(sock: socket.socket, path: str) -> tuple[bool, list[socket.socket]]:
+    """Whether connecting to ``path`` reaches ``sock`` (a listening socket of this process).
+
+    Peers may connect as soon as ``sock`` listens, ahead of the probe: their
+    connections are accepted on the way to the probe's and returned, to be
+    served like any other (closing them would refuse a client for being early).
+    """
+    early: list[socket.socket] = []
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(_PROBE_TIMEOUT)
     try:
         probe.connect(path)
     except OSError:
-        return False
+        return False, early
+    deadline = time.monotonic() + _PROBE_TIMEOUT
     try:
-        sock.settimeout(_PROBE_TIMEOUT)
-        try:
-            accepted, _ = sock.accept()
-        except OSError:
-            return False
-        with accepted:
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            try:
+                accepted, _ = sock.accept()
+            except OSError:
+                break
             if not hasattr(socket, "SO_PEERCRED"):
-                return True
-            # The probe's own connection, not one of a peer that raced it.
+                # Whose it is cannot be told: serve it (the probe's only sees an end).
+                early.append(accepted)
+                return True, early
             raw = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-            return int.from_bytes(raw[:4], sys.byteorder, signed=True) == os.getpid()
+            if int.from_bytes(raw[:4], sys.byteorder, signed=True) == os.getpid():
+                accepted.close()
+                return True, early
+            early.append(accepted)
+        return False, early
     finally:
         probe.close()
         sock.settimeout(None)
@@ -227,14 +243,17 @@ def bind_unix(path: str, mode: int | None) -> Listener:
         except OSError as exc:
             unlink_if_ours(Listener(sock, path, identity))
             raise StartupError(f"cannot listen on {path}: {exc.strerror}") from None
-        if not _listens_at(sock, path):
+        ours, early = _listens_at(sock, path)
+        if not ours:
+            for peer in early:
+                peer.close()
             # Someone replaced the socket file: what is at the path is theirs.
             raise StartupError(f"refusing to start: {path} was replaced while starting")
     except BaseException:
         sock.close()
         raise
     sock.setblocking(False)
-    return Listener(sock, path, identity)
+    return Listener(sock, path, identity, early)
 
 
 def raise_descriptor_limit(wanted: int) -> int:

@@ -18,7 +18,7 @@ import errno
 import functools
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._logging import Throttle
@@ -76,11 +76,16 @@ class Acceptor:
         self._pending: set[asyncio.Task[Any]] = set()
         self._logged = Throttle()
 
-    def start(self, sock: socket.socket) -> None:
-        """Accept on ``sock`` (listening, non-blocking) from now on; call it on the event loop."""
+    def start(self, sock: socket.socket, early: Iterable[socket.socket] = ()) -> None:
+        """Accept on ``sock`` (listening, non-blocking) from now on; call it on the event loop.
+
+        ``early`` are connections accepted from ``sock`` already, served first.
+        """
         loop = asyncio.get_running_loop()
         loop.add_reader(sock.fileno(), self._accept_ready)
         self._loop, self._sock = loop, sock
+        for peer in early:
+            self._serve(peer)
 
     def stop(self) -> None:
         """Accept no more; the listening socket is left to its owner to close."""
@@ -94,8 +99,8 @@ class Acceptor:
 
     def _accept_ready(self) -> None:
         """Accept the connections waiting, a batch at a time."""
-        loop, listening = self._loop, self._sock
-        assert loop is not None and listening is not None
+        listening = self._sock
+        assert listening is not None
         for _ in range(_ACCEPT_BATCH):
             try:
                 sock, _ = listening.accept()
@@ -107,10 +112,15 @@ class Acceptor:
                 elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
                     logger.error("accepting a connection failed: %s", exc)
                 return
-            sock.setblocking(False)
-            task = loop.create_task(loop.connect_accepted_socket(self._make_connection, sock))
-            self._pending.add(task)
-            task.add_done_callback(functools.partial(self._accepted, sock))
+            self._serve(sock)
+
+    def _serve(self, sock: socket.socket) -> None:
+        """Set up the connection of an accepted socket."""
+        assert self._loop is not None
+        sock.setblocking(False)
+        task = self._loop.create_task(self._loop.connect_accepted_socket(self._make_connection, sock))
+        self._pending.add(task)
+        task.add_done_callback(functools.partial(self._accepted, sock))
 
     def _accepted(self, sock: socket.socket, task: asyncio.Task[Any]) -> None:
         self._pending.discard(task)

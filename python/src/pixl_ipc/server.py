@@ -452,9 +452,11 @@ class IPCServer:
         else:
             listener = bind_unix(self.socket_path, self._mode)
         try:
-            self._acceptor.start(listener.sock)
+            self._acceptor.start(listener.sock, listener.early)
         except BaseException:
             unlink_if_ours(listener)
+            for peer in listener.early:
+                peer.close()
             listener.sock.close()
             raise
         self._listener = listener
