@@ -453,6 +453,7 @@ class IPCServer:
             listener = bind_unix(self.socket_path, self._mode)
         try:
             self._acceptor.start(listener.sock, listener.early)
+            listener.early.clear()  # the acceptor's now
         except BaseException:
             unlink_if_ours(listener)
             for peer in listener.early:
