@@ -15,7 +15,7 @@ import stat
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import StartupError
 
@@ -46,14 +46,11 @@ class Listener:
         path: the filesystem path it is bound to.
         identity: ``(st_dev, st_ino)`` of the path right after bind, or None
             for an inherited socket, which this process must never remove.
-        early: connections accepted while checking that the path leads to
-            ``sock``, still to be served.
     """
 
     sock: socket.socket
     path: str
     identity: tuple[int, int] | None
-    early: list[socket.socket] = field(default_factory=list)
 
 
 def _probe(path: str) -> str:
@@ -198,7 +195,7 @@ def _listens_at(sock: socket.socket, path: str) -> tuple[bool, list[socket.socke
         sock.settimeout(None)
 
 
-def bind_unix(path: str, mode: int | None) -> Listener:
+def bind_unix(path: str, mode: int | None) -> tuple[Listener, list[socket.socket]]:
     """Bind and listen on ``path``, applying ``mode`` before listening (SEC-1).
 
     The mode is set on the bound socket's own inode, never through a link
@@ -211,7 +208,8 @@ def bind_unix(path: str, mode: int | None) -> Listener:
         mode: the permission bits for the socket file, or None to leave them.
 
     Returns:
-        The listener.
+        The listener, and the connections of peers that connected while it
+        was being checked, accepted already and still to be served.
 
     Raises:
         StartupError: the path is taken (a live server, something that is not
@@ -253,7 +251,7 @@ def bind_unix(path: str, mode: int | None) -> Listener:
         sock.close()
         raise
     sock.setblocking(False)
-    return Listener(sock, path, identity, early)
+    return Listener(sock, path, identity), early
 
 
 def raise_descriptor_limit(wanted: int) -> int:

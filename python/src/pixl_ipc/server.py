@@ -32,6 +32,7 @@ import math
 import os
 import re
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -443,6 +444,7 @@ class IPCServer:
         self._closed = asyncio.Event()
         fit_descriptor_limit(self._ctx.budget, self.max_connections)
         inherited = activated_socket()
+        early: list[socket.socket] = []
         if inherited is not None:
             name = inherited.getsockname()
             path = name if isinstance(name, str) and name else self.socket_path
@@ -450,13 +452,12 @@ class IPCServer:
             # It may have been set up with a smaller backlog (LIMIT-6).
             inherited.listen(LISTEN_BACKLOG)
         else:
-            listener = bind_unix(self.socket_path, self._mode)
+            listener, early = bind_unix(self.socket_path, self._mode)
         try:
-            self._acceptor.start(listener.sock, listener.early)
-            listener.early.clear()  # the acceptor's now
+            self._acceptor.start(listener.sock, early)
         except BaseException:
             unlink_if_ours(listener)
-            for peer in listener.early:
+            for peer in early:
                 peer.close()
             listener.sock.close()
             raise
