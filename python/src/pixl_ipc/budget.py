@@ -19,7 +19,7 @@ from collections.abc import Callable
 __all__ = ["DEFAULT_MAX_BUFFERED_BYTES", "DEFAULT_MAX_CONNECTIONS", "ServerBudget"]
 
 #: Connections served at once by default: Redis' ``maxclients`` default. An
-#: idle connection costs the server about 1.5 KiB, so 10,000 fit a small
+#: idle connection costs the server about 2 KiB, so 10,000 fit a small
 #: machine; the descriptor limit is raised to match at start.
 DEFAULT_MAX_CONNECTIONS = 10_000
 #: Bytes held for peers by default: two messages of the default 64 MiB limit
